@@ -1,0 +1,250 @@
+"""Acting on decisions: store recommendations and queue their actions in the same transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping as MappingType
+from dataclasses import replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, and_, select, update
+
+from bridge.decide import Decision, LatestRecommendation
+from bridge.facts import Facts
+from bridge.guards import window_options
+from bridge.mapping import model as m
+from bridge.mapping import templates
+from bridge.mapping.loader import MappingSet
+from bridge.outbox import NewAction, action_key, cancel_for_recommendation, enqueue, target_json
+from bridge.ports import ActionKind
+from bridge.records import Target
+from bridge.settings import Settings
+from bridge.store import schema as t
+from bridge.timing import next_send_time, zone
+
+MESSAGE_CHANNELS = ("message", "email")
+
+
+def message_context(
+    mapping: m.Mapping,
+    facts: Facts,
+    target: Target,
+    reason: str,
+    opened: datetime,
+    manager: Any = None,
+) -> dict[str, Any]:
+    person = facts.person
+    due = mapping.follow_up.due_in_days
+    return {
+        "person": {
+            "first_name": person.first_name,
+            "last_name": person.last_name,
+            "full_name": person.full_name,
+        },
+        "manager": {
+            "first_name": getattr(manager, "first_name", ""),
+            "last_name": getattr(manager, "last_name", ""),
+            "full_name": getattr(manager, "full_name", ""),
+        },
+        "learning": {
+            "name": target.name,
+            "url": target.url or "",
+            "kind": target.kind,
+            "shortname": target.name,
+        },
+        "mapping": {"id": mapping.id, "title": mapping.title},
+        "reason": reason,
+        "due_date": (opened + timedelta(days=due)).date().isoformat() if due else "",
+        "opened_on": opened.date().isoformat(),
+        "completed_on": "",
+    }
+
+
+def sending_slot(
+    schedule: m.Schedule, tz_name: str | None, settings: Settings, now: datetime
+) -> tuple[datetime, dict[str, Any]]:
+    """When a message may first go out, and the window the guards re-check whenever it is due."""
+    tz = zone(tz_name, settings.delivery.default_timezone)
+    start, end = schedule.window()
+    return next_send_time(now, schedule.days, start, end, tz), window_options(
+        schedule.days, schedule.hours, tz.key
+    )
+
+
+def recommend_actions(
+    mapping: m.Mapping,
+    decision: Decision,
+    facts: Facts,
+    recommendation_id: int,
+    episode: int,
+    settings: Settings,
+    now: datetime,
+) -> list[NewAction]:
+    """The actions a newly opened recommendation queues, one per target and channel."""
+    person = facts.person
+    reason = "; ".join(decision.facts)
+    send_at, window = sending_slot(mapping.schedule, person.timezone, settings, now)
+    actions: list[NewAction] = []
+    by_ref = {(tg.site, tg.item_id, tg.kind): tg for tg in decision.targets}
+    for rec in mapping.recommend:
+        target = next(
+            (tg for (site, _, kind), tg in by_ref.items() if site == rec.site and kind == rec.kind),
+            None,
+        )
+        if target is None:
+            continue
+        for channel in rec.channels:
+            kind = ActionKind(channel)
+            site = "email" if kind is ActionKind.EMAIL else target.site
+            account = facts.accounts.get(target.site)
+            state, why = "pending", None
+            if decision.holdout:
+                state, why = "suppressed", "measurement holdout: deliberately not contacted"
+            elif kind is ActionKind.EMAIL and not person.email:
+                state, why = "suppressed", "no work email in the HR record"
+            elif kind is not ActionKind.EMAIL and account is None:
+                state, why = (
+                    "suppressed",
+                    f"no account on site '{target.site}' is linked to this person",
+                )
+            elif kind is not ActionKind.EMAIL and account is not None and not account.usable:
+                state, why = (
+                    "suppressed",
+                    f"the account on site '{target.site}' is suspended or deleted",
+                )
+            subject = html = text = ""
+            if channel in MESSAGE_CHANNELS:
+                rendered = templates.render(
+                    templates.template_for(mapping, "recommend", person.locale),
+                    message_context(mapping, facts, target, reason, now),
+                )
+                subject, html, text = rendered.subject, rendered.html, rendered.text
+            actions.append(
+                NewAction(
+                    key=action_key(mapping.id, person.person_id, episode, "recommend", channel, target.key),
+                    purpose="recommend",
+                    kind=kind,
+                    site=site,
+                    due_at=send_at if channel in MESSAGE_CHANNELS else now,
+                    recommendation_id=recommendation_id,
+                    mapping_id=mapping.id,
+                    person_id=person.person_id,
+                    recipient_person_id=person.person_id,
+                    recipient_user_id=account.user_id if account else None,
+                    recipient_email=person.email,
+                    subject=subject,
+                    body_html=html,
+                    body_text=text,
+                    target=target,
+                    options=window if channel in MESSAGE_CHANNELS else None,
+                    state=state,
+                    reason=why,
+                )
+            )
+    return actions
+
+
+OpenTargets = dict[tuple[str, str], str]  # (person id, target key) -> mapping id that holds it
+
+
+class Actor:
+    """The ``persist`` step of :func:`bridge.decide.evaluate` for ``sync``."""
+
+    def __init__(self, mapping_set: MappingSet, settings: Settings) -> None:
+        self.mappings = {mp.id: mp for mp in mapping_set.mappings}
+        self.settings = settings
+        self.queued = 0
+
+    def __call__(
+        self,
+        conn: Connection,
+        decisions: list[Decision],
+        facts: MappingType[str, Facts],
+        latest: MappingType[tuple[str, str], LatestRecommendation],
+        now: datetime,
+    ) -> None:
+        r = t.recommendations
+        already = self._open_targets(conn, {d.person_id for d in decisions if d.outcome == "open"})
+        queued: list[NewAction] = []
+        opening = [d for d in decisions if d.outcome in ("open", "suppress")]
+        episodes = {}
+        for d in opening:
+            previous = latest.get((d.mapping_id, d.person_id))
+            episodes[(d.mapping_id, d.person_id)] = previous.episode + 1 if previous else 1
+        if opening:
+            ids = conn.execute(
+                r.insert().returning(r.c.id, sort_by_parameter_order=True),
+                [
+                    {
+                        "mapping_id": d.mapping_id,
+                        "person_id": d.person_id,
+                        "episode": episodes[(d.mapping_id, d.person_id)],
+                        "state": "open" if d.outcome == "open" else "suppressed",
+                        "holdout": d.holdout,
+                        "targets": [target_json(tg) for tg in d.targets],
+                        "explanation": {
+                            "reason": d.reason,
+                            "facts": list(d.facts),
+                            "audience": list(d.audience),
+                        },
+                        "opened_at": now,
+                    }
+                    for d in opening
+                ],
+            ).scalars()
+            for d, rec_id in zip(opening, ids, strict=True):
+                if d.outcome == "open":
+                    episode = episodes[(d.mapping_id, d.person_id)]
+                    actions = recommend_actions(
+                        self.mappings[d.mapping_id],
+                        d,
+                        facts[d.person_id],
+                        rec_id,
+                        episode,
+                        self.settings,
+                        now,
+                    )
+                    queued.extend(self._not_twice(a, already, d) for a in actions)
+        for d in decisions:
+            if d.outcome in ("close", "lapse"):
+                assert d.recommendation_id is not None
+                state = "closed" if d.outcome == "close" else "lapsed"
+                conn.execute(
+                    update(r)
+                    .where(r.c.id == d.recommendation_id)
+                    .values(state=state, closed_at=now, close_reason=d.reason, completed_at=d.completed_at)
+                )
+                cancel_for_recommendation(
+                    conn, d.recommendation_id, f"recommendation closed: {d.reason}", now
+                )
+        self.queued += enqueue(conn, queued, now)
+
+    @staticmethod
+    def _open_targets(conn: Connection, person_ids: set[str]) -> OpenTargets:
+        r = t.recommendations
+        found: OpenTargets = {}
+        if not person_ids:
+            return found
+        rows = conn.execute(
+            select(r.c.person_id, r.c.mapping_id, r.c.targets).where(
+                and_(r.c.state == "open", r.c.holdout.is_(False), r.c.person_id.in_(sorted(person_ids)))
+            )
+        )
+        for row in rows:
+            for target in row.targets:
+                found.setdefault(
+                    (row.person_id, f"{target['site']}:{target['kind']}:{target['item_id']}"), row.mapping_id
+                )
+        return found
+
+    @staticmethod
+    def _not_twice(action: NewAction, already: OpenTargets, decision: Decision) -> NewAction:
+        """One piece of learning is pushed to a person once, whichever mappings ask for it."""
+        if action.target is None or action.state != "pending":
+            return action
+        holder = already.setdefault((decision.person_id, action.target.key), decision.mapping_id)
+        if holder == decision.mapping_id:
+            return action
+        return replace(
+            action, state="suppressed", reason=f"already recommended to this person by mapping {holder}"
+        )

@@ -1,0 +1,269 @@
+"""Visibility and control of what is sent: why, outbox, preview, opt-outs, pause/resume."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from sqlalchemy import and_, delete, or_, select, update
+
+from bridge import clock
+from bridge.act import message_context
+from bridge.cli.common import app, console, state
+from bridge.cli.mappings import load_mappings
+from bridge.cli.output import Format, emit
+from bridge.errors import BridgeError
+from bridge.facts import iter_facts, person_id_of
+from bridge.guards import set_paused
+from bridge.mapping import templates
+from bridge.mapping.context import build_context
+from bridge.mapping.model import MessageKind
+from bridge.store import schema as t
+from bridge.store.ingest import upsert_statement
+
+STATES = ("pending", "sending", "sent", "dead", "suppressed", "cancelled")
+
+
+@app.command()
+def why(
+    ctx: typer.Context,
+    person: Annotated[str, typer.Argument(help="HR id or employee number.")],
+    fmt: Annotated[Format, typer.Option("--format", help="table, json or csv.")] = Format.table,
+) -> None:
+    """Every recommendation, action and follow-up for one person, with its state and the reason."""
+    engine = state(ctx).engine()
+    r, a = t.recommendations, t.actions
+    with engine.connect() as conn:
+        person_id = person_id_of(conn, person)
+        recs = list(conn.execute(select(r).where(r.c.person_id == person_id).order_by(r.c.opened_at, r.c.id)))
+        actions = list(
+            conn.execute(
+                select(a)
+                .where(or_(a.c.person_id == person_id, a.c.recipient_person_id == person_id))
+                .order_by(a.c.created_at, a.c.id)
+            )
+        )
+    emit(
+        "Recommendations",
+        ["Mapping", "Episode", "State", "Opened", "Closed", "Why"],
+        [
+            (
+                rec.mapping_id,
+                rec.episode,
+                rec.state + (" (holdout)" if rec.holdout else ""),
+                f"{rec.opened_at:%Y-%m-%d %H:%M}",
+                f"{rec.closed_at:%Y-%m-%d %H:%M}" if rec.closed_at else "",
+                "; ".join(rec.explanation.get("facts", []))
+                + (f" | closed: {rec.close_reason}" if rec.close_reason else ""),
+            )
+            for rec in recs
+        ],
+        fmt,
+    )
+    emit(
+        "Actions",
+        ["ID", "Purpose", "Kind", "Site", "State", "Due / sent", "Attempts", "Reason"],
+        [
+            (
+                act.id,
+                act.purpose,
+                act.kind,
+                act.site,
+                act.state,
+                f"{(act.sent_at or act.due_at):%Y-%m-%d %H:%M} UTC",
+                act.attempts,
+                act.last_error or "",
+            )
+            for act in actions
+        ],
+        fmt,
+    )
+
+
+outbox_app = typer.Typer(help="Inspect and manage the outbox.", invoke_without_command=True)
+app.add_typer(outbox_app, name="outbox")
+
+
+@outbox_app.callback()
+def outbox_list(
+    ctx: typer.Context,
+    state_: Annotated[
+        str | None, typer.Option("--state", help=f"Only this state: {', '.join(STATES)}.")
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", help="Most rows to show.")] = 50,
+    fmt: Annotated[Format, typer.Option("--format", help="table, json or csv.")] = Format.table,
+) -> None:
+    """The queue, newest first (or one state of it)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if state_ is not None and state_ not in STATES:
+        raise BridgeError(f"--state must be one of {', '.join(STATES)}")
+    engine = state(ctx).engine()
+    a = t.actions
+    query = select(a).order_by(a.c.id.desc()).limit(limit)
+    if state_ is not None:
+        query = query.where(a.c.state == state_)
+    with engine.connect() as conn:
+        actions = list(conn.execute(query))
+    emit(
+        "Outbox",
+        ["ID", "Person", "Mapping", "Purpose", "Kind", "Site", "State", "Due", "Attempts", "Reason"],
+        [
+            (
+                x.id,
+                x.person_id,
+                x.mapping_id,
+                x.purpose,
+                x.kind,
+                x.site,
+                x.state,
+                f"{x.due_at:%Y-%m-%d %H:%M}",
+                x.attempts,
+                x.last_error or "",
+            )
+            for x in actions
+        ],
+        fmt,
+    )
+
+
+@outbox_app.command("retry")
+def outbox_retry(
+    ctx: typer.Context,
+    action_ids: Annotated[list[int], typer.Argument(help="Action ids (from `lmsbridge outbox`).")],
+) -> None:
+    """Queue dead (or cancelled) actions again after fixing the cause."""
+    engine = state(ctx).engine()
+    a = t.actions
+    now = clock.now()
+    with engine.begin() as conn:
+        result = conn.execute(
+            update(a)
+            .where(and_(a.c.id.in_(action_ids), a.c.state.in_(("dead", "cancelled", "suppressed"))))
+            .values(
+                state="pending",
+                attempts=0,
+                due_at=now,
+                last_error="retried by an administrator",
+                updated_at=now,
+            )
+        )
+    console.print(f"{result.rowcount} action(s) queued again; the next delivery run sends them")
+
+
+@app.command()
+def preview(
+    ctx: typer.Context,
+    mapping_id: Annotated[str, typer.Argument(help="Mapping id.")],
+    person: Annotated[str, typer.Option("--person", help="HR id or employee number to render for.")],
+    kind: Annotated[
+        str, typer.Option("--kind", help="recommend, reminder, escalation, reinforcement or observe.")
+    ] = "recommend",
+    mappings: Annotated[Path | None, typer.Option("--mappings", help="Mappings directory.")] = None,
+) -> None:
+    """Render a mapping's message for one person, exactly as it would be sent."""
+    st = state(ctx)
+    settings = st.settings
+    mapping_set = load_mappings(settings, mappings)
+    mapping = mapping_set.get(mapping_id)
+    if mapping is None:
+        raise BridgeError(f"no mapping with id '{mapping_id}'")
+    if kind not in templates.DEFAULTS:
+        raise BridgeError(f"--kind must be one of {', '.join(templates.DEFAULTS)}")
+    engine = st.engine()
+    now = clock.now()
+    with engine.connect() as conn:
+        person_id = person_id_of(conn, person)
+        context = build_context(conn, [mapping], settings, now)
+        (facts,) = iter_facts(conn, [person_id])
+        manager = (
+            next(iter(iter_facts(conn, [facts.person.manager_id]))).person
+            if facts.person.manager_id
+            else None
+        )
+    rec = mapping.recommend[0]
+    target = (
+        context.competency(rec.site, rec.ref)
+        if rec.kind == "competency"
+        else context.target(rec.site, rec.kind, rec.ref)
+    )
+    if target is None:
+        raise BridgeError(
+            f"{rec.kind} '{rec.ref}' is not known on site '{rec.site}' yet (run `lmsbridge sync` first)"
+        )
+    values = message_context(mapping, facts, target, "(the facts that triggered it)", now, manager)
+    values["completed_on"] = now.date().isoformat()
+    message_kind: MessageKind = kind  # type: ignore[assignment]
+    rendered = templates.render(templates.template_for(mapping, message_kind, facts.person.locale), values)
+    console.print(f"[bold]Subject:[/] {rendered.subject}", highlight=False)
+    console.print(rendered.text, highlight=False, markup=False)
+    console.print("\n[dim]HTML:[/]")
+    console.print(rendered.html, highlight=False, markup=False)
+
+
+optout_app = typer.Typer(
+    help="People who must not be contacted (by every mapping, or one).", no_args_is_help=True
+)
+app.add_typer(optout_app, name="optout")
+
+
+@optout_app.command("add")
+def optout_add(
+    ctx: typer.Context,
+    person: Annotated[str, typer.Argument(help="HR id or employee number.")],
+    mapping: Annotated[str, typer.Option("--mapping", help="Only this mapping (default: all).")] = "*",
+    reason: Annotated[str, typer.Option("--reason")] = "",
+) -> None:
+    engine = state(ctx).engine()
+    with engine.begin() as conn:
+        person_id = person_id_of(conn, person)
+        stmt = upsert_statement(
+            conn, t.opt_outs, ["person_id", "mapping_id"], ["person_id", "mapping_id", "reason"]
+        )
+        conn.execute(
+            stmt, {"person_id": person_id, "mapping_id": mapping, "reason": reason, "created_at": clock.now()}
+        )
+    console.print(f"{person_id} opted out of {'every mapping' if mapping == '*' else mapping}")
+
+
+@optout_app.command("remove")
+def optout_remove(
+    ctx: typer.Context,
+    person: Annotated[str, typer.Argument(help="HR id or employee number.")],
+    mapping: Annotated[str, typer.Option("--mapping")] = "*",
+) -> None:
+    engine = state(ctx).engine()
+    o = t.opt_outs
+    with engine.begin() as conn:
+        person_id = person_id_of(conn, person)
+        conn.execute(delete(o).where(and_(o.c.person_id == person_id, o.c.mapping_id == mapping)))
+    console.print(f"{person_id} may be contacted again by {'every mapping' if mapping == '*' else mapping}")
+
+
+@optout_app.command("list")
+def optout_list(ctx: typer.Context) -> None:
+    engine = state(ctx).engine()
+    with engine.connect() as conn:
+        found = list(conn.execute(select(t.opt_outs).order_by(t.opt_outs.c.person_id)))
+    emit(
+        "Opt-outs",
+        ["Person", "Mapping", "Reason", "Since"],
+        [(o.person_id, o.mapping_id, o.reason, f"{o.created_at:%Y-%m-%d}") for o in found],
+    )
+
+
+@app.command()
+def pause(ctx: typer.Context) -> None:
+    """Kill switch: stop all delivery at once (every replica) until `lmsbridge resume`."""
+    with state(ctx).engine().begin() as conn:
+        set_paused(conn, True, clock.now())
+    console.print("delivery paused: nothing will be sent until `lmsbridge resume`")
+
+
+@app.command()
+def resume(ctx: typer.Context) -> None:
+    """Lift the kill switch."""
+    with state(ctx).engine().begin() as conn:
+        set_paused(conn, False, clock.now())
+    console.print("delivery resumed")

@@ -1,0 +1,239 @@
+"""``lmsbridge run``: the long-running service.
+
+APScheduler 3 runs one job per stage — a pull job per source, decide (with follow-up), deliver —
+on intervals or cron expressions from the configuration, each coalesced and never overlapping
+itself. A reload job watches the mappings directory.
+
+Signals: SIGTERM/SIGINT stop new work, let the work in flight finish (delivery stops between
+batches, so the batch being sent completes and is recorded), release locks and exit 0 within
+``daemon.grace_seconds``. SIGHUP reloads the mappings now. A mapping set that does not validate
+is rejected with a log line and the last good set stays active.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+from functools import partial
+from types import FrameType
+from typing import Any
+
+from apscheduler.events import EVENT_JOB_MISSED, JobExecutionEvent
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+from sqlalchemy import Engine
+
+from bridge import clock, health, registry
+from bridge.cycle import decide_stage, deliver_stage, ordered_sources, pull_source
+from bridge.delivery import worker_id
+from bridge.errors import BridgeError, MappingError
+from bridge.locks import single_process
+from bridge.log import get_logger, redact_text
+from bridge.mapping.loader import MappingSet, load_dir
+from bridge.ops import OpsServer
+from bridge.settings import Settings
+from bridge.store import schema as t
+from bridge.store.ingest import upsert_statement
+
+log = get_logger(__name__)
+
+
+def trigger(every_seconds: float, cron: str | None) -> IntervalTrigger | CronTrigger:
+    if cron:
+        try:
+            return CronTrigger.from_crontab(cron, timezone=UTC)
+        except ValueError as exc:
+            raise BridgeError(f"invalid cron expression {cron!r}: {exc}") from None
+    return IntervalTrigger(seconds=every_seconds, timezone=UTC)
+
+
+class Daemon:
+    def __init__(self, settings: Settings, engine: Engine, mapping_set: MappingSet) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.mapping_set = mapping_set
+        self.mappings_dir = settings.resolve(settings.mappings.dir)
+        self.stopping = threading.Event()
+        self.reload_requested = threading.Event()
+        self.sources = {s.name: s for s in ordered_sources(settings)}
+        self.sinks = registry.sinks(settings)
+        self.worker = worker_id()
+        self.scheduler = BackgroundScheduler(
+            executors={"default": ThreadPoolExecutor(settings.daemon.workers)},
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 120},
+            timezone=UTC,
+        )
+        token = settings.daemon.token.get_secret_value() if settings.daemon.token else None
+        self.ops = OpsServer(engine, settings.daemon.listen, token, lambda: list(self.sources))
+
+    # ------------------------------------------------------------------ jobs
+
+    def _job(self, name: str, work: Callable[[], Any]) -> Callable[[], None]:
+        def run() -> None:
+            if self.stopping.is_set():
+                return
+            self._record(name, started=clock.now())
+            status = "ok"
+            try:
+                work()
+            except BridgeError as exc:
+                status = "error"
+                log.error("job failed", job=name, error=redact_text(str(exc)))
+                health.record_failure(self.engine, name, redact_text(str(exc)), clock.now())
+            except Exception:
+                status = "error"
+                log.exception("job crashed", job=name)
+                health.record_failure(self.engine, name, "unexpected error (see the log)", clock.now())
+            self._record(name, finished=clock.now(), status=status)
+
+        return run
+
+    def _record(
+        self,
+        job: str,
+        started: datetime | None = None,
+        finished: datetime | None = None,
+        status: str | None = None,
+    ) -> None:
+        values: dict[str, Any] = {"job": job, "worker": self.worker, "updated_at": clock.now()}
+        if started:
+            values["last_started_at"] = started
+        if finished:
+            values["last_finished_at"] = finished
+            values["last_status"] = status
+        scheduled = self.scheduler.get_job(job)
+        if scheduled is not None and scheduled.next_run_time is not None:
+            values["next_run_at"] = scheduled.next_run_time.astimezone(UTC)
+        with self.engine.begin() as conn:
+            stmt = upsert_statement(conn, t.job_runs, ["job"], list(values))
+            conn.execute(stmt, values)
+
+    def _pull(self, name: str) -> None:
+        report = pull_source(self.engine, self.settings, self.mapping_set, self.sources[name])
+        log.info(
+            "pulled",
+            source=name,
+            changed=report.result.changed,
+            rejected=report.result.rejected,
+            skipped=report.skipped,
+            error=report.error,
+        )
+
+    def _decide(self) -> None:
+        stage = decide_stage(self.engine, self.settings, self.mapping_set)
+        if stage.decisions is not None:
+            log.info(
+                "decided",
+                evaluated=stage.decisions.evaluated,
+                decisions=len(stage.decisions.decisions),
+                queued=stage.queued,
+            )
+
+    def _deliver(self) -> None:
+        report = deliver_stage(self.engine, self.settings, self.sinks, stop=self.stopping.is_set)
+        if report.states or report.errors:
+            log.info("delivered", states=dict(report.states), errors=report.errors)
+
+    def reload(self) -> bool:
+        """Load the mappings again; keep the current set if the new one is invalid."""
+        try:
+            candidate = load_dir(self.mappings_dir)
+        except MappingError as exc:
+            log.error("mappings rejected; keeping the last good set", problems=exc.problems)
+            return False
+        if candidate.fingerprints() != self.mapping_set.fingerprints():
+            self.mapping_set = candidate
+            log.info("mappings reloaded", mappings=sorted(candidate.fingerprints()))
+        return True
+
+    def _watch(self) -> None:
+        if self.reload_requested.is_set():
+            self.reload_requested.clear()
+            self.reload()
+            return
+        try:
+            current = load_dir(self.mappings_dir).fingerprints()
+        except MappingError:
+            current = None
+        if current != self.mapping_set.fingerprints():
+            self.reload()
+
+    def schedule(self) -> None:
+        d = self.settings.daemon
+        now = datetime.now(UTC)
+        for name in self.sources:
+            entry = self.settings.feeds.get(name) or self.settings.sites[name]
+            every = entry.poll_every_seconds or d.pull_every_seconds
+            self.scheduler.add_job(
+                self._job(f"pull:{name}", partial(self._pull, name)),
+                trigger(every, entry.poll_cron),
+                id=f"pull:{name}",
+                next_run_time=now,
+            )
+        self.scheduler.add_job(
+            self._job("decide", self._decide),
+            trigger(d.decide_every_seconds, d.decide_cron),
+            id="decide",
+            next_run_time=now,
+        )
+        self.scheduler.add_job(
+            self._job("deliver", self._deliver),
+            trigger(d.deliver_every_seconds, d.deliver_cron),
+            id="deliver",
+            next_run_time=now,
+        )
+        self.scheduler.add_job(
+            self._watch, IntervalTrigger(seconds=d.reload_check_seconds, timezone=UTC), id="reload"
+        )
+        self.scheduler.add_listener(self._missed, EVENT_JOB_MISSED)
+
+    @staticmethod
+    def _missed(event: JobExecutionEvent) -> None:
+        log.warning("job run missed (the previous run took longer than its interval)", job=event.job_id)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def _signal(self, signum: int, _frame: FrameType | None) -> None:
+        if signum == signal.SIGHUP:
+            self.reload_requested.set()
+            self.scheduler.modify_job("reload", next_run_time=datetime.now(UTC))
+        else:
+            self.stopping.set()
+
+    def run(self) -> int:
+        with single_process(self.engine):
+            return self._run()
+
+    def _run(self) -> int:
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(signum, self._signal)
+        self.ops.start()
+        self.schedule()
+        self.scheduler.start()
+        log.info(
+            "lmsbridge running",
+            sources=list(self.sources),
+            worker=self.worker,
+            listen=f"{self.ops.host}:{self.ops.port}",
+        )
+        while not self.stopping.wait(0.5):
+            pass
+        return self.shutdown()
+
+    def shutdown(self) -> int:
+        log.info("stopping: finishing the work in flight", grace_seconds=self.settings.daemon.grace_seconds)
+        self.scheduler.pause()
+        finished = threading.Thread(target=self.scheduler.shutdown, kwargs={"wait": True}, daemon=True)
+        finished.start()
+        finished.join(self.settings.daemon.grace_seconds)
+        self.ops.stop()
+        if finished.is_alive():
+            log.error("work still running after the grace period; it will be reconciled at the next start")
+            return 1
+        self.engine.dispose()
+        log.info("stopped cleanly")
+        return 0

@@ -1,0 +1,203 @@
+"""Delivering the outbox: claim due actions, send them through the sinks, record each outcome.
+
+An action whose outcome is unknown (a worker died between claiming and recording) is first
+reconciled against the outside system: if the LMS shows it happened it is marked sent, otherwise
+it goes back to the queue. So a crash at any point neither loses nor duplicates an action.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections import Counter, defaultdict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Engine
+
+from bridge import clock, guards, outbox
+from bridge.errors import BridgeError, Remedy
+from bridge.log import get_logger, redact_text
+from bridge.ports import DeliveryOutcome, OutcomeStatus, Sink
+from bridge.settings import Settings
+
+log = get_logger(__name__)
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass
+class DeliveryReport:
+    states: Counter[str] = field(default_factory=Counter)
+    reconciled: int = 0
+    paused: bool = False
+    errors: list[str] = field(default_factory=list)
+    delivered: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _policy(settings: Settings) -> outbox.RetryPolicy:
+    d = settings.delivery
+    return outbox.RetryPolicy(d.max_attempts, d.backoff_base_seconds, d.backoff_max_seconds)
+
+
+def reconcile(engine: Engine, sinks: Mapping[str, Sink], settings: Settings, report: DeliveryReport) -> None:
+    now = clock.now()
+    # One SQLite file has one worker: anything in `sending` when delivery starts is orphaned.
+    lease = (
+        timedelta(0)
+        if engine.dialect.name == "sqlite"
+        else timedelta(seconds=settings.delivery.lease_seconds)
+    )
+    with engine.begin() as conn:
+        for row in outbox.stale_sending(conn, now - lease + timedelta(microseconds=1)):
+            sink = sinks.get(row.site)
+            if sink is None:
+                continue
+            try:
+                found = sink.reconcile(outbox.to_outgoing(row))
+            except BridgeError as exc:
+                report.errors.append(f"reconcile {row.key}: {exc}")
+                continue
+            if found is not None and found.status is OutcomeStatus.SENT:
+                outbox.record(conn, row, found, now, _policy(settings))
+                report.states["sent"] += 1
+            else:
+                outbox.release(
+                    conn,
+                    row,
+                    "outcome unknown after a crash; not found on the site, sending again",
+                    now,
+                    now,
+                )
+            report.reconciled += 1
+            log.info("reconciled", key=row.key, found=found is not None)
+
+
+def deliver(
+    engine: Engine,
+    sinks: Mapping[str, Sink],
+    settings: Settings,
+    *,
+    worker: str | None = None,
+    stop: Callable[[], bool] = lambda: False,
+) -> DeliveryReport:
+    """Send every due action; returns what happened. ``stop`` is checked between batches."""
+    worker = worker or worker_id()
+    report = DeliveryReport()
+    with engine.connect() as conn:
+        if guards.paused(conn, settings):
+            report.paused = True
+            return report
+    reconcile(engine, sinks, settings, report)
+    failed_sites: set[str] = set()
+    while not stop():
+        now = clock.now()
+        with engine.begin() as conn:
+            claimed = outbox.claim(conn, worker, now, settings.delivery.batch_size)
+            to_send = _apply_guards(conn, claimed, settings, now, report)
+        if not claimed:
+            break
+        by_site: dict[str, list[Any]] = defaultdict(list)
+        for row in to_send:
+            by_site[row.site].append(row)
+        for site, rows in by_site.items():
+            _send_site(engine, sinks.get(site), site, rows, settings, report, failed_sites)
+        if failed_sites and all(row.site in failed_sites for row in claimed):
+            break
+    return report
+
+
+def _apply_guards(
+    conn: Connection, claimed: list[Any], settings: Settings, now: datetime, report: DeliveryReport
+) -> list[Any]:
+    """Hold back what must not go out now; return the rows to send."""
+    to_send = []
+    for verdict in guards.screen(conn, claimed, settings, now):
+        row = verdict.row
+        if verdict.state == "send":
+            to_send.append(row)
+        elif verdict.state == "deferred":
+            assert verdict.until is not None
+            outbox.release(conn, row, f"deferred: {verdict.reason}", verdict.until, now)
+            report.states["deferred"] += 1
+        else:
+            outbox.finish(conn, row, verdict.state, verdict.reason or "", now)
+            report.states[verdict.state] += 1
+    return to_send
+
+
+def _send_site(
+    engine: Engine,
+    sink: Sink | None,
+    site: str,
+    rows: list[Any],
+    settings: Settings,
+    report: DeliveryReport,
+    failed_sites: set[str],
+) -> None:
+    now = clock.now()
+    if site in failed_sites or sink is None:
+        error = f"site '{site}' is not configured" if sink is None else f"site '{site}' is failing this run"
+        with engine.begin() as conn:
+            for row in rows:
+                if sink is None:
+                    outbox.record(
+                        conn,
+                        row,
+                        DeliveryOutcome(row.key, OutcomeStatus.DEAD, error=error),
+                        now,
+                        _policy(settings),
+                    )
+                    report.states["dead"] += 1
+                else:
+                    outbox.release(
+                        conn,
+                        row,
+                        error,
+                        now + timedelta(seconds=settings.delivery.backoff_base_seconds),
+                        now,
+                    )
+        return
+    try:
+        outcomes = sink.deliver([outbox.to_outgoing(r) for r in rows])
+    except BridgeError as exc:
+        failed_sites.add(site)
+        message = redact_text(str(exc))
+        report.errors.append(message)
+        log.error("delivery failed", site=site, error=message)
+        later = now + timedelta(seconds=settings.delivery.backoff_base_seconds)
+        with engine.begin() as conn:
+            for row in rows:
+                if exc.remedy is Remedy.FIX_CONFIG:
+                    outbox.release(conn, row, message, later, now)
+                else:
+                    outbox.record(
+                        conn,
+                        row,
+                        DeliveryOutcome(row.key, OutcomeStatus.RETRY, error=message),
+                        now,
+                        _policy(settings),
+                    )
+        return
+    by_key = {o.key: o for o in outcomes}
+    with engine.begin() as conn:
+        for row in rows:
+            outcome = by_key.get(row.key) or DeliveryOutcome(
+                row.key, OutcomeStatus.RETRY, error="no outcome returned"
+            )
+            state = outbox.record(conn, row, outcome, now, _policy(settings))
+            report.states[state] += 1
+            report.delivered.append(
+                {
+                    "key": row.key,
+                    "person_id": row.person_id,
+                    "kind": row.kind,
+                    "site": site,
+                    "state": state,
+                    "error": outcome.error,
+                }
+            )

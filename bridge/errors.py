@@ -1,0 +1,47 @@
+"""Errors that reach the user as one readable line.
+
+Every error the command line can show derives from :class:`BridgeError`; the CLI prints
+``str(error)`` and exits non-zero instead of a traceback. Connector errors say what the
+bridge should do about them through :class:`Remedy`, so the bridge can retry, stop, or skip
+one item without knowing any wire format.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Remedy(StrEnum):
+    RETRY = "retry"  # transient: try again later with backoff
+    FIX_CONFIG = "fix_config"  # nothing will work until an administrator changes something
+    SKIP_ITEM = "skip_item"  # this one learner/item cannot be done; the rest can
+
+
+class BridgeError(Exception):
+    """An error with a message meant for a person, not a developer."""
+
+    remedy: Remedy = Remedy.FIX_CONFIG
+
+
+class ConfigError(BridgeError):
+    """The configuration file or environment is wrong. Names the file and key."""
+
+
+class MappingError(BridgeError):
+    """A mapping file is invalid. Carries every problem found, each naming file, line and field."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+class SourceError(BridgeError):
+    """A source (LMS site or HR feed) could not be read."""
+
+    def __init__(self, message: str, remedy: Remedy = Remedy.RETRY) -> None:
+        super().__init__(message)
+        self.remedy = remedy
+
+
+class StoreError(BridgeError):
+    """The state database is unreachable or not at the expected schema version."""

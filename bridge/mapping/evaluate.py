@@ -1,0 +1,377 @@
+"""Pure evaluation of audiences and triggers against one person's facts.
+
+Every check returns a :class:`Verdict`: whether it holds and the facts, in plain words, that
+decided it ("csat 3.6 < target 4.2 in 2026-10"). Nothing here touches the database, so the
+same facts always give the same answer, whatever the order of evaluation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from collections.abc import Mapping as MappingType
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+from bridge.facts import Facts, Point
+from bridge.mapping import model as m
+from bridge.mapping.peers import PeerRanks
+from bridge.records import Target
+from bridge.settings import MetricSettings
+
+
+@dataclass(frozen=True)
+class Verdict:
+    ok: bool
+    facts: tuple[str, ...] = ()
+
+    @staticmethod
+    def of(ok: bool, *facts: str) -> Verdict:
+        return Verdict(ok, tuple(facts))
+
+
+@dataclass
+class EvalContext:
+    now: datetime
+    metrics: MappingType[str, MetricSettings] = field(default_factory=dict)
+    targets: MappingType[tuple[str, str, str], Target | None] = field(default_factory=dict)
+    competencies: MappingType[tuple[str, str], Target | None] = field(default_factory=dict)
+    peers: PeerRanks = field(default_factory=PeerRanks)
+    employee_numbers: MappingType[str, str] = field(default_factory=dict)  # employee number -> person id
+
+    @property
+    def today(self) -> date:
+        return self.now.date()
+
+    def target(self, site: str, kind: str, ref: str) -> Target | None:
+        return self.targets.get((site, kind, ref))
+
+    def competency(self, site: str, ref: str) -> Target | None:
+        return self.competencies.get((site, ref))
+
+
+def fmt(value: float) -> str:
+    return f"{value:.2f}".rstrip("0").rstrip(".") if value != int(value) else str(int(value))
+
+
+def period_label(point: Point) -> str:
+    start, end = point.period_start, point.period_end
+    if start.day == 1 and (end - start).days in range(27, 31) and end.month == start.month:
+        return start.strftime("%Y-%m")
+    return f"{start.isoformat()}..{end.isoformat()}"
+
+
+# --------------------------------------------------------------------------- audience
+
+
+def _matches_unit(value: str | None, wanted: list[str]) -> str | None:
+    if not value:
+        return None
+    folded = value.casefold()
+    for unit in wanted:
+        u = unit.casefold()
+        if folded == u or folded.startswith(u + "/") or folded.startswith(u + " > "):
+            return unit
+    return None
+
+
+def _equals(value: str | None, wanted: list[str]) -> str | None:
+    if not value:
+        return None
+    folded = value.casefold()
+    return next((w for w in wanted if w.casefold() == folded), None)
+
+
+def audience(aud: m.Audience, facts: Facts, ctx: EvalContext, explain: bool = True) -> Verdict:
+    """Whether the person is in the audience; with ``explain``, the facts that decided it.
+
+    Without ``explain`` no text is built: the engine's fast path asks this first for every
+    person and mapping, and most answers are "no".
+    """
+    person = facts.person
+    checks: list[tuple[bool, Callable[[], tuple[str, ...]]]] = []
+    if aud.department is not None:
+        hit = _matches_unit(person.department, aud.department) is not None
+        listed = ", ".join(aud.department)
+        checks.append(
+            (
+                hit,
+                lambda: (
+                    f"department {person.department or 'unknown'}" + ("" if hit else f" not in {listed}"),
+                ),
+            )
+        )
+    if aud.job_title is not None:
+        title_hit = _equals(person.job_title, aud.job_title) is not None
+        checks.append(
+            (
+                title_hit,
+                lambda: (
+                    f"job title {person.job_title or 'unknown'}" + ("" if title_hit else " not listed"),
+                ),
+            )
+        )
+    if aud.location is not None:
+        place_hit = _equals(person.location, aud.location) is not None
+        checks.append(
+            (
+                place_hit,
+                lambda: (f"location {person.location or 'unknown'}" + ("" if place_hit else " not listed"),),
+            )
+        )
+    if aud.manager is not None:
+        managed = person.manager_id in {ctx.employee_numbers.get(ref, ref) for ref in aud.manager}
+        checks.append(
+            (
+                managed,
+                lambda: (f"manager {person.manager_id or 'none'}" + ("" if managed else " not listed"),),
+            )
+        )
+    if aud.people is not None:
+        named = person.person_id in aud.people or (person.employee_number or "") in aud.people
+        checks.append((named, lambda: ("listed by name" if named else "not listed",)))
+    if aud.started_within_days is not None or aud.started_more_than_days_ago is not None:
+        tenure = _tenure(aud, person.start_date, ctx.today)
+        checks.append((tenure.ok, lambda: tenure.facts))
+    for sub in aud.all or []:
+        inner = audience(sub, facts, ctx, explain)
+        checks.append((inner.ok, lambda inner=inner: inner.facts))  # type: ignore[misc]
+    if aud.any is not None:
+        branches = [audience(sub, facts, ctx, explain) for sub in aud.any]
+        hits = [b for b in branches if b.ok]
+        checks.append((bool(hits), lambda: tuple(f for b in (hits or branches) for f in b.facts)))
+    if aud.not_ is not None:
+        negated = audience(aud.not_, facts, ctx, explain)
+        checks.append((not negated.ok, lambda: tuple(f"not ({f})" for f in negated.facts)))
+    if not checks:
+        return Verdict.of(True, "everyone")
+    failed = [facts_of for ok, facts_of in checks if not ok]
+    if not explain:
+        return Verdict(not failed)
+    chosen = failed or [facts_of for _, facts_of in checks]
+    return Verdict(not failed, tuple(f for facts_of in chosen for f in facts_of()))
+
+
+def _tenure(aud: m.Audience, start: date | None, today: date) -> Verdict:
+    if start is None:
+        return Verdict.of(False, "start date unknown")
+    days = (today - start).days
+    ok = True
+    if aud.started_within_days is not None:
+        ok &= days <= aud.started_within_days
+    if aud.started_more_than_days_ago is not None:
+        ok &= days > aud.started_more_than_days_ago
+    return Verdict.of(ok, f"started {start.isoformat()} ({days} days ago)")
+
+
+def _all(checks: list[Verdict]) -> Verdict:
+    failed = [c for c in checks if not c.ok]
+    chosen = failed or checks
+    return Verdict(not failed, tuple(f for c in chosen for f in c.facts))
+
+
+# --------------------------------------------------------------------------- triggers
+
+
+def trigger(node: m.Trigger, facts: Facts, ctx: EvalContext) -> Verdict:
+    if node.kpi is not None:
+        return kpi_threshold(node.kpi, facts, ctx)
+    if node.kpi_trend is not None:
+        return kpi_trend(node.kpi_trend, facts)
+    if node.kpi_percentile is not None:
+        return kpi_percentile(node.kpi_percentile, facts, ctx)
+    if node.review_rating is not None:
+        return review_rating(node.review_rating, facts)
+    if node.competency is not None:
+        return competency(node.competency, facts, ctx)
+    if node.completion_older_than is not None:
+        return completion_older_than(node.completion_older_than, facts, ctx)
+    if node.completion_missing is not None:
+        return completion_missing(node.completion_missing, facts, ctx)
+    if node.all is not None:
+        return _all([trigger(sub, facts, ctx) for sub in node.all])
+    if node.any is not None:
+        branches = [trigger(sub, facts, ctx) for sub in node.any]
+        hits = [b for b in branches if b.ok]
+        return Verdict(bool(hits), tuple(f for b in (hits or branches) for f in b.facts))
+    if node.not_ is not None:
+        inner = trigger(node.not_, facts, ctx)
+        return Verdict(not inner.ok, tuple(f"not ({f})" for f in inner.facts))
+    raise AssertionError("a validated trigger has exactly one kind")
+
+
+def kpi_threshold(rule: m.KpiThreshold, facts: Facts, ctx: EvalContext) -> Verdict:
+    series = facts.kpis.get(rule.metric)
+    if not series:
+        return Verdict.of(False, f"no {rule.metric} data")
+    window = series[-rule.periods :]
+    value = sum(p.value for p in window) / len(window)
+    bound = rule.below if rule.below is not None else rule.above
+    settings = ctx.metrics.get(rule.metric)
+    if bound == "target":
+        if settings is None or settings.target is None:
+            return Verdict.of(False, f"{rule.metric} has no target configured")
+        limit, limit_name = settings.target, f"target {fmt(settings.target)}"
+    else:
+        assert isinstance(bound, float | int)
+        limit, limit_name = float(bound), fmt(float(bound))
+    what = (
+        f"{rule.metric} {fmt(value)}"
+        if rule.periods == 1
+        else f"{rule.metric} average {fmt(value)} over {len(window)} periods"
+    )
+    when = f"in {period_label(window[-1])}" if rule.periods == 1 else f"to {period_label(window[-1])}"
+    if rule.below is not None:
+        ok = value < limit
+        return Verdict.of(ok, f"{what} {'<' if ok else '>='} {limit_name} {when}")
+    ok = value > limit
+    return Verdict.of(ok, f"{what} {'>' if ok else '<='} {limit_name} {when}")
+
+
+def kpi_trend(rule: m.KpiTrend, facts: Facts) -> Verdict:
+    series = facts.kpis.get(rule.metric) or []
+    if len(series) <= rule.periods:
+        return Verdict.of(False, f"{rule.metric}: fewer than {rule.periods + 1} periods of data")
+    old, new = series[-1 - rule.periods], series[-1]
+    change = new.value - old.value
+    percent = (change / abs(old.value) * 100) if old.value else None
+    span = f"from {fmt(old.value)} in {period_label(old)} to {fmt(new.value)} in {period_label(new)}"
+    if rule.fell_by is not None:
+        ok = -change >= rule.fell_by
+        return Verdict.of(
+            ok,
+            f"{rule.metric} fell by {fmt(-change)} {span}"
+            if change < 0
+            else f"{rule.metric} did not fall ({span})",
+        )
+    if rule.rose_by is not None:
+        ok = change >= rule.rose_by
+        return Verdict.of(
+            ok,
+            f"{rule.metric} rose by {fmt(change)} {span}"
+            if change > 0
+            else f"{rule.metric} did not rise ({span})",
+        )
+    if percent is None:
+        return Verdict.of(
+            False, f"{rule.metric} was 0 in {period_label(old)}; a percentage change is undefined"
+        )
+    if rule.fell_by_percent is not None:
+        ok = -percent >= rule.fell_by_percent
+        return Verdict.of(
+            ok,
+            f"{rule.metric} fell {fmt(-percent)}% {span}"
+            if percent < 0
+            else f"{rule.metric} did not fall ({span})",
+        )
+    assert rule.rose_by_percent is not None
+    ok = percent >= rule.rose_by_percent
+    return Verdict.of(
+        ok,
+        f"{rule.metric} rose {fmt(percent)}% {span}"
+        if percent > 0
+        else f"{rule.metric} did not rise ({span})",
+    )
+
+
+def kpi_percentile(rule: m.KpiPercentile, facts: Facts, ctx: EvalContext) -> Verdict:
+    settings = ctx.metrics.get(rule.metric)
+    higher_is_better = settings is None or settings.direction == "higher"
+    placed = ctx.peers.place(rule.metric, rule.peer_group, facts.person, higher_is_better)
+    group = rule.peer_group if rule.peer_group == "everyone" else f"{rule.peer_group} peers"
+    if placed is None:
+        return Verdict.of(False, f"no {rule.metric} value in the latest period")
+    worse, better, size = placed
+    if size < rule.min_peers:
+        return Verdict.of(False, f"only {size} {group} with {rule.metric} (fewer than {rule.min_peers})")
+    if rule.bottom_percent is not None:
+        ok = worse < size * rule.bottom_percent / 100
+        return Verdict.of(
+            ok,
+            f"{rule.metric} {'in' if ok else 'not in'} the bottom {fmt(rule.bottom_percent)}% of {size} {group} ({worse} below)",
+        )
+    assert rule.top_percent is not None
+    ok = better < size * rule.top_percent / 100
+    return Verdict.of(
+        ok,
+        f"{rule.metric} {'in' if ok else 'not in'} the top {fmt(rule.top_percent)}% of {size} {group} ({better} above)",
+    )
+
+
+def review_rating(rule: m.ReviewRatingTrigger, facts: Facts) -> Verdict:
+    rating = facts.reviews.get((rule.competency.casefold(), rule.rater))
+    name = f"{rule.rater} rating for {rule.competency}"
+    if rating is None:
+        return Verdict.of(False, f"no {name}")
+    period = rating.period_end.isoformat()
+    if rating.value is None:
+        return Verdict.of(
+            False,
+            f"{name} is unrated ({rating.label or 'no value'}) for the review ending {period}",
+        )
+    shown = rating.label or fmt(rating.value)
+    if rule.at_or_below is not None:
+        ok = rating.value <= rule.at_or_below
+        return Verdict.of(
+            ok,
+            f"{name} {shown} {'<=' if ok else '>'} {fmt(rule.at_or_below)} (review ending {period})",
+        )
+    normalised = rating.normalised
+    assert rule.normalised_at_or_below is not None
+    if normalised is None:
+        return Verdict.of(False, f"{name} has no scale to normalise against")
+    ok = normalised <= rule.normalised_at_or_below
+    return Verdict.of(
+        ok,
+        f"{name} {shown} = {fmt(normalised)} of scale {'<=' if ok else '>'} {fmt(rule.normalised_at_or_below)} (review ending {period})",
+    )
+
+
+def competency(rule: m.CompetencyTrigger, facts: Facts, ctx: EvalContext) -> Verdict:
+    target = ctx.competency(rule.site, rule.competency)
+    if target is None:
+        return Verdict.of(False, f"competency {rule.competency} not found on {rule.site}")
+    rating = facts.competencies.get((rule.site, target.item_id))
+    rated = rating is not None and rating.proficient is not None
+    proficient = rating is not None and rating.proficient is True
+    state = "proficient" if proficient else ("not proficient" if rated else "not rated")
+    grade = f" ({rating.grade_name})" if rating is not None and rating.grade_name else ""
+    ok = {
+        "not_proficient": rated and not proficient,
+        "not_rated": not rated,
+        "not_proficient_or_not_rated": not proficient,
+    }[rule.state]
+    return Verdict.of(ok, f"competency {target.name or rule.competency}: {state}{grade}")
+
+
+def completed_at(facts: Facts, target: Target) -> datetime | None:
+    return facts.completions.get((target.site, target.kind, target.item_id))
+
+
+def completion_older_than(rule: m.CompletionOlderThan, facts: Facts, ctx: EvalContext) -> Verdict:
+    target = ctx.target(rule.site, "course", rule.course)
+    if target is None:
+        return Verdict.of(False, f"course {rule.course} not found on {rule.site}")
+    done = completed_at(facts, target)
+    if done is None:
+        return Verdict.of(rule.or_never_completed, f"{target.name} never completed")
+    age = (ctx.now - done).days
+    ok = age > rule.older_than_days
+    return Verdict.of(
+        ok,
+        f"{target.name} last completed {done.date().isoformat()} ({age} days ago{', due for a refresher' if ok else ''})",
+    )
+
+
+def completion_missing(rule: m.CompletionMissing, facts: Facts, ctx: EvalContext) -> Verdict:
+    target = ctx.target(rule.site, "course", rule.course)
+    if target is None:
+        return Verdict.of(False, f"course {rule.course} not found on {rule.site}")
+    start = facts.person.start_date
+    if start is None:
+        return Verdict.of(False, "start date unknown")
+    done = completed_at(facts, target)
+    if done is not None:
+        return Verdict.of(False, f"{target.name} completed {done.date().isoformat()}")
+    days = (ctx.today - start).days
+    ok = days >= rule.days_after_start
+    return Verdict.of(ok, f"{target.name} not completed {days} days after starting on {start.isoformat()}")

@@ -1,0 +1,380 @@
+"""The mapping language: what an LMS administrator writes in ``mappings/*.yaml``.
+
+A mapping ties a performance gap to the learning that closes it: who it is for (``audience``),
+what opens it (``when``), what closes it (``closed_by``), what to recommend and how
+(``recommend``), how to follow up (``follow_up``), how to prove it worked (``measure``) and when
+it may act (``schedule``). Every model forbids unknown keys, so a typo is an error, not a
+silently ignored setting. The JSON Schema shipped in ``mappings/schema.json`` is generated
+from these models (``lmsbridge schema``).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, time
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,79}$"
+StrList = Annotated[list[str], Field(min_length=1)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+def _one_of(model: BaseModel, names: list[str], what: str) -> None:
+    given = [n for n in names if getattr(model, n) is not None]
+    if len(given) != 1:
+        shown = ", ".join(f"'{n.rstrip('_')}'" for n in names)
+        if not given:
+            raise ValueError(f"{what} needs exactly one of {shown}")
+        raise ValueError(
+            f"{what} has {', '.join(given)}; use exactly one of {shown} (combine with 'all'/'any')"
+        )
+
+
+def _as_list(value: Any) -> Any:
+    return [value] if isinstance(value, str | int | float) else value
+
+
+# --------------------------------------------------------------------------- audience
+
+
+class Audience(Strict):
+    """Who a mapping is for. Several keys in one block must all hold; use any/all/not to combine."""
+
+    department: StrList | None = Field(
+        default=None,
+        description="Department or organisation unit; also matches its sub-units ('Operations' matches 'Operations/Warehouse').",
+    )
+    job_title: StrList | None = None
+    location: StrList | None = None
+    manager: StrList | None = Field(default=None, description="HR id or employee number of the manager.")
+    people: StrList | None = Field(default=None, description="Explicit HR ids or employee numbers.")
+    started_within_days: int | None = Field(
+        default=None, ge=1, description="New hires: started at most this many days ago."
+    )
+    started_more_than_days_ago: int | None = Field(default=None, ge=0)
+    all: list[Audience] | None = None
+    any: list[Audience] | None = None
+    not_: Audience | None = Field(default=None, alias="not")
+
+    @field_validator("department", "job_title", "location", "manager", "people", mode="before")
+    @classmethod
+    def _single_value_is_a_list(cls, value: Any) -> Any:
+        return _as_list(value)
+
+
+# --------------------------------------------------------------------------- triggers
+
+
+class KpiThreshold(Strict):
+    """A KPI compared with a number or the metric's configured target."""
+
+    metric: str
+    below: float | Literal["target"] | None = None
+    above: float | Literal["target"] | None = None
+    periods: int = Field(
+        default=1, ge=1, le=36, description="1 = the latest period; N = the average of the last N."
+    )
+
+    @model_validator(mode="after")
+    def _one_side(self) -> Self:
+        _one_of(self, ["below", "above"], "kpi")
+        return self
+
+
+class KpiTrend(Strict):
+    """A KPI that fell or rose by an amount (units or percent) over the last N periods."""
+
+    metric: str
+    fell_by: float | None = Field(default=None, gt=0)
+    fell_by_percent: float | None = Field(default=None, gt=0)
+    rose_by: float | None = Field(default=None, gt=0)
+    rose_by_percent: float | None = Field(default=None, gt=0)
+    periods: int = Field(
+        default=3,
+        ge=1,
+        le=36,
+        description="Compare the latest period with the one this many periods earlier.",
+    )
+
+    @model_validator(mode="after")
+    def _one_change(self) -> Self:
+        _one_of(self, ["fell_by", "fell_by_percent", "rose_by", "rose_by_percent"], "kpi_trend")
+        return self
+
+
+class KpiPercentile(Strict):
+    """A KPI in the bottom (or top) share of a peer group, in the latest period."""
+
+    metric: str
+    bottom_percent: float | None = Field(default=None, gt=0, le=100)
+    top_percent: float | None = Field(default=None, gt=0, le=100)
+    peer_group: Literal["department", "job_title", "location", "everyone"] = "department"
+    min_peers: int = Field(default=5, ge=2, description="Smaller peer groups are not ranked.")
+
+    @model_validator(mode="after")
+    def _one_side(self) -> Self:
+        _one_of(self, ["bottom_percent", "top_percent"], "kpi_percentile")
+        return self
+
+
+class ReviewRatingTrigger(Strict):
+    """The latest review rating for a competency (or 'overall') at or below a level."""
+
+    competency: str = "overall"
+    rater: Literal["official", "manager", "self", "peer"] = "official"
+    at_or_below: float | None = Field(default=None, description="On the rating's own scale.")
+    normalised_at_or_below: float | None = Field(default=None, ge=0, le=1, description="On a 0-1 scale.")
+
+    @model_validator(mode="after")
+    def _one_level(self) -> Self:
+        _one_of(self, ["at_or_below", "normalised_at_or_below"], "review_rating")
+        return self
+
+
+class CompetencyTrigger(Strict):
+    """An LMS competency the learner is not proficient in (or has not been rated in)."""
+
+    site: str
+    competency: str = Field(description="Competency idnumber, shortname, or 'id:N'.")
+    state: Literal["not_proficient", "not_rated", "not_proficient_or_not_rated"] = (
+        "not_proficient_or_not_rated"
+    )
+
+
+class CompletionOlderThan(Strict):
+    """Refresher / recertification: the last completion is older than N days (or missing)."""
+
+    site: str
+    course: str
+    older_than_days: int = Field(ge=1)
+    or_never_completed: bool = True
+
+
+class CompletionMissing(Strict):
+    """Onboarding: a course not completed N days after the person's start date."""
+
+    site: str
+    course: str
+    days_after_start: int = Field(ge=0)
+
+
+class Trigger(Strict):
+    """One condition, or a combination with all/any/not."""
+
+    kpi: KpiThreshold | None = None
+    kpi_trend: KpiTrend | None = None
+    kpi_percentile: KpiPercentile | None = None
+    review_rating: ReviewRatingTrigger | None = None
+    competency: CompetencyTrigger | None = None
+    completion_older_than: CompletionOlderThan | None = None
+    completion_missing: CompletionMissing | None = None
+    all: list[Trigger] | None = Field(default=None, min_length=1)
+    any: list[Trigger] | None = Field(default=None, min_length=1)
+    not_: Trigger | None = Field(default=None, alias="not")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Self:
+        _one_of(self, TRIGGER_KEYS, "a trigger")
+        return self
+
+
+TRIGGER_KEYS = [
+    "kpi",
+    "kpi_trend",
+    "kpi_percentile",
+    "review_rating",
+    "competency",
+    "completion_older_than",
+    "completion_missing",
+    "all",
+    "any",
+    "not_",
+]
+
+
+# --------------------------------------------------------------------------- closing
+
+
+class CompletedRule(Strict):
+    within_days: int = Field(
+        default=365,
+        ge=1,
+        description="A completion of the recommended learning this recent (or after the recommendation) closes it.",
+    )
+
+
+class ProficientRule(Strict):
+    site: str
+    competency: str
+
+
+class ClosedBy(Strict):
+    completed: CompletedRule | None = Field(default_factory=CompletedRule)
+    competency_proficient: ProficientRule | None = None
+    trigger_clears: Literal["keep_open", "close"] = Field(
+        default="keep_open",
+        description="What happens when the trigger stops being true before the learner finishes.",
+    )
+
+
+# --------------------------------------------------------------------------- recommend
+
+Channel = Literal["message", "enrol", "plan", "email"]
+
+
+class RecommendTarget(Strict):
+    """One piece of learning on one site, and the channels to push it through."""
+
+    site: str
+    course: str | None = Field(default=None, description="Course shortname, 'id:N' or 'idnumber:X'.")
+    program: str | None = None
+    certification: str | None = None
+    competency: str | None = Field(default=None, description="Competency to add to the learner's plan.")
+    channels: list[Channel] = Field(default_factory=lambda: list[Channel](["message"]), min_length=1)
+
+    @model_validator(mode="after")
+    def _one_item(self) -> Self:
+        _one_of(self, ["course", "program", "certification", "competency"], "a recommendation")
+        if self.competency is not None and set(self.channels) - {"plan", "message", "email"}:
+            raise ValueError("a competency can only go through 'plan', 'message' or 'email'")
+        return self
+
+    @property
+    def kind(self) -> str:
+        for name in ("course", "program", "certification", "competency"):
+            if getattr(self, name) is not None:
+                return name
+        raise AssertionError("validated to have one item")
+
+    @property
+    def ref(self) -> str:
+        value = getattr(self, self.kind)
+        assert isinstance(value, str)
+        return value
+
+
+# --------------------------------------------------------------------------- follow-up, measure, schedule
+
+
+class FollowUp(Strict):
+    due_in_days: int | None = Field(
+        default=30, ge=1, description="The learner is asked to finish within this many days."
+    )
+    remind_after_days: list[int] = Field(
+        default_factory=lambda: [7, 14], description="Learner reminders until completion."
+    )
+    escalate_to_manager_after_days: int | None = Field(default=21, ge=1)
+    reinforce_after_days: list[int] = Field(
+        default_factory=lambda: [1, 3, 7, 21, 60],
+        description="Spaced reinforcement nudges after completion.",
+    )
+    manager_observe_after_days: int | None = Field(
+        default=14,
+        ge=0,
+        description="Prompt the manager to observe the new behaviour this long after completion.",
+    )
+
+    @field_validator("remind_after_days", "reinforce_after_days")
+    @classmethod
+    def _positive_sorted(cls, value: list[int]) -> list[int]:
+        if any(d < 0 for d in value):
+            raise ValueError("days must be 0 or more")
+        if len(set(value)) != len(value):
+            raise ValueError("each day may appear once")
+        return sorted(value)
+
+
+class Measure(Strict):
+    metric: str
+    before_days: int = Field(default=90, ge=1)
+    after_days: int = Field(default=90, ge=1)
+    holdout_percent: float = Field(
+        default=0, ge=0, le=50, description="Share of learners deliberately not messaged."
+    )
+
+
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+HOURS = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)$")
+
+
+class Schedule(Strict):
+    days: list[Weekday] = Field(default_factory=lambda: list[Weekday](["mon", "tue", "wed", "thu", "fri"]))
+    hours: str = Field(default="09:00-17:00", description="Local time window in the recipient's time zone.")
+    start: date | None = None
+    end: date | None = None
+    backfill: bool = Field(
+        default=True, description="Act on people who already match when the mapping is switched on."
+    )
+    cooldown_days: int = Field(
+        default=90,
+        ge=0,
+        description="After a recommendation closes, wait this long before reopening.",
+    )
+
+    @field_validator("hours")
+    @classmethod
+    def _hours(cls, value: str) -> str:
+        match = HOURS.match(value.replace(" ", ""))
+        if not match or value.replace(" ", "")[:5] >= value.replace(" ", "")[6:]:
+            raise ValueError("hours must look like '09:00-17:00' with the start before the end")
+        return value.replace(" ", "")
+
+    def window(self) -> tuple[time, time]:
+        start, end = self.hours.split("-")
+        end_time = time(23, 59, 59) if end == "24:00" else time.fromisoformat(end)
+        return time.fromisoformat(start), end_time
+
+
+class MessageTemplate(Strict):
+    subject: str = Field(min_length=1)
+    body: str = Field(min_length=1)
+
+
+MessageKind = Literal["recommend", "reminder", "escalation", "reinforcement", "observe"]
+
+
+class Messages(Strict):
+    recommend: MessageTemplate | None = None
+    reminder: MessageTemplate | None = None
+    escalation: MessageTemplate | None = None
+    reinforcement: MessageTemplate | None = None
+    observe: MessageTemplate | None = None
+    locales: dict[str, dict[MessageKind, MessageTemplate]] = Field(
+        default_factory=dict, description="Per-locale overrides, e.g. {de: {recommend: {...}}}."
+    )
+
+
+# --------------------------------------------------------------------------- mapping
+
+
+class Mapping(Strict):
+    id: str = Field(pattern=ID_PATTERN, description="Stable id: lower-case letters, digits, '-' and '_'.")
+    title: str = Field(min_length=1)
+    description: str = ""
+    owner: str = ""
+    enabled: bool = True
+    audience: Audience = Field(default_factory=Audience)
+    when: Trigger
+    closed_by: ClosedBy = Field(default_factory=ClosedBy)
+    recommend: list[RecommendTarget] = Field(min_length=1)
+    follow_up: FollowUp = Field(default_factory=FollowUp)
+    measure: Measure | None = None
+    schedule: Schedule = Field(default_factory=Schedule)
+    messages: Messages = Field(default_factory=Messages)
+
+
+Audience.model_rebuild()
+Trigger.model_rebuild()
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of a mapping file, as shipped in ``mappings/schema.json``."""
+    document = Mapping.model_json_schema(by_alias=True)
+    document["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    document["title"] = "lmsbridge mapping"
+    return document

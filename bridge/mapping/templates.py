@@ -1,0 +1,189 @@
+"""Message templates: Jinja2 in a sandbox, HTML auto-escaped.
+
+Administrators write templates in the mapping files; HR data (a learner named
+``{{ 7*7 }}`` or ``<script>``) is only ever a value in the context, so it is escaped, never run.
+Templates are plain text with blank lines between paragraphs; the HTML version wraps the
+paragraphs and turns ``link(url, text)`` into an anchor, the text version spells the URL out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping as MappingType
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from jinja2 import StrictUndefined, Template, TemplateError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+from markupsafe import Markup, escape
+
+from bridge.mapping.model import Mapping, MessageKind, MessageTemplate
+
+DEFAULTS: dict[str, MessageTemplate] = {
+    "recommend": MessageTemplate(
+        subject="Learning picked for you: {{ learning.name }}",
+        body=(
+            "Hello {{ person.first_name }},\n\n"
+            "Why this is coming to you: {{ reason }}.\n\n"
+            "{{ link(learning.url, learning.name) }} is picked to help with exactly that.\n\n"
+            "{% if due_date %}Please complete it by {{ due_date }}.{% endif %}"
+        ),
+    ),
+    "reminder": MessageTemplate(
+        subject="Reminder: {{ learning.name }}",
+        body=(
+            "Hello {{ person.first_name }},\n\n"
+            "A reminder that {{ link(learning.url, learning.name) }} is waiting for you.\n\n"
+            "{% if due_date %}It is due by {{ due_date }}.{% endif %}"
+        ),
+    ),
+    "escalation": MessageTemplate(
+        subject="{{ person.full_name }} has not started {{ learning.name }} yet",
+        body=(
+            "Hello {{ manager.first_name }},\n\n"
+            "{{ person.full_name }} was recommended {{ link(learning.url, learning.name) }} "
+            "on {{ opened_on }} and has not completed it yet.\n\n"
+            "Why: {{ reason }}\n\n"
+            "A short conversation about it usually helps."
+        ),
+    ),
+    "reinforcement": MessageTemplate(
+        subject="Putting {{ learning.name }} into practice",
+        body=(
+            "Hello {{ person.first_name }},\n\n"
+            "You completed {{ link(learning.url, learning.name) }} on {{ completed_on }}. "
+            "Take two minutes today to recall one thing you learned and use it at work."
+        ),
+    ),
+    "observe": MessageTemplate(
+        subject="{{ person.full_name }} completed {{ learning.name }}",
+        body=(
+            "Hello {{ manager.first_name }},\n\n"
+            "{{ person.full_name }} completed {{ link(learning.url, learning.name) }} on {{ completed_on }}.\n\n"
+            "Over the next weeks, watch for the new behaviour and give feedback."
+        ),
+    ),
+}
+
+SAMPLE_CONTEXT: dict[str, Any] = {
+    "person": {"first_name": "Alex", "last_name": "Sample", "full_name": "Alex Sample"},
+    "manager": {"first_name": "Sam", "last_name": "Manager", "full_name": "Sam Manager"},
+    "learning": {
+        "name": "Sample course",
+        "url": "https://lms.example/course/view.php?id=1",
+        "kind": "course",
+        "shortname": "S-1",
+    },
+    "mapping": {"id": "sample", "title": "Sample mapping"},
+    "reason": "CSAT 3.6 is below the target 4.2 in 2026-10",
+    "due_date": "2026-12-31",
+    "opened_on": "2026-11-01",
+    "completed_on": "2026-11-15",
+}
+
+
+def _html_link(url: str | None, text: str | None = None) -> Markup:
+    if not url:
+        return escape(text or "")
+    return Markup('<a href="{0}">{1}</a>').format(url, text or url)
+
+
+def _text_link(url: str | None, text: str | None = None) -> str:
+    if not url:
+        return text or ""
+    return f"{text} ({url})" if text else url
+
+
+_html = ImmutableSandboxedEnvironment(autoescape=True, undefined=StrictUndefined, trim_blocks=True)
+_html.globals["link"] = _html_link
+_text = ImmutableSandboxedEnvironment(autoescape=False, undefined=StrictUndefined, trim_blocks=True)
+_text.globals["link"] = _text_link
+
+
+@dataclass(frozen=True)
+class Rendered:
+    subject: str
+    html: str
+    text: str
+
+
+@dataclass(frozen=True)
+class TemplateProblem:
+    path: tuple[str | int, ...]
+    field: str
+    message: str
+
+
+def template_for(mapping: Mapping | None, kind: MessageKind, locale: str | None) -> MessageTemplate:
+    """The mapping's template for a kind in the locale, falling back to its language, then default."""
+    if mapping is not None:
+        messages = mapping.messages
+        for candidate in _locale_chain(locale):
+            override = messages.locales.get(candidate, {}).get(kind)
+            if override is not None:
+                return override
+        own = getattr(messages, kind)
+        if own is not None:
+            return own  # type: ignore[no-any-return]
+    return DEFAULTS[kind]
+
+
+def _locale_chain(locale: str | None) -> list[str]:
+    if not locale:
+        return []
+    normalised = locale.replace("-", "_")
+    language = normalised.split("_", 1)[0]
+    return [normalised, language] if language != normalised else [normalised]
+
+
+def _paragraphs(html: str) -> str:
+    blocks = [b.strip() for b in html.replace("\r\n", "\n").split("\n\n")]
+    return "".join(f"<p>{b.replace(chr(10), '<br>')}</p>" for b in blocks if b)
+
+
+def _tidy_text(text: str) -> str:
+    blocks = [b.strip() for b in text.replace("\r\n", "\n").split("\n\n")]
+    return "\n\n".join(b for b in blocks if b)
+
+
+@lru_cache(maxsize=1024)
+def _compiled(html: bool, source: str) -> Template:
+    """Templates are compiled once per text, not once per message."""
+    return (_html if html else _text).from_string(source)
+
+
+def render(template: MessageTemplate, context: MappingType[str, Any]) -> Rendered:
+    subject = _compiled(False, template.subject).render(context)
+    return Rendered(
+        subject=" ".join(subject.split()),
+        html=_paragraphs(_compiled(True, template.body).render(context)),
+        text=_tidy_text(_compiled(False, template.body).render(context)),
+    )
+
+
+def check(mapping: Mapping) -> list[TemplateProblem]:
+    """Compile and trial-render every template of a mapping with a sample context."""
+    problems: list[TemplateProblem] = []
+    found: list[tuple[tuple[str | int, ...], MessageTemplate]] = []
+    for kind in DEFAULTS:
+        own = getattr(mapping.messages, kind)
+        if own is not None:
+            found.append((("messages", kind), own))
+    for locale, overrides in mapping.messages.locales.items():
+        for kind, template in overrides.items():
+            found.append((("messages", "locales", locale, kind), template))
+    for path, template in found:
+        for part in ("subject", "body"):
+            try:
+                _compiled(True, getattr(template, part)).render(SAMPLE_CONTEXT)
+            except TemplateError as exc:
+                lineno = getattr(exc, "lineno", None)
+                line = f" (template line {lineno})" if lineno else ""
+                problems.append(
+                    TemplateProblem(
+                        (*path, part),
+                        ".".join(map(str, (*path, part))),
+                        f"template error: {exc.message}{line}",
+                    )
+                )
+    return problems

@@ -1,0 +1,95 @@
+"""Prometheus metrics. Connectors record their HTTP calls here; the daemon serves them.
+
+Counters and histograms live in this process; the outbox depth and last-success times are read
+from the store at scrape time, so every replica reports the shared truth.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from sqlalchemy import Engine, func, select
+from sqlalchemy.exc import SQLAlchemyError
+
+from bridge.store import schema as t
+
+registry = CollectorRegistry(auto_describe=True)
+
+records_pulled = Counter(
+    "lmsbridge_records_pulled",
+    "Records pulled, by source and record kind.",
+    ["source", "kind"],
+    registry=registry,
+)
+rows_rejected = Counter(
+    "lmsbridge_rows_rejected", "Input rows rejected, by source.", ["source"], registry=registry
+)
+lms_calls = Histogram(
+    "lmsbridge_lms_call_seconds",
+    "LMS web-service calls by site, function and outcome, with latency.",
+    ["site", "function", "outcome"],
+    registry=registry,
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+decisions = Counter(
+    "lmsbridge_decisions",
+    "Decisions taken, by mapping and outcome.",
+    ["mapping", "outcome"],
+    registry=registry,
+)
+actions_delivered = Counter(
+    "lmsbridge_actions_delivered",
+    "Delivery outcomes, by site and resulting state.",
+    ["site", "state"],
+    registry=registry,
+)
+delivery_latency = Histogram(
+    "lmsbridge_delivery_latency_seconds",
+    "Time from an action being due to it being sent.",
+    registry=registry,
+    buckets=(1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 24 * 3600),
+)
+stage_duration = Histogram(
+    "lmsbridge_stage_duration_seconds",
+    "Duration of each stage of a cycle (pull:<source>, decide, follow_up, deliver).",
+    ["stage"],
+    registry=registry,
+    buckets=(0.1, 0.5, 1, 5, 15, 30, 60, 300, 900),
+)
+
+
+class StoreCollector(Collector):
+    """Outbox depth by state and each source's last success, read from the store on scrape."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        depth = GaugeMetricFamily(
+            "lmsbridge_outbox_actions", "Actions in the outbox by state.", labels=["state"]
+        )
+        success = GaugeMetricFamily(
+            "lmsbridge_last_success_timestamp_seconds",
+            "Last successful run of each source or stage.",
+            labels=["name"],
+        )
+        failures = GaugeMetricFamily(
+            "lmsbridge_consecutive_failures", "Consecutive failures of each source or stage.", labels=["name"]
+        )
+        try:
+            with self.engine.connect() as conn:
+                a = t.actions
+                for state, count in conn.execute(select(a.c.state, func.count()).group_by(a.c.state)):
+                    depth.add_metric([state], count)
+                for row in conn.execute(select(t.source_health)):
+                    if row.last_success_at is not None:
+                        success.add_metric([row.name], row.last_success_at.timestamp())
+                    failures.add_metric([row.name], row.consecutive_failures)
+        except SQLAlchemyError:
+            return
+        yield depth
+        yield success
+        yield failures

@@ -1,0 +1,188 @@
+"""The operations endpoint: ``/healthz``, ``/readyz``, ``/metrics`` and any pages added to it.
+
+``/healthz`` says the process is alive; ``/readyz`` that the store is reachable and migrated,
+with each source's health in the body (a failing LMS does not make the service unready: the
+others go on). Everything else needs the bearer token when one is configured, and is refused
+outright when the listener is not on loopback and no token is configured. Every response
+carries security headers; nothing is served from the file system.
+"""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import ipaddress
+import json
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import Engine
+
+from bridge import clock, health
+from bridge.errors import BridgeError
+from bridge.log import get_logger
+from bridge.metrics import StoreCollector, registry
+from bridge.store.db import current_revision, head_revision
+
+log = get_logger(__name__)
+
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; script-src 'self'",
+    "Cache-Control": "no-store",
+}
+
+
+@dataclass(frozen=True)
+class Response:
+    status: int
+    body: bytes
+    content_type: str = "text/plain; charset=utf-8"
+
+    @staticmethod
+    def json(data: Any, status: int = 200) -> Response:
+        return Response(status, json.dumps(data, indent=2, default=str).encode(), "application/json")
+
+    @staticmethod
+    def text(text: str, status: int = 200) -> Response:
+        return Response(status, text.encode())
+
+
+Route = Callable[[dict[str, list[str]]], Response]
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    host, _, port = listen.rpartition(":")
+    if not host or not port.isdigit():
+        raise BridgeError(f"daemon.listen must look like 127.0.0.1:8080, not {listen!r}")
+    return host.strip("[]"), int(port)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class OpsServer:
+    def __init__(
+        self, engine: Engine, listen: str, token: str | None, sources: Callable[[], list[str]]
+    ) -> None:
+        self.engine = engine
+        self.host, self.port = parse_listen(listen)
+        self.token = token
+        self.sources = sources
+        self.protected: dict[str, Route] = {"/metrics": self._metrics}
+        self.public: dict[str, Route] = {"/healthz": self._healthz, "/readyz": self._readyz}
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        registry.register(StoreCollector(engine))
+
+    def add_page(self, path: str, route: Route) -> None:
+        """Pages (the dashboard) are always behind the same protection as /metrics."""
+        self.protected[path] = route
+
+    # ------------------------------------------------------------------ routes
+
+    def _healthz(self, _q: dict[str, list[str]]) -> Response:
+        return Response.json({"status": "alive", "time": clock.now().isoformat()})
+
+    def _readyz(self, _q: dict[str, list[str]]) -> Response:
+        try:
+            current, head = current_revision(self.engine), head_revision()
+        except BridgeError as exc:
+            return Response.json({"ready": False, "store": str(exc)}, 503)
+        states = {h.name: h for h in health.all_health(self.engine)}
+        sources = {}
+        for name in self.sources():
+            h = states.get(name)
+            sources[name] = {
+                "last_success": h.last_success_at if h else None,
+                "consecutive_failures": h.consecutive_failures if h else 0,
+                "last_error": h.last_error if h and h.consecutive_failures else None,
+                "healthy": h is None or h.consecutive_failures == 0,
+            }
+        ready = current == head
+        body = {"ready": ready, "store": "ok", "schema": current, "expected_schema": head, "sources": sources}
+        return Response.json(body, 200 if ready else 503)
+
+    def _metrics(self, _q: dict[str, list[str]]) -> Response:
+        return Response(200, generate_latest(registry), CONTENT_TYPE_LATEST)
+
+    # ------------------------------------------------------------------ serving
+
+    def handle(self, path: str, authorization: str | None) -> Response:
+        parts = urlsplit(path)
+        query = parse_qs(parts.query)
+        route = self.public.get(parts.path)
+        if route is not None:
+            return route(query)
+        route = self.protected.get(parts.path)
+        if route is None:
+            return Response.text("not found\n", 404)
+        if self.token is None and not is_loopback(self.host):
+            return Response.text("configure daemon.token to use this page on a non-loopback address\n", 403)
+        if self.token is not None and not _token_ok(authorization, self.token):
+            return Response.text("authentication required\n", 401)
+        return route(query)
+
+    def start(self) -> None:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                try:
+                    response = server.handle(self.path, self.headers.get("Authorization"))
+                except Exception:
+                    log.exception("ops request failed", path=urlsplit(self.path).path)
+                    response = Response.text("internal error\n", 500)
+                self.send_response(response.status)
+                self.send_header("Content-Type", response.content_type)
+                self.send_header("Content-Length", str(len(response.body)))
+                if response.status == 401:
+                    self.send_header("WWW-Authenticate", 'Basic realm="lmsbridge", charset="UTF-8"')
+                for key, value in SECURITY_HEADERS.items():
+                    self.send_header(key, value)
+                self.end_headers()
+                self.wfile.write(response.body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+        self._server = ThreadingHTTPServer((self.host, self.port), Handler)
+        self._server.daemon_threads = True
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever, name="ops-http", daemon=True)
+        self._thread.start()
+        log.info("operations endpoint listening", address=f"http://{self.host}:{self.port}")
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+
+def _token_ok(authorization: str | None, token: str) -> bool:
+    """``Authorization: Bearer <token>``, or Basic auth with any user name and the token as the
+    password (so a browser can open the dashboard)."""
+    given = ""
+    scheme, _, value = (authorization or "").partition(" ")
+    if scheme.lower() == "bearer":
+        given = value.strip()
+    elif scheme.lower() == "basic":
+        try:
+            given = base64.b64decode(value.strip(), validate=True).decode("utf-8").partition(":")[2]
+        except (ValueError, UnicodeDecodeError):
+            return False
+    return hmac.compare_digest(given.encode(), token.encode())

@@ -1,0 +1,262 @@
+"""The outbox: every outgoing action is a row with a deterministic idempotency key and a state.
+
+States: ``pending`` (waiting for its due time), ``sending`` (claimed by a worker; outcome not yet
+recorded), ``sent``, ``failed`` (last attempt failed, will retry — kept as ``pending`` with
+``last_error``), ``dead`` (will not be retried: the reason says why), ``suppressed`` (deliberately
+not sent: holdout, no account, guard), ``cancelled`` (no longer wanted: the learner completed,
+left, or the recommendation closed).
+
+The key is derived from what the action is for (mapping, person, episode, purpose, channel,
+target, step), so creating the same action twice is a no-op: running a cycle again never sends
+anything twice. Claims are committed before sending; a row left in ``sending`` by a crash is
+reconciled against the outside system before it may be sent again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, and_, func, select, update
+
+from bridge.ports import ActionKind, DeliveryOutcome, OutcomeStatus, OutgoingAction
+from bridge.records import Target
+from bridge.store import schema as t
+from bridge.store.ingest import upsert_statement
+
+ACTIVE_STATES = ("pending", "sending")
+FINAL_STATES = ("sent", "dead", "suppressed", "cancelled")
+
+
+def action_key(
+    mapping_id: str,
+    person_id: str,
+    episode: int,
+    purpose: str,
+    channel: str,
+    target: str,
+    step: int | str = 0,
+) -> str:
+    return f"{mapping_id}/{person_id}/{episode}/{purpose}/{channel}/{target}/{step}"
+
+
+@dataclass(frozen=True)
+class NewAction:
+    key: str
+    purpose: str
+    kind: ActionKind
+    site: str
+    due_at: datetime
+    recommendation_id: int | None = None
+    mapping_id: str | None = None
+    person_id: str | None = None
+    recipient_person_id: str | None = None
+    recipient_user_id: int | None = None
+    recipient_email: str | None = None
+    subject: str = ""
+    body_html: str = ""
+    body_text: str = ""
+    target: Target | None = None
+    options: dict[str, Any] | None = None
+    state: str = "pending"
+    reason: str | None = None
+
+
+def target_json(target: Target | None) -> dict[str, Any] | None:
+    if target is None:
+        return None
+    return {
+        "site": target.site,
+        "kind": target.kind,
+        "item_id": target.item_id,
+        "name": target.name,
+        "url": target.url,
+    }
+
+
+def target_from_json(data: dict[str, Any] | None) -> Target | None:
+    if not data:
+        return None
+    return Target(
+        site=data["site"],
+        kind=data["kind"],
+        item_id=int(data["item_id"]),
+        name=data.get("name", ""),
+        url=data.get("url"),
+    )
+
+
+def enqueue(conn: Connection, actions: Sequence[NewAction], now: datetime) -> int:
+    """Insert actions whose key is new; existing keys are left exactly as they are."""
+    if not actions:
+        return 0
+    rows = [
+        {
+            "key": a.key,
+            "recommendation_id": a.recommendation_id,
+            "mapping_id": a.mapping_id,
+            "person_id": a.person_id,
+            "purpose": a.purpose,
+            "kind": a.kind.value,
+            "site": a.site,
+            "recipient_person_id": a.recipient_person_id,
+            "recipient_user_id": a.recipient_user_id,
+            "recipient_email": a.recipient_email,
+            "subject": a.subject,
+            "body_html": a.body_html,
+            "body_text": a.body_text,
+            "target": target_json(a.target),
+            "options": a.options or {},
+            "state": a.state,
+            "attempts": 0,
+            "due_at": a.due_at,
+            "last_error": a.reason,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for a in actions
+    ]
+    stmt = upsert_statement(conn, t.actions, ["key"], ["key"])
+    inserted = conn.execute(stmt.returning(t.actions.c.id), rows).all()
+    return len(inserted)
+
+
+def cancel_for_recommendation(conn: Connection, recommendation_id: int, reason: str, now: datetime) -> int:
+    result = conn.execute(
+        update(t.actions)
+        .where(and_(t.actions.c.recommendation_id == recommendation_id, t.actions.c.state == "pending"))
+        .values(state="cancelled", last_error=reason, updated_at=now)
+    )
+    return result.rowcount or 0
+
+
+def claim(conn: Connection, worker: str, now: datetime, limit: int) -> list[Any]:
+    """Take up to ``limit`` due pending actions for this worker. Caller commits before sending.
+
+    On PostgreSQL ``FOR UPDATE SKIP LOCKED`` lets several workers claim side by side without
+    waiting on or double-claiming each other's rows.
+    """
+    a = t.actions
+    due = (
+        select(a.c.id)
+        .where(and_(a.c.state == "pending", a.c.due_at <= now))
+        .order_by(a.c.due_at, a.c.id)
+        .limit(limit)
+    )
+    if conn.dialect.name == "postgresql":
+        due = due.with_for_update(skip_locked=True)
+    ids = list(conn.execute(due).scalars())
+    if not ids:
+        return []
+    conn.execute(
+        update(a)
+        .where(and_(a.c.id.in_(ids), a.c.state == "pending"))
+        .values(
+            state="sending",
+            claimed_by=worker,
+            claimed_at=now,
+            attempts=a.c.attempts + 1,
+            updated_at=now,
+        )
+    )
+    return list(
+        conn.execute(
+            select(a)
+            .where(and_(a.c.id.in_(ids), a.c.claimed_by == worker, a.c.state == "sending"))
+            .order_by(a.c.id)
+        )
+    )
+
+
+def stale_sending(conn: Connection, older_than: datetime) -> list[Any]:
+    """Rows a crashed worker left in ``sending``: their outcome is unknown."""
+    a = t.actions
+    query = select(a).where(and_(a.c.state == "sending", a.c.claimed_at < older_than)).order_by(a.c.id)
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    return list(conn.execute(query))
+
+
+def to_outgoing(row: Any) -> OutgoingAction:
+    return OutgoingAction(
+        key=row.key,
+        kind=ActionKind(row.kind),
+        site=row.site,
+        recipient_user_id=row.recipient_user_id,
+        recipient_email=row.recipient_email,
+        subject=row.subject,
+        body_html=row.body_html,
+        body_text=row.body_text,
+        target=target_from_json(row.target),
+        options=row.options or {},
+    )
+
+
+def backoff(attempts: int, base: float, cap: float) -> timedelta:
+    return timedelta(seconds=min(cap, base * 2 ** max(0, attempts - 1)))
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int
+    base_seconds: float
+    cap_seconds: float
+
+
+def record(conn: Connection, row: Any, outcome: DeliveryOutcome, now: datetime, policy: RetryPolicy) -> str:
+    """Store a delivery outcome; returns the new state."""
+    a = t.actions
+    if outcome.status is OutcomeStatus.SENT:
+        values: dict[str, Any] = {
+            "state": "sent",
+            "sent_at": now,
+            "external_id": outcome.external_id,
+            "last_error": None,
+        }
+    elif outcome.status is OutcomeStatus.DEAD:
+        values = {"state": "dead", "last_error": outcome.error}
+    elif row.attempts >= policy.max_attempts:
+        values = {
+            "state": "dead",
+            "last_error": f"gave up after {row.attempts} attempts: {outcome.error}",
+        }
+    else:
+        delay = backoff(row.attempts, policy.base_seconds, policy.cap_seconds)
+        values = {"state": "pending", "due_at": now + delay, "last_error": outcome.error}
+    conn.execute(update(a).where(a.c.id == row.id).values(**values, updated_at=now))
+    return str(values["state"])
+
+
+def release(conn: Connection, row: Any, error: str, due_at: datetime, now: datetime) -> None:
+    """Give a claimed action back without counting the attempt (nothing was sent)."""
+    a = t.actions
+    conn.execute(
+        update(a)
+        .where(a.c.id == row.id)
+        .values(
+            state="pending",
+            attempts=a.c.attempts - 1,
+            due_at=due_at,
+            last_error=error,
+            updated_at=now,
+        )
+    )
+
+
+def finish(conn: Connection, row: Any, state: str, reason: str, now: datetime) -> None:
+    """Close a claimed action without sending it (suppressed or cancelled by a guard)."""
+    a = t.actions
+    conn.execute(
+        update(a)
+        .where(a.c.id == row.id)
+        .values(state=state, attempts=a.c.attempts - 1, last_error=reason, updated_at=now)
+    )
+
+
+def counts_by_state(conn: Connection) -> dict[str, int]:
+    a = t.actions
+    return {
+        r.state: r.n for r in conn.execute(select(a.c.state, func.count().label("n")).group_by(a.c.state))
+    }

@@ -1,0 +1,209 @@
+"""The interfaces connectors implement. The bridge depends on these, never on a connector.
+
+A connector package exposes a :class:`Connector` object through the entry-point group
+``lmsbridge.connectors``. The bridge finds it by the ``type`` of a configured site or feed,
+validates that entry's options with the connector's own pydantic model, and asks it for a
+:class:`Source` (records in) and, for LMS and email connectors, a :class:`Sink` (actions out).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+from pydantic import BaseModel
+
+from bridge.records import Record, Rejected, Target
+
+if TYPE_CHECKING:
+    from bridge.settings import Settings
+
+
+@dataclass(frozen=True)
+class PullScope:
+    """What the mappings need from a source, so a poller never reads more than that.
+
+    ``course_refs`` are the site's courses some mapping or follow-up needs, as written in the
+    mappings: a shortname, ``id:N`` or ``idnumber:X``. ``person_ids`` are the HR people some
+    enabled mapping's audience can reach. ``None`` means "no restriction".
+    """
+
+    course_refs: frozenset[str] | None = None
+    person_ids: frozenset[str] | None = None
+    competencies: bool = False
+
+
+@dataclass(frozen=True)
+class PersonKeys:
+    """The keys an LMS source may use to find an HR person's account. Never names."""
+
+    person_id: str
+    employee_number: str | None
+    email: str | None
+    changed_at: datetime | None = None
+
+
+class SiteView(Protocol):
+    """Read-only facts the bridge already holds about one site, for incremental pulls."""
+
+    def linked_users(self) -> Mapping[int, str]:
+        """LMS user id -> HR person id, for every person linked to an account on the site."""
+        ...
+
+    def known_completions(self) -> set[tuple[int, int]]:
+        """(user id, item id) pairs already stored as completed on the site."""
+        ...
+
+    def course_ids(self, refs: frozenset[str]) -> set[int]:
+        """Stored course ids for mapping references (shortname, ``id:N`` or ``idnumber:X``)."""
+        ...
+
+    def index(self) -> SiteIndex:
+        """Stored users and courses by the keys a report shows instead of ids."""
+        ...
+
+
+@dataclass(frozen=True)
+class SiteIndex:
+    users_by_idnumber: Mapping[str, int]
+    users_by_email: Mapping[str, int]
+    courses_by_shortname: Mapping[str, int]
+
+
+@dataclass(frozen=True)
+class PullContext:
+    cursors: Mapping[str, str | None]
+    scope: PullScope
+    now: datetime
+    full: bool = False
+    people: Sequence[PersonKeys] = ()
+    view: SiteView | None = None
+
+
+@dataclass
+class Batch:
+    """Records from one stream of a source, and the cursor that is valid once they are stored.
+
+    The store writes the records and the new cursor in one transaction, so a cursor never runs
+    ahead of stored data. ``snapshot_of`` names a record kind for which this stream delivered a
+    complete snapshot (people missing from it are leavers, if the feed is configured so).
+    """
+
+    stream: str
+    records: Sequence[Record] = field(default_factory=list)
+    rejected: Sequence[Rejected] = field(default_factory=list)
+    cursor: str | None = None
+    snapshot_of: str | None = None
+
+
+class Source(Protocol):
+    name: str
+
+    def pull(self, ctx: PullContext) -> Iterator[Batch]: ...
+
+
+class ActionKind(StrEnum):
+    MESSAGE = "message"
+    ENROL = "enrol"
+    PLAN = "plan"
+    EMAIL = "email"
+
+
+@dataclass(frozen=True)
+class OutgoingAction:
+    """One thing to do on an outside system, already rendered and ready to send."""
+
+    key: str
+    kind: ActionKind
+    site: str
+    recipient_user_id: int | None
+    recipient_email: str | None
+    subject: str
+    body_html: str
+    body_text: str
+    target: Target | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+class OutcomeStatus(StrEnum):
+    SENT = "sent"
+    RETRY = "retry"
+    DEAD = "dead"
+
+
+@dataclass(frozen=True)
+class DeliveryOutcome:
+    key: str
+    status: OutcomeStatus
+    external_id: str | None = None
+    error: str | None = None
+
+
+class Sink(Protocol):
+    """Delivers actions to one outside system.
+
+    ``deliver`` returns one outcome per action (any order). ``reconcile`` is asked about an
+    action whose outcome is unknown (the process died after sending): it returns SENT with the
+    external id if the outside system shows it happened, or None if it did not.
+    """
+
+    name: str
+    kinds: frozenset[ActionKind]
+
+    def deliver(self, actions: Sequence[OutgoingAction]) -> list[DeliveryOutcome]: ...
+
+    def reconcile(self, action: OutgoingAction) -> DeliveryOutcome | None: ...
+
+
+@dataclass(frozen=True)
+class TargetRef:
+    """A mapping's reference to a learning item, before the site resolves it to an id."""
+
+    site: str
+    kind: str
+    ref: str
+
+
+class TargetResolver(Protocol):
+    def __call__(self, ref: TargetRef) -> Target | None: ...
+
+
+@dataclass(frozen=True)
+class DoctorCheck:
+    name: str
+    ok: bool
+    detail: str = ""
+    fix: str = ""
+    required: bool = True
+
+
+ConnectorKind = Literal["lms", "hris", "email"]
+
+
+@dataclass(frozen=True)
+class Connector:
+    """What a connector package registers under the ``lmsbridge.connectors`` entry point."""
+
+    name: str
+    kind: ConnectorKind
+    options_model: type[BaseModel]
+    build_source: SourceFactory | None = None
+    build_sink: SinkFactory | None = None
+    doctor: DoctorFactory | None = None
+
+
+class SourceFactory(Protocol):
+    def __call__(self, name: str, options: Any, settings: Settings) -> Source: ...
+
+
+class SinkFactory(Protocol):
+    def __call__(self, name: str, options: Any, settings: Settings) -> Sink: ...
+
+
+class DoctorFactory(Protocol):
+    def __call__(
+        self, name: str, options: Any, settings: Settings, needs: Sequence[str]
+    ) -> Sequence[DoctorCheck]: ...

@@ -1,0 +1,249 @@
+"""Writing pulled records: upsert by natural key, keep rejects, advance cursors, mark people dirty.
+
+One :class:`~bridge.ports.Batch` is written in one transaction together with its cursor, so a
+cursor never runs ahead of the records it covers. Upserts only touch rows whose values changed,
+and only the people behind changed rows are marked for re-evaluation.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import lru_cache
+from typing import Any
+
+from sqlalchemy import Connection, Table, and_, or_, select, tuple_, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from bridge import clock
+from bridge.ports import Batch
+from bridge.records import (
+    Competency,
+    CompetencyRating,
+    Completion,
+    Enrolment,
+    Goal,
+    LearningItem,
+    LmsUser,
+    Measurement,
+    Person,
+    Record,
+    ReviewRating,
+)
+from bridge.store import schema as t
+
+CHUNK = 500
+
+
+@dataclass(frozen=True)
+class _Target:
+    table: Table
+    keys: tuple[str, ...]
+    columns: tuple[str, ...]
+    owner: str  # "person": rows belong to person_id; "lms_user": to (site, user_id); "none"
+
+
+def _target(table: Table, keys: Sequence[str], owner: str) -> _Target:
+    cols = tuple(c.name for c in table.columns if c.name != "updated_at")
+    return _Target(table, tuple(keys), cols, owner)
+
+
+TARGETS: dict[type, _Target] = {
+    Person: _target(t.people, ["person_id"], "person"),
+    LmsUser: _target(t.lms_users, ["site", "user_id"], "lms_user"),
+    LearningItem: _target(t.learning_items, ["site", "kind", "item_id"], "none"),
+    Enrolment: _target(t.enrolments, ["site", "user_id", "item_id"], "lms_user"),
+    Completion: _target(t.completions, ["site", "user_id", "kind", "item_id"], "lms_user"),
+    Competency: _target(t.competencies, ["site", "competency_id"], "none"),
+    CompetencyRating: _target(t.competency_ratings, ["site", "user_id", "competency_id"], "lms_user"),
+    Measurement: _target(t.measurements, ["person_id", "metric", "period_start"], "person"),
+    ReviewRating: _target(
+        t.review_ratings, ["person_id", "competency", "rater_type", "period_end"], "person"
+    ),
+    Goal: _target(t.goals, ["person_id", "goal_id"], "person"),
+}
+
+
+@dataclass
+class WriteResult:
+    written: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    changed: int = 0
+    rejected: int = 0
+    dirty_people: int = 0
+    leavers: int = 0
+
+    def add(self, other: WriteResult) -> None:
+        for k, v in other.written.items():
+            self.written[k] += v
+        self.changed += other.changed
+        self.rejected += other.rejected
+        self.dirty_people += other.dirty_people
+        self.leavers += other.leavers
+
+
+def upsert_statement(conn: Connection, table: Table, keys: Sequence[str], columns: Sequence[str]) -> Any:
+    """INSERT ... ON CONFLICT DO UPDATE, touching a row only when a value differs."""
+    return _upsert(conn.dialect.name, table, tuple(keys), tuple(columns))
+
+
+@lru_cache(maxsize=256)
+def _upsert(dialect: str, table: Table, keys: tuple[str, ...], columns: tuple[str, ...]) -> Any:
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = insert(table)
+    excluded = stmt.excluded
+    values = [c for c in columns if c not in keys]
+    if not values:
+        return stmt.on_conflict_do_nothing(index_elements=list(keys))
+    changed = or_(*(table.c[c].is_distinct_from(excluded[c]) for c in values))
+    return stmt.on_conflict_do_update(
+        index_elements=list(keys),
+        set_={
+            **{c: excluded[c] for c in values},
+            **({"updated_at": excluded["updated_at"]} if "updated_at" in table.c else {}),
+        },
+        where=changed,
+    )
+
+
+def _row(record: Record, columns: Sequence[str], now: datetime) -> dict[str, Any]:
+    row = {c: getattr(record, c) for c in columns}
+    row["updated_at"] = now
+    return row
+
+
+def write_records(conn: Connection, records: Iterable[Record], now: datetime) -> WriteResult:
+    result = WriteResult()
+    grouped: dict[type, list[Record]] = defaultdict(list)
+    for record in records:
+        grouped[type(record)].append(record)
+    dirty_persons: set[str] = set()
+    dirty_users: set[tuple[str, int]] = set()
+    changed_metrics: set[str] = set()
+    for kind, items in grouped.items():
+        target = TARGETS[kind]
+        stmt = upsert_statement(conn, target.table, target.keys, target.columns)
+        returning = [target.table.c[k] for k in target.keys]
+        for start in range(0, len(items), CHUNK):
+            chunk = _dedupe(items[start : start + CHUNK], target.keys)
+            rows = [_row(r, target.columns, now) for r in chunk]
+            changed = conn.execute(stmt.returning(*returning), rows).all()
+            result.written[kind.__name__] += len(rows)
+            result.changed += len(changed)
+            if target.owner == "person":
+                dirty_persons.update(row.person_id for row in changed)
+            if kind is Measurement:
+                changed_metrics.update(row.metric for row in changed)
+            if kind is Person and changed:
+                bump_version(conn, "people", now)
+            elif target.owner == "lms_user":
+                dirty_users.update((row.site, row.user_id) for row in changed)
+    if dirty_users:
+        dirty_persons.update(_people_of_users(conn, dirty_users))
+    result.dirty_people = mark_dirty(conn, dirty_persons, now)
+    for metric in sorted(changed_metrics):
+        bump_version(conn, f"kpi:{metric}", now)
+    return result
+
+
+def bump_version(conn: Connection, name: str, now: datetime) -> None:
+    """Mark a kind of data as changed, so caches derived from it are rebuilt (see PeerRanks)."""
+    stmt = upsert_statement(conn, t.control, ["name"], ["name", "value"])
+    conn.execute(stmt, {"name": f"version:{name}", "value": uuid.uuid4().hex, "updated_at": now})
+
+
+def version(conn: Connection, name: str) -> str | None:
+    return conn.execute(select(t.control.c.value).where(t.control.c.name == f"version:{name}")).scalar()
+
+
+def _dedupe(items: list[Record], keys: Sequence[str]) -> list[Record]:
+    """Keep the last record per key: one statement may not touch the same row twice."""
+    by_key: dict[tuple[Any, ...], Record] = {}
+    for item in items:
+        by_key[tuple(getattr(item, k) for k in keys)] = item
+    return list(by_key.values())
+
+
+def _people_of_users(conn: Connection, users: set[tuple[str, int]]) -> set[str]:
+    found: set[str] = set()
+    pairs = sorted(users)
+    for start in range(0, len(pairs), CHUNK):
+        chunk = pairs[start : start + CHUNK]
+        rows = conn.execute(
+            select(t.identities.c.person_id).where(
+                tuple_(t.identities.c.site, t.identities.c.user_id).in_(chunk)
+            )
+        )
+        found.update(r.person_id for r in rows)
+    return found
+
+
+def mark_dirty(conn: Connection, person_ids: Iterable[str], now: datetime) -> int:
+    ids = sorted(set(person_ids))
+    if not ids:
+        return 0
+    stmt = upsert_statement(conn, t.dirty_people, ["person_id"], ["person_id"])
+    for start in range(0, len(ids), CHUNK):
+        conn.execute(stmt, [{"person_id": p, "since": now} for p in ids[start : start + CHUNK]])
+    return len(ids)
+
+
+def retire_missing_people(conn: Connection, source: str, present: set[str], now: datetime) -> int:
+    """A complete snapshot of people from ``source``: anyone it no longer lists has left."""
+    active = conn.execute(
+        select(t.people.c.person_id).where(and_(t.people.c.source == source, t.people.c.active))
+    ).scalars()
+    gone = sorted(set(active) - present)
+    for start in range(0, len(gone), CHUNK):
+        conn.execute(
+            update(t.people)
+            .where(t.people.c.person_id.in_(gone[start : start + CHUNK]))
+            .values(active=False, updated_at=now)
+        )
+    mark_dirty(conn, gone, now)
+    if gone:
+        bump_version(conn, "people", now)
+    return len(gone)
+
+
+def write_batch(conn: Connection, source: str, batch: Batch, now: datetime | None = None) -> WriteResult:
+    """Store one batch and its cursor. The caller owns the transaction."""
+    now = now or clock.now()
+    result = write_records(conn, batch.records, now)
+    if batch.rejected:
+        conn.execute(
+            t.rejects.insert(),
+            [
+                {
+                    "source": r.source,
+                    "location": r.location,
+                    "reason": r.reason,
+                    "raw": r.raw[:4000],
+                    "seen_at": now,
+                }
+                for r in batch.rejected
+            ],
+        )
+        result.rejected = len(batch.rejected)
+    if batch.snapshot_of == "people":
+        present = {r.person_id for r in batch.records if isinstance(r, Person)}
+        result.leavers = retire_missing_people(conn, source, present, now)
+    if batch.cursor is not None:
+        set_cursor(conn, source, batch.stream, batch.cursor, now)
+    return result
+
+
+def set_cursor(conn: Connection, source: str, stream: str, value: str | None, now: datetime) -> None:
+    stmt = upsert_statement(conn, t.cursors, ["source", "stream"], ["source", "stream", "value"])
+    conn.execute(stmt, {"source": source, "stream": stream, "value": value, "updated_at": now})
+
+
+def get_cursors(conn: Connection, source: str) -> dict[str, str | None]:
+    rows = conn.execute(select(t.cursors.c.stream, t.cursors.c.value).where(t.cursors.c.source == source))
+    return {r.stream: r.value for r in rows}
+
+
+def reset_cursors(conn: Connection, source: str) -> None:
+    conn.execute(t.cursors.delete().where(t.cursors.c.source == source))

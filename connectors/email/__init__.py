@@ -1,0 +1,1 @@
+"""Email over SMTP: a delivery channel for managers or learners outside the LMS."""

@@ -1,0 +1,224 @@
+"""The JSON-over-HTTP HR feed: a generic reader for HR APIs and report endpoints.
+
+Configured, not coded: a base URL, authentication (bearer token, HTTP basic, or an API-key
+header — secrets from the environment), one endpoint per record kind with the dotted path to
+its list of items and a dotted path per field (``work.department``, ``manager.id``), and paging
+by offset/limit, page number, cursor, or next link. Transient failures (connection errors,
+timeouts, 429, 5xx) are retried with exponential backoff, honouring Retry-After.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Iterator
+from typing import Any, Literal
+from urllib.parse import urljoin
+
+import requests
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, SecretStr
+from tenacity import Retrying, retry_if_exception, stop_after_attempt
+
+from bridge.errors import Remedy, SourceError
+from bridge.ports import Connector, PullContext, Source
+from bridge.settings import Settings
+from connectors.hris.csv_connector import RatingScale
+from connectors.hris.feed import HrFeed, Rows
+from connectors.hris.fields import Builder, Scale, dotted
+
+RETRY_STATUSES = {429, 500, 502, 503, 504}
+
+
+class Endpoint(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    path: str = Field(description="Path under base_url, e.g. /v1/employees.")
+    items: str = Field(
+        default="",
+        description="Dotted path to the list of items in the answer ('' = the answer is the list).",
+    )
+    fields: dict[str, str] = Field(
+        description="lmsbridge field -> dotted path in an item, e.g. {department = 'work.department'}."
+    )
+    params: dict[str, str] = Field(default_factory=dict, description="Extra query parameters.")
+
+
+class Paging(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    style: Literal["none", "offset", "page", "cursor", "next_link"] = "none"
+    page_size: int = Field(default=100, ge=1, le=10000)
+    limit_param: str = "limit"
+    offset_param: str = "offset"
+    page_param: str = "page"
+    first_page: int = 1
+    cursor_param: str = "cursor"
+    next_cursor: str = Field(
+        default="next_cursor", description="Dotted path of the next cursor in the answer."
+    )
+    next_link: str = Field(default="next", description="Dotted path of the next page's URL in the answer.")
+
+
+class JsonOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    base_url: AnyHttpUrl
+    auth: Literal["none", "bearer", "basic", "api_key"] = "none"
+    token: SecretStr | None = Field(
+        default=None, description="Bearer token (LMSBRIDGE_FEEDS__<NAME>__TOKEN)."
+    )
+    username: str | None = None
+    password: SecretStr | None = None
+    api_key_header: str = "X-API-Key"
+    api_key: SecretStr | None = None
+    timeout_seconds: float = Field(default=30, gt=0)
+    verify_tls: bool = True
+    attempts: int = Field(default=5, ge=1)
+    paging: Paging = Field(default_factory=Paging)
+    people: Endpoint | None = None
+    measurements: Endpoint | None = None
+    reviews: Endpoint | None = None
+    goals: Endpoint | None = None
+    people_snapshot: bool = True
+    date_format: str | None = None
+    decimal: str = "."
+    rating_scale: RatingScale = Field(default_factory=RatingScale)
+
+
+class Transient(Exception):
+    def __init__(self, detail: str, retry_after: float | None = None) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+
+class JsonSource(HrFeed):
+    def __init__(self, name: str, options: JsonOptions, max_wait: float = 30.0) -> None:
+        self.name = name
+        self.options = options
+        self.max_wait = max_wait
+        self.people_snapshot = options.people_snapshot
+        scale = options.rating_scale
+        self.builder = Builder(
+            name,
+            options.date_format,
+            options.decimal,
+            Scale(tuple(scale.labels), scale.min, scale.max, tuple(scale.unrated)),
+        )
+        self.session = requests.Session()
+        self.session.headers["Accept"] = "application/json"
+        if options.auth == "bearer" and options.token:
+            self.session.headers["Authorization"] = f"Bearer {options.token.get_secret_value()}"
+        elif options.auth == "basic" and options.username and options.password:
+            self.session.auth = (options.username, options.password.get_secret_value())
+        elif options.auth == "api_key" and options.api_key:
+            self.session.headers[options.api_key_header] = options.api_key.get_secret_value()
+
+    def rows(self, kind: str, ctx: PullContext) -> Rows | None:
+        endpoint: Endpoint | None = getattr(self.options, kind)
+        if endpoint is None:
+            return None
+        return self._rows(kind, endpoint)
+
+    def _rows(self, kind: str, endpoint: Endpoint) -> Rows:
+        for number, item in enumerate(self._items(endpoint), start=1):
+            values = {name: dotted(item, path) for name, path in endpoint.fields.items()}
+            key = values.get("person_id") or values.get("person") or ""
+            yield f"{endpoint.path} item {number} ({key})", values.get
+
+    def _items(self, endpoint: Endpoint) -> Iterator[Any]:
+        paging = self.options.paging
+        url = urljoin(str(self.options.base_url), endpoint.path)
+        params: dict[str, Any] = dict(endpoint.params)
+        if paging.style == "offset":
+            params.update({paging.limit_param: paging.page_size, paging.offset_param: 0})
+        elif paging.style == "page":
+            params.update({paging.limit_param: paging.page_size, paging.page_param: paging.first_page})
+        elif paging.style == "cursor":
+            params[paging.limit_param] = paging.page_size
+        for _ in range(100_000):  # a safety stop for an endpoint that never ends
+            answer = self._get(url, params)
+            items = dotted(answer, endpoint.items) if endpoint.items else answer
+            if not isinstance(items, list):
+                raise SourceError(
+                    f"feed '{self.name}': {endpoint.path} answered without a list at '{endpoint.items}'",
+                    Remedy.FIX_CONFIG,
+                )
+            yield from items
+            if paging.style == "none" or not items:
+                return
+            if paging.style == "offset":
+                if len(items) < paging.page_size:
+                    return
+                params[paging.offset_param] += len(items)
+            elif paging.style == "page":
+                if len(items) < paging.page_size:
+                    return
+                params[paging.page_param] += 1
+            elif paging.style == "cursor":
+                cursor = dotted(answer, paging.next_cursor)
+                if not cursor:
+                    return
+                params[paging.cursor_param] = cursor
+            else:
+                link = dotted(answer, paging.next_link)
+                if not link:
+                    return
+                url, params = urljoin(url, str(link)), {}
+        raise SourceError(f"feed '{self.name}': {endpoint.path} did not stop paging", Remedy.FIX_CONFIG)
+
+    def _get(self, url: str, params: dict[str, Any]) -> Any:
+        retrying = Retrying(
+            retry=retry_if_exception(lambda e: isinstance(e, Transient)),
+            stop=stop_after_attempt(self.options.attempts),
+            wait=lambda state: self._wait(
+                state.attempt_number, state.outcome.exception() if state.outcome else None
+            ),
+            reraise=True,
+        )
+        try:
+            return retrying(self._request, url, params)
+        except Transient as exc:
+            raise SourceError(f"feed '{self.name}': {exc}", Remedy.RETRY) from None
+
+    def _wait(self, attempt: int, exc: BaseException | None) -> float:
+        backoff = min(self.max_wait, 0.5 * float(1 << min(16, attempt - 1))) + random.uniform(0, 0.5)
+        if isinstance(exc, Transient) and exc.retry_after is not None:
+            backoff = max(backoff, exc.retry_after)
+        return float(min(backoff, self.max_wait))
+
+    def _request(self, url: str, params: dict[str, Any]) -> Any:
+        started = time.monotonic()
+        try:
+            response = self.session.get(
+                url, params=params, timeout=self.options.timeout_seconds, verify=self.options.verify_tls
+            )
+        except requests.Timeout:
+            raise Transient(f"no answer from {url} within {self.options.timeout_seconds:g} s") from None
+        except requests.ConnectionError as exc:
+            raise Transient(f"cannot connect to {url} ({type(exc).__name__})") from None
+        if response.status_code in RETRY_STATUSES:
+            retry_after = response.headers.get("Retry-After")
+            raise Transient(
+                f"{url} answered HTTP {response.status_code}",
+                float(retry_after) if retry_after and retry_after.isdigit() else None,
+            )
+        if response.status_code in (401, 403):
+            raise SourceError(
+                f"feed '{self.name}': {url} refused the credentials (HTTP {response.status_code})",
+                Remedy.FIX_CONFIG,
+            )
+        if response.status_code != 200:
+            raise SourceError(
+                f"feed '{self.name}': {url} answered HTTP {response.status_code}", Remedy.FIX_CONFIG
+            )
+        try:
+            return response.json()
+        except ValueError:
+            raise Transient(f"{url} did not answer JSON ({time.monotonic() - started:.1f} s)") from None
+
+
+def build_source(name: str, options: Any, settings: Settings) -> Source:
+    return JsonSource(name, options)
+
+
+connector = Connector(name="json_http", kind="hris", options_model=JsonOptions, build_source=build_source)

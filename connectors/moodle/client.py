@@ -1,0 +1,228 @@
+"""The Moodle REST web-service client.
+
+One pooled ``requests.Session``; ``POST {site}/webservice/rest/server.php`` with ``wstoken``,
+``wsfunction`` and ``moodlewsrestformat=json`` in the form body (never in the URL, so the
+token stays out of access logs). Moodle's HTTP-200 error bodies become typed errors
+(:mod:`connectors.moodle.errors`); ``warnings`` arrays are logged per item. Connection errors,
+timeouts, 429 and 5xx are retried with exponential backoff and jitter (honouring Retry-After);
+Moodle exceptions are not, except maintenance mode. Every HTTP request is counted by function
+name, and a per-site budget (calls per second) keeps the bridge from becoming the site's
+biggest load.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Mapping
+from typing import Any
+
+import requests
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+)
+
+from bridge import metrics
+from bridge.errors import Remedy
+from bridge.log import get_logger
+from connectors.moodle import errors
+from connectors.moodle.params import encode
+
+log = get_logger(__name__)
+
+ENDPOINT = "/webservice/rest/server.php"
+RETRY_STATUSES = {429, 500, 502, 503, 504}
+MAX_FIELDS = 4000  # Moodle requires max_input_vars >= 5000; stay clear of it
+
+
+class RateLimiter:
+    """At most ``per_second`` calls per second across threads (a simple spacing limiter)."""
+
+    def __init__(self, per_second: float | None) -> None:
+        self.interval = 1.0 / per_second if per_second else 0.0
+        self.lock = threading.Lock()
+        self.next_slot = 0.0
+
+    def wait(self) -> None:
+        if not self.interval:
+            return
+        with self.lock:
+            now = time.monotonic()
+            slot = max(now, self.next_slot)
+            self.next_slot = slot + self.interval
+        if slot > now:
+            time.sleep(slot - now)
+
+
+def _retryable(exc: BaseException) -> bool:
+    return isinstance(exc, errors.TransportError | errors.SiteMaintenance) and exc.remedy is Remedy.RETRY
+
+
+class MoodleClient:
+    def __init__(
+        self,
+        site: str,
+        url: str,
+        token: str,
+        *,
+        timeout: float = 30.0,
+        verify_tls: bool | str = True,
+        attempts: int = 5,
+        max_wait: float = 60.0,
+        calls_per_second: float | None = None,
+        session: requests.Session | None = None,
+    ) -> None:
+        self.site = site
+        self.url = url.rstrip("/")
+        self._token = token
+        self.timeout = timeout
+        self.verify_tls = verify_tls
+        self.attempts = attempts
+        self.max_wait = max_wait
+        self.limiter = RateLimiter(calls_per_second)
+        self.session = session or requests.Session()
+        self.session.headers.update({"User-Agent": "lmsbridge", "Accept": "application/json"})
+        self.calls: Counter[str] = Counter()
+        self._calls_lock = threading.Lock()
+        self._functions: set[str] | None = None
+
+    # ------------------------------------------------------------------ calling
+
+    def call(self, function: str, params: Mapping[str, Any] | None = None, **settings: Any) -> Any:
+        """Call one web-service function and return its decoded JSON answer.
+
+        ``settings`` are per-call Moodle settings such as ``lang="en"`` or ``timezone="UTC"``
+        (sent as ``moodlewssetting*``).
+        """
+        fields = encode(params or {})
+        if len(fields) > MAX_FIELDS:
+            raise ValueError(
+                f"{function}: {len(fields)} form fields is too many for one request; chunk the call"
+            )
+        body = [("wstoken", self._token), ("wsfunction", function), ("moodlewsrestformat", "json"), *fields]
+        body += [(f"moodlewssetting{k}", str(v)) for k, v in settings.items()]
+        retrying = Retrying(
+            retry=retry_if_exception(_retryable),
+            stop=stop_after_attempt(self.attempts),
+            wait=self._wait,
+            reraise=True,
+        )
+        try:
+            return retrying(self._post, function, body)
+        except errors.MissingRecord as exc:
+            if exc.errorcode == "invalidrecordunknown" and not self.has_function(function):
+                raise errors.UnknownFunction(
+                    self.site, function, exc.exception, exc.errorcode, exc.moodle_message
+                ) from None
+            raise
+
+    def _wait(self, state: RetryCallState) -> float:
+        """Exponential backoff with jitter, or the server's Retry-After when it gives one."""
+        exc = state.outcome.exception() if state.outcome else None
+        attempt: int = state.attempt_number
+        backoff: float = min(self.max_wait, 0.5 * float(1 << min(16, attempt - 1))) + random.uniform(0, 0.5)
+        if isinstance(exc, errors.TransportError) and exc.retry_after is not None:
+            backoff = max(exc.retry_after, backoff)
+        return float(min(backoff, self.max_wait))
+
+    def _post(self, function: str, body: list[tuple[str, str]]) -> Any:
+        self.limiter.wait()
+        with self._calls_lock:
+            self.calls[function] += 1
+        started = time.monotonic()
+        outcome = "error"
+        try:
+            answer = self._request(function, body)
+            outcome = "ok"
+            return answer
+        except errors.MoodleError as exc:
+            outcome = exc.errorcode or "moodle_error"
+            raise
+        except errors.TransportError:
+            outcome = "transport"
+            raise
+        finally:
+            elapsed = time.monotonic() - started
+            metrics.lms_calls.labels(self.site, function, outcome).observe(elapsed)
+            log.debug(
+                "moodle call", site=self.site, function=function, outcome=outcome, seconds=round(elapsed, 3)
+            )
+
+    def _request(self, function: str, body: list[tuple[str, str]]) -> Any:
+        try:
+            response = self.session.post(
+                self.url + ENDPOINT, data=body, timeout=self.timeout, verify=self.verify_tls
+            )
+        except requests.Timeout:
+            raise errors.TransportError(self.site, function, f"no answer within {self.timeout:g} s") from None
+        except requests.ConnectionError as exc:
+            raise errors.TransportError(
+                self.site, function, f"cannot connect ({type(exc).__name__})"
+            ) from None
+        if response.status_code != 200:
+            retry_after = _retry_after(response.headers.get("Retry-After"))
+            if response.status_code in RETRY_STATUSES:
+                raise errors.TransportError(self.site, function, f"HTTP {response.status_code}", retry_after)
+            hint = (
+                " (web services or the REST protocol may be disabled)" if response.status_code == 403 else ""
+            )
+            error = errors.TransportError(self.site, function, f"HTTP {response.status_code}{hint}")
+            error.remedy = Remedy.FIX_CONFIG
+            raise error
+        try:
+            data = response.json()
+        except (json.JSONDecodeError, ValueError):
+            snippet = response.text[:80].replace("\n", " ")
+            raise errors.TransportError(
+                self.site, function, f"the answer is not JSON (starts {snippet!r})"
+            ) from None
+        if isinstance(data, dict) and "exception" in data and "errorcode" in data:
+            raise errors.from_body(self.site, function, data)
+        _log_warnings(self.site, function, data)
+        return data
+
+    # ------------------------------------------------------------------ site
+
+    def site_info(self) -> dict[str, Any]:
+        info: dict[str, Any] = self.call("core_webservice_get_site_info")
+        self._functions = {f["name"] for f in info.get("functions", [])}
+        return info
+
+    def has_function(self, function: str) -> bool:
+        """Whether the token's service offers the function (asks the site once)."""
+        if self._functions is None:
+            self.site_info()
+        assert self._functions is not None
+        return function in self._functions
+
+    def total_calls(self) -> int:
+        return sum(self.calls.values())
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+def _log_warnings(site: str, function: str, data: Any) -> None:
+    warnings = data.get("warnings") if isinstance(data, dict) else None
+    for warning in warnings or []:
+        log.warning(
+            "moodle warning",
+            site=site,
+            function=function,
+            item=warning.get("item"),
+            itemid=warning.get("itemid"),
+            code=warning.get("warningcode"),
+            message=warning.get("message"),
+        )

@@ -1,0 +1,248 @@
+"""Completion feeds: three ways to learn who completed which course, chosen by what the site offers.
+
+============  =================================================  ================================
+feed          calls per poll                                     needs
+============  =================================================  ================================
+report        1 + one per 500 new completions                    Moodle 4.1+, the custom report
+per_learner   1 per learner in scope + 1 per new completion       Moodle 3.6+
+per_course    pages of participants per course in scope,          any version
+              + 1 per enrolled learner without a completion
+============  =================================================  ================================
+
+Moodle has no "completions since" web service; the Report Builder report sorted newest first
+is the only bulk, incremental path: a steady-state poll reads one page and stops at the first
+row older than the cursor (less a look-back window for completions written late). Its dates are
+localised strings with minute precision, so the feed asks for English and UTC, and dedupes by
+(user, course), never by time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from bridge.errors import Remedy, SourceError
+from bridge.log import get_logger
+from bridge.ports import Batch, PullContext
+from bridge.records import Completion, Enrolment, Record
+from connectors.moodle import errors
+from connectors.moodle.client import MoodleClient
+
+log = get_logger(__name__)
+
+REPORT_DATE = "%A, %d %B %Y, %I:%M %p"
+
+
+def stamp(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="seconds")
+
+
+def parse_report_date(text: str) -> datetime:
+    return datetime.strptime(text.strip(), REPORT_DATE).replace(tzinfo=UTC)
+
+
+class ReportColumns:
+    def __init__(self, idnumber: str, email: str, course: str, completed: str) -> None:
+        self.names = {"idnumber": idnumber, "email": email, "course": course, "completed": completed}
+
+    def positions(self, headers: list[str], site: str) -> dict[str, int]:
+        found = {key: headers.index(name) for key, name in self.names.items() if name in headers}
+        missing = [name for key, name in self.names.items() if key not in found and key != "email"]
+        if missing:
+            raise SourceError(
+                f"the completion report on site '{site}' has no column {', '.join(repr(m) for m in missing)} "
+                f"(it has {', '.join(repr(h) for h in headers)}); set the column headings as in README > Moodle",
+                Remedy.FIX_CONFIG,
+            )
+        return found
+
+
+class ReportFeed:
+    """Completions from the administrators' Report Builder report, newest first."""
+
+    name = "report"
+
+    def __init__(
+        self,
+        site: str,
+        client: MoodleClient,
+        report_id: int,
+        columns: ReportColumns,
+        lookback: timedelta,
+        page_size: int = 500,
+    ) -> None:
+        self.site = site
+        self.client = client
+        self.report_id = report_id
+        self.columns = columns
+        self.lookback = lookback
+        self.page_size = page_size
+
+    def pull(self, ctx: PullContext, in_scope: set[int] | None) -> Iterator[Batch]:
+        assert ctx.view is not None
+        cursor = ctx.cursors.get("completions") if not ctx.full else None
+        since = datetime.fromisoformat(cursor) - self.lookback if cursor else None
+        index = ctx.view.index()
+        newest = datetime.fromisoformat(cursor) if cursor else None
+        page = 0
+        while True:
+            answer = self.client.call(
+                "core_reportbuilder_retrieve_report",
+                {"reportid": self.report_id, "page": page, "perpage": self.page_size},
+                lang="en",
+                timezone="UTC",
+            )
+            data = answer.get("data", {})
+            rows = data.get("rows", [])
+            at = self.columns.positions(data.get("headers", []), self.site)
+            records: list[Record] = []
+            reached_cursor = False
+            for row in rows:
+                columns = row.get("columns", [])
+                try:
+                    when = parse_report_date(columns[at["completed"]] or "")
+                except (ValueError, IndexError):
+                    log.warning("report row without a readable completion time", site=self.site, row=columns)
+                    continue
+                if since is not None and when < since:
+                    reached_cursor = True
+                    break
+                newest = max(newest, when) if newest else when
+                user_id = index.users_by_idnumber.get((columns[at["idnumber"]] or "").strip())
+                if user_id is None and "email" in at:
+                    user_id = index.users_by_email.get((columns[at["email"]] or "").strip().lower())
+                course_id = index.courses_by_shortname.get(columns[at["course"]] or "")
+                if (
+                    user_id is None
+                    or course_id is None
+                    or (in_scope is not None and course_id not in in_scope)
+                ):
+                    continue  # not a person or course any mapping needs
+                records.append(Completion(self.site, user_id, course_id, when))
+            last_page = (page + 1) * self.page_size >= int(data.get("totalrowcount", 0)) or not rows
+            if reached_cursor or last_page:
+                yield Batch("completions", records, cursor=stamp(newest) if newest else None)
+                return
+            yield Batch("completions", records)
+            page += 1
+
+
+class PerLearnerFeed:
+    """``core_enrol_get_users_courses`` per learner; completion times only for new completions."""
+
+    name = "per_learner"
+
+    def __init__(self, site: str, client: MoodleClient, batch: int = 200) -> None:
+        self.site = site
+        self.client = client
+        self.batch = batch
+
+    def pull(self, ctx: PullContext, in_scope: set[int] | None) -> Iterator[Batch]:
+        assert ctx.view is not None
+        linked = learners(ctx)
+        known = ctx.view.known_completions()
+        records: list[Record] = []
+        for count, user_id in enumerate(sorted(linked), start=1):
+            records.extend(self._learner(user_id, in_scope, known))
+            if count % self.batch == 0:
+                yield Batch("completions", records)
+                records = []
+        yield Batch("completions", records, cursor=stamp(ctx.now))
+
+    def _learner(self, user_id: int, in_scope: set[int] | None, known: set[tuple[int, int]]) -> list[Record]:
+        try:
+            courses = self.client.call(
+                "core_enrol_get_users_courses", {"userid": user_id, "returnusercount": False}
+            )
+        except errors.MoodleError as exc:
+            if exc.remedy is Remedy.SKIP_ITEM:
+                log.info("learner skipped", site=self.site, user_id=user_id, reason=exc.errorcode)
+                return []
+            raise
+        records: list[Record] = []
+        for course in courses:
+            course_id = int(course["id"])
+            if in_scope is not None and course_id not in in_scope:
+                continue
+            records.append(Enrolment(self.site, user_id, course_id, active=True))
+            if course.get("completed") and (user_id, course_id) not in known:
+                when = completion_time(self.client, self.site, user_id, course_id)
+                if when is not None:
+                    records.append(Completion(self.site, user_id, course_id, when))
+        return records
+
+
+class PerCourseFeed:
+    """Participants of the few courses in scope, then a status call per learner not yet complete."""
+
+    name = "per_course"
+
+    def __init__(self, site: str, client: MoodleClient, page_size: int = 1000) -> None:
+        self.site = site
+        self.client = client
+        self.page_size = page_size
+
+    def pull(self, ctx: PullContext, in_scope: set[int] | None) -> Iterator[Batch]:
+        assert ctx.view is not None
+        if in_scope is None:
+            raise SourceError(
+                f"site '{self.site}': the per-course feed needs the mappings' courses", Remedy.FIX_CONFIG
+            )
+        linked = learners(ctx)
+        known = ctx.view.known_completions()
+        for course_id in sorted(in_scope):
+            records: list[Record] = []
+            for user_id in self._participants(course_id):
+                if user_id not in linked:
+                    continue
+                records.append(Enrolment(self.site, user_id, course_id, active=True))
+                if (user_id, course_id) not in known:
+                    when = completion_time(self.client, self.site, user_id, course_id)
+                    if when is not None:
+                        records.append(Completion(self.site, user_id, course_id, when))
+            yield Batch("completions", records)
+        yield Batch("completions", [], cursor=stamp(ctx.now))
+
+    def _participants(self, course_id: int) -> Iterator[int]:
+        start = 0
+        while True:
+            options = [
+                {"name": "userfields", "value": "id"},
+                {"name": "onlyactive", "value": 1},
+                {"name": "limitfrom", "value": start},
+                {"name": "limitnumber", "value": self.page_size},
+            ]
+            users = self.client.call(
+                "core_enrol_get_enrolled_users", {"courseid": course_id, "options": options}
+            )
+            yield from (int(u["id"]) for u in users)
+            if len(users) < self.page_size:
+                return
+            start += self.page_size
+
+
+def learners(ctx: PullContext) -> set[int]:
+    """LMS users linked to people some mapping's audience can reach."""
+    assert ctx.view is not None
+    linked = ctx.view.linked_users()
+    if ctx.scope.person_ids is not None:
+        return {uid for uid, pid in linked.items() if pid in ctx.scope.person_ids}
+    return set(linked)
+
+
+def completion_time(client: MoodleClient, site: str, user_id: int, course_id: int) -> datetime | None:
+    """Moodle returns no course-level time; the latest criterion time is the best proxy."""
+    try:
+        status: dict[str, Any] = client.call(
+            "core_completion_get_course_completion_status", {"courseid": course_id, "userid": user_id}
+        )
+    except errors.MoodleError as exc:
+        if exc.remedy is Remedy.SKIP_ITEM:
+            return None
+        raise
+    completion = status.get("completionstatus", {})
+    if not completion.get("completed"):
+        return None
+    times = [c.get("timecompleted") for c in completion.get("completions", []) if c.get("timecompleted")]
+    return datetime.fromtimestamp(max(times), UTC) if times else datetime.now(UTC)

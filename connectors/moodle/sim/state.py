@@ -1,0 +1,165 @@
+"""What the simulated site knows and what was written to it.
+
+Built from a synthetic organisation with indexes by id, idnumber, email and username, so every
+lookup is constant time even at 50,000 users. Writes (messages, enrolments, plans) are
+recorded for tests and the demo to inspect, and every call is counted by function name.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from connectors.simulation.org import (
+    COMPETENCIES,
+    COMPETENCY_FRAMEWORK,
+    PROFICIENCY_SCALE,
+    WS_USER_ID,
+    Organisation,
+)
+
+
+@dataclass
+class SimUser:
+    id: int
+    username: str
+    firstname: str
+    lastname: str
+    email: str
+    idnumber: str
+    department: str = ""
+    suspended: bool = False
+    deleted: bool = False
+    timezone: str = "99"
+    lang: str = "en"
+    lastaccess: int = 0
+
+
+@dataclass
+class SimPlan:
+    id: int
+    userid: int
+    name: str
+    status: int
+    templateid: int | None
+    competencies: list[int] = field(default_factory=list)
+    timecreated: int = 0
+
+
+@dataclass
+class SiteState:
+    org: Organisation
+    url: str = "http://127.0.0.1"
+    release: str = "4.4"
+    users: dict[int, SimUser] = field(default_factory=dict)
+    by_idnumber: dict[str, int] = field(default_factory=dict)
+    by_email: dict[str, list[int]] = field(default_factory=dict)
+    by_username: dict[str, int] = field(default_factory=dict)
+    courses: dict[int, Any] = field(default_factory=dict)
+    course_by_shortname: dict[str, int] = field(default_factory=dict)
+    enrolments: dict[int, dict[int, int]] = field(default_factory=dict)  # user -> course -> timestart
+    participants: dict[int, set[int]] = field(default_factory=lambda: defaultdict(set))
+    completions: dict[tuple[int, int], int] = field(default_factory=dict)
+    plans: dict[int, SimPlan] = field(default_factory=dict)
+    user_competency: dict[tuple[int, int], int | None] = field(default_factory=dict)  # grade, 2 = proficient
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    conversations: dict[tuple[int, int], int] = field(default_factory=dict)
+    enrolled: list[dict[str, Any]] = field(default_factory=list)
+    plan_writes: list[dict[str, Any]] = field(default_factory=list)
+    calls: Counter[str] = field(default_factory=Counter)
+    lock: threading.RLock = field(default_factory=threading.RLock)
+    blocked_users: set[int] = field(default_factory=set)
+    removed_functions: set[str] = field(default_factory=set)  # known to Moodle, not in the token's service
+
+    @classmethod
+    def build(cls, org: Organisation, url: str = "http://127.0.0.1", release: str = "4.4") -> SiteState:
+        state = cls(org=org, url=url, release=release)
+        state._add(SimUser(2, "admin", "Admin", "User", "admin@example.org", ""))
+        state._add(SimUser(WS_USER_ID, "lmsbridge", "Learning", "Team", "learning@example.org", ""))
+        for p in org.people:
+            state._add(
+                SimUser(
+                    p.user_id,
+                    p.username,
+                    p.first_name,
+                    p.last_name,
+                    p.lms_email,
+                    p.lms_idnumber,
+                    p.department,
+                    suspended=p.suspended,
+                    timezone=p.timezone,
+                )
+            )
+        for i, extra in enumerate(org.lms_only):
+            state._add(
+                SimUser(
+                    extra.user_id,
+                    extra.username,
+                    extra.first_name,
+                    extra.last_name,
+                    extra.email,
+                    "",
+                    deleted=i == 2,
+                )
+            )
+        for course in org.courses:
+            state.courses[course.id] = course
+            state.course_by_shortname[course.shortname] = course.id
+        for user_id, rows in org.enrolments.items():
+            state.enrolments[user_id] = dict(rows)
+            for course_id, _start in rows:
+                state.participants[course_id].add(user_id)
+        state.completions = dict(org.completions)
+        for plan_id, (user_id, ratings) in enumerate(org.plan_ratings.items(), start=1):
+            state.plans[plan_id] = SimPlan(
+                plan_id, user_id, "Customer Service development plan", 1, None, [c for c, _g in ratings]
+            )
+            for competency_id, grade in ratings:
+                state.user_competency[(user_id, competency_id)] = grade
+        return state
+
+    def _add(self, user: SimUser) -> None:
+        self.users[user.id] = user
+        if user.idnumber:
+            self.by_idnumber[user.idnumber] = user.id
+        self.by_email.setdefault(user.email.lower(), []).append(user.id)
+        self.by_username[user.username] = user.id
+
+    # ------------------------------------------------------------------ helpers
+
+    @property
+    def namespaced(self) -> bool:
+        """Moodle 5.0 answers with namespaced exception classes."""
+        return tuple(int(x) for x in self.release.split(".")[:2]) >= (5, 0)
+
+    def live_user(self, user_id: int) -> SimUser | None:
+        user = self.users.get(user_id)
+        return user if user is not None and not user.deleted else None
+
+    def competencies(self) -> list[tuple[int, str, str]]:
+        return list(COMPETENCIES)
+
+    framework = COMPETENCY_FRAMEWORK
+    scale = PROFICIENCY_SCALE
+
+    def complete(self, user_id: int, course_id: int, when: int | None = None) -> None:
+        with self.lock:
+            self.completions[(user_id, course_id)] = when or int(time.time())
+            self.enrolments.setdefault(user_id, {}).setdefault(course_id, int(time.time()))
+            self.participants[course_id].add(user_id)
+
+    def snapshot(self) -> dict[str, Any]:
+        with self.lock:
+            return {
+                "release": self.release,
+                "users": len(self.users),
+                "courses": len(self.courses),
+                "messages": list(self.messages),
+                "enrolments": list(self.enrolled),
+                "plan_writes": list(self.plan_writes),
+                "calls": dict(self.calls),
+                "total_calls": sum(self.calls.values()),
+            }

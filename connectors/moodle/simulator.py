@@ -1,0 +1,49 @@
+"""``lmsbridge simulator moodle``: run the Moodle simulator on 127.0.0.1 until stopped."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from types import FrameType
+from typing import Annotated
+
+import typer
+
+from connectors.moodle.sim.server import Running, Simulator, serve
+from connectors.moodle.sim.state import SiteState
+from connectors.simulation.org import generate
+
+
+def start_in_thread(
+    token: str, seed: int = 1, people: int = 80, courses: int = 12, release: str = "4.4", port: int = 0
+) -> Running:
+    """A simulator serving on 127.0.0.1 in a background thread (port 0: any free port)."""
+    state = SiteState.build(generate(seed, people=people, courses=courses), release=release)
+    return serve(Simulator(state, token), port)
+
+
+def command(
+    token: Annotated[str, typer.Option("--token", help="The only token the site accepts.")],
+    port: Annotated[int, typer.Option("--port", help="Port on 127.0.0.1.")] = 8089,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the synthetic organisation.")] = 1,
+    people: Annotated[int, typer.Option("--people", help="People in the organisation.")] = 80,
+    courses: Annotated[int, typer.Option("--courses", help="Courses besides the named ones.")] = 12,
+    release: Annotated[
+        str, typer.Option("--release", help="Moodle release to behave as: 3.11, 4.1, 4.4, 4.5, 5.0, 5.1.")
+    ] = "4.4",
+) -> None:
+    """Serve a simulated Moodle site over the real REST protocol on 127.0.0.1."""
+    handle = start_in_thread(token, seed, people, courses, release, port)
+    typer.echo(
+        f"Moodle {release} simulator listening on {handle.url} (seed {seed}, {people} people); Ctrl-C to stop",
+        err=True,
+    )
+    stop = threading.Event()
+
+    def on_signal(_signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    stop.wait()
+    handle.stop()

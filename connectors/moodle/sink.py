@@ -1,0 +1,217 @@
+"""Writing to a Moodle site: learner and manager messages, manual enrolments.
+
+Messages go out with ``core_message_send_instant_messages``, many per call (each message is 4
+form fields; batches stay far below ``max_input_vars``). Moodle does not keep ``clientmsgid``,
+so every message carries a short visible reference derived from the action's idempotency key;
+after a crash, :meth:`MoodleSink.reconcile` reads what the web-service user sent to the
+recipient (``core_message_get_messages``) and looks for it before anything is sent again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from typing import Any
+
+from bridge.errors import Remedy
+from bridge.log import get_logger
+from bridge.ports import ActionKind, DeliveryOutcome, OutcomeStatus, OutgoingAction
+from connectors.moodle import errors
+from connectors.moodle.client import MoodleClient
+
+log = get_logger(__name__)
+
+FORMAT_HTML = 1
+
+
+def reference(key: str) -> str:
+    """The short code a message carries so it can be recognised on the site later."""
+    return "LB-" + hashlib.sha256(key.encode()).hexdigest()[:10]
+
+
+def message_text(action: OutgoingAction) -> str:
+    return f"{action.body_html}<p><small>Ref {reference(action.key)}</small></p>"
+
+
+class MoodleSink:
+    kinds = frozenset({ActionKind.MESSAGE, ActionKind.ENROL, ActionKind.PLAN})
+
+    def __init__(
+        self, name: str, client: MoodleClient, message_batch: int = 50, student_role_id: int = 5
+    ) -> None:
+        self.name = name
+        self.client = client
+        self.message_batch = message_batch
+        self.student_role_id = student_role_id
+        self._ws_user: int | None = None
+
+    @property
+    def ws_user(self) -> int:
+        if self._ws_user is None:
+            self._ws_user = int(self.client.site_info()["userid"])
+        return self._ws_user
+
+    def deliver(self, actions: Sequence[OutgoingAction]) -> list[DeliveryOutcome]:
+        outcomes: list[DeliveryOutcome] = []
+        messages = [a for a in actions if a.kind is ActionKind.MESSAGE]
+        for start in range(0, len(messages), self.message_batch):
+            outcomes.extend(self._send_messages(messages[start : start + self.message_batch]))
+        for action in actions:
+            if action.kind is ActionKind.ENROL:
+                outcomes.append(self._enrol(action))
+            elif action.kind is ActionKind.PLAN:
+                outcomes.append(self._plan(action))
+            elif action.kind is not ActionKind.MESSAGE:
+                outcomes.append(
+                    DeliveryOutcome(
+                        action.key,
+                        OutcomeStatus.DEAD,
+                        error=f"site '{self.name}' cannot take {action.kind.value} actions",
+                    )
+                )
+        return outcomes
+
+    def _send_messages(self, batch: Sequence[OutgoingAction]) -> list[DeliveryOutcome]:
+        outcomes: list[DeliveryOutcome] = []
+        sendable = []
+        for action in batch:
+            if action.recipient_user_id is None:
+                outcomes.append(
+                    DeliveryOutcome(action.key, OutcomeStatus.DEAD, error="no Moodle user to send to")
+                )
+            else:
+                sendable.append(action)
+        if not sendable:
+            return outcomes
+        params = {
+            "messages": [
+                {"touserid": a.recipient_user_id, "text": message_text(a), "textformat": FORMAT_HTML}
+                for a in sendable
+            ]
+        }
+        answer = self.client.call("core_message_send_instant_messages", params)
+        for action, result in zip(sendable, answer, strict=True):
+            msgid = int(result.get("msgid", -1))
+            if msgid > 0:
+                outcomes.append(DeliveryOutcome(action.key, OutcomeStatus.SENT, external_id=str(msgid)))
+            else:
+                reason = result.get("errormessage") or "Moodle did not accept the message"
+                outcomes.append(
+                    DeliveryOutcome(
+                        action.key, OutcomeStatus.DEAD, error=f"Moodle refused the message: {reason}"
+                    )
+                )
+        return outcomes
+
+    def _enrol(self, action: OutgoingAction) -> DeliveryOutcome:
+        if action.recipient_user_id is None or action.target is None:
+            return DeliveryOutcome(action.key, OutcomeStatus.DEAD, error="no Moodle user or course to enrol")
+        enrolment: dict[str, Any] = {
+            "roleid": int(action.options.get("roleid", self.student_role_id)),
+            "userid": action.recipient_user_id,
+            "courseid": action.target.item_id,
+        }
+        try:
+            self.client.call("enrol_manual_enrol_users", {"enrolments": [enrolment]})
+        except errors.MoodleError as exc:
+            if exc.errorcode == "wsnoinstance":
+                return DeliveryOutcome(
+                    action.key,
+                    OutcomeStatus.DEAD,
+                    error=f"course {action.target.name or action.target.item_id} has no enabled manual enrolment method on site '{self.name}'",
+                )
+            if exc.remedy is Remedy.SKIP_ITEM:
+                return DeliveryOutcome(action.key, OutcomeStatus.DEAD, error=str(exc))
+            raise
+        return DeliveryOutcome(
+            action.key,
+            OutcomeStatus.SENT,
+            external_id=f"enrol:{action.recipient_user_id}:{action.target.item_id}",
+        )
+
+    def _plan(self, action: OutgoingAction) -> DeliveryOutcome:
+        """Add the competency to the learner's own plan, creating an individual plan if needed.
+
+        Plans based on a template cannot take extra competencies without being unlinked from
+        the template, which would change the learner's plan for good; the bridge leaves them
+        alone and uses (or creates) an individual plan instead. Adding is idempotent.
+        """
+        if action.recipient_user_id is None or action.target is None:
+            return DeliveryOutcome(action.key, OutcomeStatus.DEAD, error="no Moodle user or competency")
+        user_id, competency_id = action.recipient_user_id, action.target.item_id
+        try:
+            plans = self.client.call("core_competency_list_user_plans", {"userid": user_id})
+            own = [p for p in plans if p.get("templateid") is None and p.get("status") in (0, 1)]
+            own.sort(key=lambda p: (p.get("status") != 1, p["id"]))
+            if own:
+                plan_id = int(own[0]["id"])
+            else:
+                plan = {
+                    "name": "Development plan",
+                    "description": "Competencies recommended to you from your performance data.",
+                    "userid": user_id,
+                    "status": 1,
+                }
+                plan_id = int(self.client.call("core_competency_create_plan", {"plan": plan})["id"])
+            self.client.call(
+                "core_competency_add_competency_to_plan", {"planid": plan_id, "competencyid": competency_id}
+            )
+        except errors.MoodleError as exc:
+            if exc.remedy is Remedy.SKIP_ITEM:
+                return DeliveryOutcome(action.key, OutcomeStatus.DEAD, error=str(exc))
+            raise
+        return DeliveryOutcome(action.key, OutcomeStatus.SENT, external_id=f"plan:{plan_id}:{competency_id}")
+
+    # ------------------------------------------------------------------ reconciliation
+
+    def reconcile(self, action: OutgoingAction) -> DeliveryOutcome | None:
+        if action.recipient_user_id is None:
+            return None
+        if action.kind is ActionKind.PLAN and action.target is not None:
+            for plan in self.client.call(
+                "core_competency_list_user_plans", {"userid": action.recipient_user_id}
+            ):
+                listed = self.client.call("core_competency_list_plan_competencies", {"id": plan["id"]})
+                if any(int(item["competency"]["id"]) == action.target.item_id for item in listed):
+                    return DeliveryOutcome(
+                        action.key,
+                        OutcomeStatus.SENT,
+                        external_id=f"plan:{plan['id']}:{action.target.item_id}",
+                    )
+            return None
+        if action.kind is ActionKind.ENROL and action.target is not None:
+            courses = self.client.call(
+                "core_enrol_get_users_courses", {"userid": action.recipient_user_id, "returnusercount": 0}
+            )
+            if any(int(c["id"]) == action.target.item_id for c in courses):
+                return DeliveryOutcome(
+                    action.key,
+                    OutcomeStatus.SENT,
+                    external_id=f"enrol:{action.recipient_user_id}:{action.target.item_id}",
+                )
+            return None
+        code = reference(action.key)
+        for read in (False, True):  # unread and read messages are listed separately
+            answer = self.client.call(
+                "core_message_get_messages",
+                {
+                    "useridto": action.recipient_user_id,
+                    "useridfrom": self.ws_user,
+                    "type": "conversations",
+                    "read": read,
+                    "newestfirst": True,
+                    "limitfrom": 0,
+                    "limitnum": 100,
+                },
+            )
+            for message in answer.get("messages", []):
+                text = " ".join(str(message.get(k) or "") for k in ("fullmessage", "fullmessagehtml", "text"))
+                if code in text:
+                    log.info(
+                        "message found on the site after a crash",
+                        site=self.name,
+                        key=action.key,
+                        msgid=message["id"],
+                    )
+                    return DeliveryOutcome(action.key, OutcomeStatus.SENT, external_id=str(message["id"]))
+        return None

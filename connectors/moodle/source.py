@@ -1,0 +1,290 @@
+"""Reading a Moodle site: users, courses, completions, competencies and learning plans.
+
+Streams and what they cost the site:
+
+- ``users``: the HR people's accounts, by ``idnumber`` (= employee number) and then by email,
+  100 values per ``core_user_get_users_by_field`` call. Afterwards only people who are not
+  linked yet and whose HR record changed are looked up; everyone is refreshed once a day (to
+  see suspensions) or on ``--full``.
+- ``courses``: one ``core_course_get_courses_by_field`` call for every course, at most hourly.
+- ``completions``: one of the feeds in :mod:`connectors.moodle.feeds`, chosen automatically.
+- ``competencies`` (only when a mapping uses competencies): frameworks and competencies hourly;
+  learners' plans and their ratings (``core_competency_list_user_plans`` and
+  ``list_plan_competencies``) for the learners in scope.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from bridge.errors import Remedy, SourceError
+from bridge.log import get_logger
+from bridge.ports import Batch, PersonKeys, PullContext
+from bridge.records import Competency, CompetencyRating, ItemKind, LearningItem, LmsUser, Record
+from connectors.moodle import errors
+from connectors.moodle.client import MoodleClient
+from connectors.moodle.feeds import PerCourseFeed, PerLearnerFeed, ReportColumns, ReportFeed, learners, stamp
+
+log = get_logger(__name__)
+
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+USERS_REFRESH = timedelta(hours=24)
+COURSES_REFRESH = timedelta(hours=1)
+LIKE_FALLBACK_LIMIT = 50
+FeedName = Literal["auto", "report", "per_learner", "per_course"]
+
+
+def _due(cursor: str | None, every: timedelta, now: datetime) -> bool:
+    if not cursor:
+        return True
+    try:
+        return now - datetime.fromisoformat(cursor) >= every
+    except ValueError:
+        return True
+
+
+def user_record(site: str, data: dict[str, Any]) -> LmsUser:
+    return LmsUser(
+        site=site,
+        user_id=int(data["id"]),
+        username=data.get("username"),
+        idnumber=(data.get("idnumber") or "").strip() or None,
+        email=data.get("email") or None,
+        first_name=data.get("firstname", ""),
+        last_name=data.get("lastname", ""),
+        suspended=bool(data.get("suspended", False)),
+    )
+
+
+class MoodleSource:
+    def __init__(
+        self,
+        name: str,
+        client: MoodleClient,
+        *,
+        users_chunk: int = 100,
+        feed: FeedName = "auto",
+        report: int | str | None = None,
+        report_columns: ReportColumns | None = None,
+        lookback: timedelta = timedelta(days=1),
+    ) -> None:
+        self.name = name
+        self.client = client
+        self.users_chunk = users_chunk
+        self.feed_choice = feed
+        self.report = report
+        self.report_columns = report_columns or ReportColumns(
+            "ID number", "Email address", "Course short name", "Time completed"
+        )
+        self.lookback = lookback
+        self._feed: ReportFeed | PerLearnerFeed | PerCourseFeed | None = None
+
+    def pull(self, ctx: PullContext) -> Iterator[Batch]:
+        yield from self.pull_users(ctx)
+        yield from self.pull_courses(ctx)
+        yield from self.pull_completions(ctx)
+        if ctx.scope.competencies:
+            yield from self.pull_competencies(ctx)
+
+    # ------------------------------------------------------------------ users
+
+    def pull_users(self, ctx: PullContext) -> Iterator[Batch]:
+        cursor = ctx.cursors.get("users")
+        everyone = ctx.full or _due(cursor, USERS_REFRESH, ctx.now)
+        linked = set(ctx.view.linked_users().values()) if ctx.view is not None else set()
+        since = datetime.fromisoformat(cursor) if cursor and not everyone else None
+        people = [
+            p
+            for p in ctx.people
+            if everyone
+            or (
+                p.person_id not in linked and (since is None or p.changed_at is None or p.changed_at >= since)
+            )
+        ]
+        found_numbers: set[str] = set()
+        found_emails: set[str] = set()
+        numbers = sorted(
+            {p.employee_number.strip() for p in people if p.employee_number and p.employee_number.strip()}
+        )
+        for users in self._by_field("idnumber", numbers):
+            found_numbers.update(u.idnumber or "" for u in users)
+            found_emails.update((u.email or "").lower() for u in users)
+            yield Batch("users", users)
+        remaining = [p for p in people if (p.employee_number or "").strip() not in found_numbers and p.email]
+        emails = sorted({p.email.strip() for p in remaining if p.email and EMAIL.match(p.email.strip())})
+        for users in self._by_field("email", emails):
+            found_emails.update((u.email or "").lower() for u in users)
+            yield Batch("users", users)
+        missing = [p for p in remaining if p.email and p.email.strip().lower() not in found_emails]
+        yield from self._email_like(missing)
+        yield Batch("users", [], cursor=stamp(ctx.now) if everyone else cursor)
+
+    def _by_field(self, field: str, values: Sequence[str]) -> Iterator[list[LmsUser]]:
+        for start in range(0, len(values), self.users_chunk):
+            chunk = list(values[start : start + self.users_chunk])
+            answer = self.client.call("core_user_get_users_by_field", {"field": field, "values": chunk})
+            yield [user_record(self.name, u) for u in answer]
+
+    def _email_like(self, people: Sequence[PersonKeys]) -> Iterator[Batch]:
+        """Emails differing only in letter case: core_user_get_users matches case-insensitively."""
+        if len(people) > LIKE_FALLBACK_LIMIT:
+            log.info(
+                "people without an account found by idnumber or email", site=self.name, count=len(people)
+            )
+        for person in list(people)[:LIKE_FALLBACK_LIMIT]:
+            assert person.email is not None
+            escaped = person.email.strip().replace("%", "").replace("_", r"\_")
+            answer = self.client.call(
+                "core_user_get_users", {"criteria": [{"key": "email", "value": escaped}]}
+            )
+            users = [user_record(self.name, u) for u in answer.get("users", [])]
+            if len(users) == 1:
+                yield Batch("users", users)
+
+    # ------------------------------------------------------------------ courses
+
+    def pull_courses(self, ctx: PullContext) -> Iterator[Batch]:
+        if not (ctx.full or _due(ctx.cursors.get("courses"), COURSES_REFRESH, ctx.now)):
+            return
+        answer = self.client.call("core_course_get_courses_by_field", {"field": "", "value": ""})
+        items: list[Record] = [
+            LearningItem(
+                site=self.name,
+                item_id=int(c["id"]),
+                kind=ItemKind.COURSE,
+                shortname=c.get("shortname", ""),
+                fullname=c.get("fullname", ""),
+                idnumber=c.get("idnumber") or None,
+                category_id=c.get("categoryid"),
+                completion_enabled=bool(c.get("enablecompletion", 0)),
+                visible=bool(c.get("visible", 1)),
+                url=f"{self.client.url}/course/view.php?id={c['id']}",
+            )
+            for c in answer.get("courses", [])
+            if int(c["id"]) != 1
+        ]
+        yield Batch("courses", items, cursor=stamp(ctx.now))
+
+    # ------------------------------------------------------------------ completions
+
+    def feed(self) -> ReportFeed | PerLearnerFeed | PerCourseFeed:
+        """The configured feed, or the cheapest one the site supports (asked once)."""
+        if self._feed is None:
+            self._feed = self._choose()
+            log.info("completion feed chosen", site=self.name, feed=self._feed.name)
+        return self._feed
+
+    def _choose(self) -> ReportFeed | PerLearnerFeed | PerCourseFeed:
+        choice = self.feed_choice
+        if choice in ("auto", "report") and self.client.has_function("core_reportbuilder_retrieve_report"):
+            report_id = self._report_id()
+            if report_id is not None:
+                return ReportFeed(self.name, self.client, report_id, self.report_columns, self.lookback)
+            if choice == "report":
+                raise SourceError(
+                    f"site '{self.name}': completion report {self.report!r} was not found", Remedy.FIX_CONFIG
+                )
+        elif choice == "report":
+            raise SourceError(
+                f"site '{self.name}' does not offer core_reportbuilder_retrieve_report (Moodle 4.1+)",
+                Remedy.FIX_CONFIG,
+            )
+        if choice in ("auto", "per_learner") and self.client.has_function("core_enrol_get_users_courses"):
+            return PerLearnerFeed(self.name, self.client)
+        return PerCourseFeed(self.name, self.client)
+
+    def _report_id(self) -> int | None:
+        if isinstance(self.report, int):
+            return self.report
+        wanted = self.report or "Course completions (lmsbridge)"
+        page = 0
+        while True:
+            answer = self.client.call("core_reportbuilder_list_reports", {"page": page, "perpage": 50})
+            reports = answer.get("reports", [])
+            for report in reports:
+                if report.get("name") == wanted:
+                    return int(report["id"])
+            if len(reports) < 50:
+                return None
+            page += 1
+
+    def pull_completions(self, ctx: PullContext) -> Iterator[Batch]:
+        if ctx.view is None:
+            return
+        refs = ctx.scope.course_refs
+        in_scope = ctx.view.course_ids(refs) if refs is not None else None
+        if in_scope is not None and not in_scope:
+            yield Batch("completions", [], cursor=stamp(ctx.now))
+            return
+        yield from self.feed().pull(ctx, in_scope)
+
+    # ------------------------------------------------------------------ competencies
+
+    def pull_competencies(self, ctx: PullContext) -> Iterator[Batch]:
+        if ctx.full or _due(ctx.cursors.get("competencies"), COURSES_REFRESH, ctx.now):
+            yield Batch("competencies", list(self._frameworks()), cursor=stamp(ctx.now))
+        records: list[Record] = []
+        for count, user_id in enumerate(sorted(learners(ctx)), start=1):
+            records.extend(self._plan_ratings(user_id))
+            if count % 200 == 0:
+                yield Batch("ratings", records)
+                records = []
+        yield Batch("ratings", records, cursor=stamp(ctx.now))
+
+    def _frameworks(self) -> Iterator[Competency]:
+        frameworks = self.client.call(
+            "core_competency_list_competency_frameworks",
+            {"context": {"contextid": 1}, "includes": "children"},
+        )
+        for framework in frameworks:
+            skip = 0
+            while True:
+                page = self.client.call(
+                    "core_competency_list_competencies",
+                    {
+                        "filters": [{"column": "competencyframeworkid", "value": framework["id"]}],
+                        "skip": skip,
+                        "limit": 200,
+                    },
+                )
+                for c in page:
+                    yield Competency(
+                        self.name,
+                        int(c["id"]),
+                        c.get("shortname", ""),
+                        c.get("idnumber") or None,
+                        int(framework["id"]),
+                    )
+                if len(page) < 200:
+                    break
+                skip += 200
+
+    def _plan_ratings(self, user_id: int) -> list[Record]:
+        try:
+            plans = self.client.call("core_competency_list_user_plans", {"userid": user_id})
+        except errors.MoodleError as exc:
+            if exc.remedy is Remedy.SKIP_ITEM:
+                return []
+            raise
+        ratings: dict[int, CompetencyRating] = {}
+        for plan in plans:
+            if plan.get("status") == 2:
+                continue  # completed plans hold archived snapshots
+            for item in self.client.call("core_competency_list_plan_competencies", {"id": plan["id"]}):
+                uc = item.get("usercompetency") or {}
+                competency_id = int(item["competency"]["id"])
+                modified = uc.get("timemodified")
+                ratings[competency_id] = CompetencyRating(
+                    site=self.name,
+                    user_id=user_id,
+                    competency_id=competency_id,
+                    proficient=uc.get("proficiency"),
+                    grade=uc.get("grade"),
+                    grade_name=uc.get("gradename") if uc.get("grade") else None,
+                    rated_at=datetime.fromtimestamp(modified, UTC) if modified and uc.get("grade") else None,
+                    in_plan=True,
+                )
+        return list(ratings.values())

@@ -1,0 +1,116 @@
+"""Every command of the CLI, run in-process against a store filled by a real cycle."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from bridge.cli import app
+from connectors.moodle.sim.server import Running
+from tests.conftest import SIM_TOKEN
+from tests.test_cli_e2e import NOW, config
+
+ROOT = Path(__file__).parents[1]
+
+
+@pytest.fixture
+def cli(tmp_path: Path, moodle: Running, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, CliRunner]:
+    monkeypatch.setenv("LMSBRIDGE_SITES__MOODLE__TOKEN", SIM_TOKEN)
+    monkeypatch.setenv("LMSBRIDGE_NOW", NOW)
+    monkeypatch.setenv("COLUMNS", "200")
+    cfg = config(tmp_path, moodle.url)
+    runner = CliRunner()
+    for args in (["db", "upgrade"], ["sync", "--once"]):
+        result = runner.invoke(app, ["--config", str(cfg), *args])
+        assert result.exit_code == 0, result.output
+    return cfg, runner
+
+
+def invoke(cli: tuple[Path, CliRunner], *args: str) -> str:
+    cfg, runner = cli
+    result = runner.invoke(app, ["--config", str(cfg), *args])
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+def someone_recommended(cli: tuple[Path, CliRunner]) -> str:
+    rows = json.loads(invoke(cli, "outbox", "--state", "sent", "--format", "json"))
+    return str(rows[0]["person"])
+
+
+def test_why_shows_recommendations_and_actions(cli: tuple[Path, CliRunner]) -> None:
+    person = someone_recommended(cli)
+    output = invoke(cli, "why", person)
+    assert "Recommendations" in output and "Actions" in output and "sent" in output
+
+
+def test_explain_gives_every_mapping_verdict(cli: tuple[Path, CliRunner]) -> None:
+    output = invoke(cli, "explain", "000001")
+    for mapping in (
+        "csat-customer-conversations",
+        "safety-refresher",
+        "onboarding-essentials",
+        "sales-win-rate",
+        "coaching-review-gap",
+    ):
+        assert mapping in output
+    assert "audience:" in output and "trigger:" in output
+
+
+def test_preview_renders_a_message(cli: tuple[Path, CliRunner]) -> None:
+    output = invoke(cli, "preview", "csat-customer-conversations", "--person", "000001")
+    assert "Subject: A short course for you: Customer Conversations that Resolve" in output
+
+
+def test_status_json(cli: tuple[Path, CliRunner]) -> None:
+    data = json.loads(invoke(cli, "status", "--json"))
+    assert {s["source"] for s in data["sources"]} == {"hr", "moodle"}
+    assert all(s["last_success"] for s in data["sources"])
+    assert data["queue"]["sent"] > 0
+
+
+def test_opt_out_pause_and_resume(cli: tuple[Path, CliRunner]) -> None:
+    invoke(cli, "optout", "add", "000001", "--reason", "asked by email")
+    assert "asked by email" in invoke(cli, "optout", "list")
+    invoke(cli, "optout", "remove", "000001")
+    assert "P000001" not in invoke(cli, "optout", "list")
+    assert "paused" in invoke(cli, "pause")
+    assert "resumed" in invoke(cli, "resume")
+
+
+def test_outbox_retry_requeues_a_dead_action(cli: tuple[Path, CliRunner]) -> None:
+    dead = json.loads(invoke(cli, "outbox", "--state", "suppressed", "--format", "json"))
+    assert dead, "the demo data has suppressed (holdout) actions"
+    output = invoke(cli, "outbox", "retry", str(dead[0]["id"]))
+    assert "1 action(s) queued again" in output
+
+
+def test_config_commands_and_schema(cli: tuple[Path, CliRunner]) -> None:
+    assert "[sites.moodle] moodle" in invoke(cli, "config", "check")
+    assert "LMSBRIDGE_DELIVERY__CAP_PER_WEEK" in invoke(cli, "config", "reference")
+    assert json.loads(invoke(cli, "schema")) == json.loads((ROOT / "mappings" / "schema.json").read_text())
+
+
+def test_doctor_passes_against_the_simulator(cli: tuple[Path, CliRunner]) -> None:
+    output = invoke(cli, "doctor")
+    assert "completion report columns" in output and "MISSING" not in output
+
+
+def test_doctor_fails_with_the_fix_when_a_function_is_missing(
+    cli: tuple[Path, CliRunner], moodle: Running
+) -> None:
+    moodle.state.removed_functions.add("core_message_send_instant_messages")
+    cfg, runner = cli
+    result = runner.invoke(app, ["--config", str(cfg), "doctor"])
+    assert result.exit_code == 1
+    assert "Add: core_message_send_instant_messages" in result.output
+
+
+def test_hris_check_and_rejects(cli: tuple[Path, CliRunner], tmp_path: Path) -> None:
+    output = invoke(cli, "hris", "check", "hr")
+    assert "80 people, 1188 measurements" in output and "0 rejected" in output
+    assert "Identity matches" in output and "moodle" in output
+    assert "Rejected rows" in invoke(cli, "hris", "rejects")

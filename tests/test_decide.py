@@ -1,0 +1,140 @@
+"""Decisions: open, keep, close, cooldown, backfill and holdout — on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import Engine
+
+from bridge.act import Actor
+from bridge.decide import evaluate
+from bridge.mapping.loader import MappingSet
+from bridge.plan import plan
+from bridge.records import Person
+from bridge.store import schema as t
+from tests.seed import CS101, CSAT_MAPPING, agent, completion, link, rows, settings, store, write_mapping
+
+T0 = datetime(2026, 11, 2, 10, tzinfo=UTC)
+
+
+def sync(
+    engine: Engine, mapping_set: MappingSet, now: datetime, full: bool = False
+) -> list[tuple[str, str, str]]:
+    report = evaluate(engine, mapping_set, settings(), now, full=full, persist=Actor(mapping_set, settings()))
+    return [(d.person_id, d.mapping_id, d.outcome) for d in report.decisions]
+
+
+def test_opens_once_and_queues_a_message(engine: Engine, tmp_path: Path) -> None:
+    mappings = write_mapping(tmp_path, "csat", CSAT_MAPPING)
+    store(engine, CS101, *agent("P1", 3.6, user_id=11), *agent("P2", 4.6, user_id=12))
+    link(engine, "P1", 11)
+    link(engine, "P2", 12)
+    assert sync(engine, mappings, T0) == [("P1", "csat", "open")]
+    (rec,) = rows(engine, t.recommendations)
+    assert rec.explanation["facts"] == ["csat 3.6 < target 4.2 in 2026-10"]
+    assert rec.explanation["audience"] == ["department Customer Service"]
+    (action,) = rows(engine, t.actions)
+    assert (action.kind, action.state, action.recipient_user_id, action.due_at) == (
+        "message",
+        "pending",
+        11,
+        T0,
+    )
+    assert "Customer Conversations" in action.subject
+    assert action.key == "csat/P1/1/recommend/message/moodle:course:7/0"
+    # A second cycle, even a full one, opens nothing new and queues nothing new.
+    assert sync(engine, mappings, T0 + timedelta(hours=1), full=True) == []
+    assert len(rows(engine, t.actions)) == 1
+
+
+def test_plan_agrees_with_sync_and_leaves_no_trace(engine: Engine, tmp_path: Path) -> None:
+    mappings = write_mapping(tmp_path, "csat", CSAT_MAPPING)
+    store(engine, CS101, *agent("P1", 3.6, user_id=11), *agent("P3", 3.9))
+    link(engine, "P1", 11)
+    _report, planned = plan(engine, mappings, settings(), T0)
+    assert [(p.decision.person_id, p.decision.outcome) for p in planned] == [("P1", "open"), ("P3", "open")]
+    assert [a.state for a in planned[1].actions] == ["suppressed"]  # P3 has no LMS account
+    assert rows(engine, t.recommendations) == [] and rows(engine, t.actions) == []
+    assert len(rows(engine, t.dirty_people)) == 2
+    assert sync(engine, mappings, T0) == [("P1", "csat", "open"), ("P3", "csat", "open")]
+
+
+def test_completion_closes_and_cancels_pending_actions(engine: Engine, tmp_path: Path) -> None:
+    mappings = write_mapping(tmp_path, "csat", CSAT_MAPPING)
+    store(engine, CS101, *agent("P1", 3.6, user_id=11))
+    link(engine, "P1", 11)
+    sync(engine, mappings, T0)
+    store(engine, completion(11, T0 + timedelta(days=3)))
+    assert sync(engine, mappings, T0 + timedelta(days=4)) == [("P1", "csat", "close")]
+    (rec,) = rows(engine, t.recommendations)
+    assert rec.state == "closed" and rec.close_reason == "completed Customer Conversations on 2026-11-05"
+    (action,) = rows(engine, t.actions)
+    assert action.state == "cancelled"
+
+
+def test_cooldown_then_reopen_as_new_episode(engine: Engine, tmp_path: Path) -> None:
+    mappings = write_mapping(
+        tmp_path,
+        "csat",
+        CSAT_MAPPING.replace("id: csat", "id: csat\nclosed_by:\n  completed: {within_days: 10}"),
+    )
+    store(engine, CS101, *agent("P1", 3.6, user_id=11))
+    link(engine, "P1", 11)
+    sync(engine, mappings, T0)
+    store(engine, completion(11, T0 + timedelta(days=1)))
+    sync(engine, mappings, T0 + timedelta(days=2))
+    # Still below target, completion now old, but within the 30-day cooldown: nothing.
+    assert sync(engine, mappings, T0 + timedelta(days=20), full=True) == []
+    assert sync(engine, mappings, T0 + timedelta(days=33), full=True) == [("P1", "csat", "open")]
+    assert [r.episode for r in rows(engine, t.recommendations, t.recommendations.c.id)] == [1, 2]
+
+
+def test_backfill_false_suppresses_existing_matches(engine: Engine, tmp_path: Path) -> None:
+    mappings = write_mapping(tmp_path, "csat", CSAT_MAPPING + "  backfill: false\n")
+    store(engine, CS101, *agent("P1", 3.6, user_id=11))
+    link(engine, "P1", 11)
+    assert sync(engine, mappings, T0) == [("P1", "csat", "suppress")]
+    assert rows(engine, t.actions) == []
+    # A newcomer who starts matching after the switch-on is acted on.
+    store(engine, *agent("P2", 3.0, user_id=12))
+    link(engine, "P2", 12)
+    assert sync(engine, mappings, T0 + timedelta(days=1)) == [("P2", "csat", "open")]
+    # P1 recovers (lapse) and later dips again: now it opens.
+    store(engine, *agent("P1", 4.5, user_id=11))
+    assert sync(engine, mappings, T0 + timedelta(days=2)) == [("P1", "csat", "lapse")]
+    store(engine, *agent("P1", 3.5, user_id=11))
+    assert sync(engine, mappings, T0 + timedelta(days=3)) == [("P1", "csat", "open")]
+
+
+def test_holdout_is_recorded_and_not_contacted(engine: Engine, tmp_path: Path) -> None:
+    text = CSAT_MAPPING + "measure:\n  metric: csat\n  holdout_percent: 50\n"
+    mappings = write_mapping(tmp_path, "csat", text)
+    people = [r for i in range(40) for r in agent(f"P{i:02d}", 3.0, user_id=100 + i)]
+    store(engine, CS101, *people)
+    for i in range(40):
+        link(engine, f"P{i:02d}", 100 + i)
+    sync(engine, mappings, T0)
+    recs = rows(engine, t.recommendations)
+    held = {r.person_id for r in recs if r.holdout}
+    assert 8 <= len(held) <= 32  # about half, deterministic per person
+    for action in rows(engine, t.actions):
+        assert (action.state == "suppressed") == (action.person_id in held)
+
+
+def test_leaver_closes_open_recommendation(engine: Engine, tmp_path: Path) -> None:
+    mappings = write_mapping(tmp_path, "csat", CSAT_MAPPING)
+    store(engine, CS101, *agent("P1", 3.6, user_id=11))
+    link(engine, "P1", 11)
+    sync(engine, mappings, T0)
+    store(engine, Person("P1", first_name="P1", department="Customer Service", timezone="UTC", active=False))
+    assert sync(engine, mappings, T0 + timedelta(days=1)) == [("P1", "csat", "close")]
+    assert rows(engine, t.actions)[0].state == "cancelled"
+
+
+def test_missing_target_is_reported_not_opened(engine: Engine, tmp_path: Path) -> None:
+    mappings = write_mapping(tmp_path, "csat", CSAT_MAPPING.replace("CS-101", "NOPE-1"))
+    store(engine, *agent("P1", 3.6, user_id=11))
+    report = evaluate(engine, mappings, settings(), T0, persist=Actor(mappings, settings()))
+    assert report.decisions == []
+    assert report.problems == ["mapping csat: course 'NOPE-1' was not found on site 'moodle'"]

@@ -1,0 +1,265 @@
+"""The Moodle source and sink against the simulator over HTTP."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from bridge.errors import SourceError
+from bridge.ports import (
+    ActionKind,
+    OutcomeStatus,
+    OutgoingAction,
+    PersonKeys,
+    PullContext,
+    PullScope,
+    SiteIndex,
+)
+from bridge.records import Competency, CompetencyRating, Completion, Enrolment, LearningItem, LmsUser, Target
+from connectors.moodle.client import MoodleClient
+from connectors.moodle.sim.server import Running
+from connectors.moodle.sink import MoodleSink, reference
+from connectors.moodle.source import MoodleSource
+from connectors.simulation.org import generate
+from tests.conftest import SIM_TOKEN
+
+NOW = datetime(2026, 11, 3, 10, tzinfo=UTC)
+
+
+class View:
+    def __init__(
+        self,
+        linked: dict[int, str],
+        known: set[tuple[int, int]] | None = None,
+        courses: set[int] | None = None,
+    ) -> None:
+        self._linked, self._known, self._courses = linked, known or set(), courses or set()
+
+    def linked_users(self) -> dict[int, str]:
+        return self._linked
+
+    def known_completions(self) -> set[tuple[int, int]]:
+        return self._known
+
+    def course_ids(self, refs: frozenset[str]) -> set[int]:
+        return self._courses
+
+    def index(self) -> SiteIndex:
+        org = generate(1)
+        return SiteIndex(
+            users_by_idnumber={p.lms_idnumber: p.user_id for p in org.people if p.lms_idnumber},
+            users_by_email={p.lms_email.lower(): p.user_id for p in org.people},
+            courses_by_shortname={c.shortname: c.id for c in org.courses},
+        )
+
+
+def client(moodle: Running) -> MoodleClient:
+    return MoodleClient("moodle", moodle.url, SIM_TOKEN, max_wait=0.01)
+
+
+def test_users_found_by_idnumber_then_email_then_case_insensitive_email(moodle: Running) -> None:
+    org = generate(1)
+    people = [PersonKeys(p.person_id, p.employee_number, p.email) for p in org.people]
+    source = MoodleSource("moodle", client(moodle))
+    ctx = PullContext(cursors={}, scope=PullScope(), now=NOW, people=people, view=View({}))
+    users = [r for b in source.pull_users(ctx) for r in b.records if isinstance(r, LmsUser)]
+    found = {u.user_id for u in users}
+    expected = {p.user_id for p in org.people if p.lms_idnumber or p.lms_email.lower() == p.email}
+    assert expected <= found
+    no_idnumber = [p for p in org.people if not p.lms_idnumber]
+    assert no_idnumber and all(p.user_id in found for p in no_idnumber)
+
+
+def test_incremental_users_only_looks_up_unlinked_people(moodle: Running) -> None:
+    org = generate(1)
+    people = [PersonKeys(p.person_id, p.employee_number, p.email) for p in org.people]
+    linked = {p.user_id: p.person_id for p in org.people[1:]}
+    ctx = PullContext(
+        cursors={"users": NOW.isoformat()}, scope=PullScope(), now=NOW, people=people, view=View(linked)
+    )
+    c = client(moodle)
+    users = [r for b in MoodleSource("moodle", c).pull_users(ctx) for r in b.records]
+    assert [u.user_id for u in users] == [org.people[0].user_id]  # type: ignore[union-attr]
+    assert c.total_calls() == 1
+
+
+def test_courses_and_per_learner_completions(moodle: Running) -> None:
+    c = client(moodle)
+    source = MoodleSource("moodle", c, feed="per_learner")
+    ctx = PullContext(
+        cursors={},
+        scope=PullScope(course_refs=frozenset({"CS-101", "ONB-101"})),
+        now=NOW,
+        view=View({100: "P000001", 101: "P000002"}, courses={2, 5}),
+    )
+    courses = [r for b in source.pull_courses(ctx) for r in b.records]
+    assert all(isinstance(x, LearningItem) for x in courses) and len(courses) == 18
+    cs101 = next(x for x in courses if x.shortname == "CS-101")  # type: ignore[union-attr]
+    assert cs101.url == f"{moodle.url}/course/view.php?id=2"  # type: ignore[union-attr]
+    records = [r for b in source.pull_completions(ctx) for r in b.records]
+    enrolments = {(r.user_id, r.item_id) for r in records if isinstance(r, Enrolment)}
+    completions = [r for r in records if isinstance(r, Completion)]
+    assert enrolments <= {(u, cid) for u in (100, 101) for cid in (2, 5)}
+    expected = {(u, cid) for (u, cid) in moodle.state.completions if u in (100, 101) and cid in (2, 5)}
+    assert {(x.user_id, x.item_id) for x in completions} == expected
+    # Completions already known are not asked for again.
+    calls = c.calls["core_completion_get_course_completion_status"]
+    ctx2 = PullContext(
+        cursors={},
+        scope=ctx.scope,
+        now=NOW,
+        view=View({100: "P000001", 101: "P000002"}, known=expected, courses={2, 5}),
+    )
+    list(source.pull_completions(ctx2))
+    assert c.calls["core_completion_get_course_completion_status"] == calls
+
+
+def message(key: str, user: int | None, body: str = "<p>Hello</p>") -> OutgoingAction:
+    return OutgoingAction(
+        key=key,
+        kind=ActionKind.MESSAGE,
+        site="moodle",
+        recipient_user_id=user,
+        recipient_email=None,
+        subject="s",
+        body_html=body,
+        body_text="Hello",
+    )
+
+
+def test_sink_batches_messages_and_reports_each(moodle: Running) -> None:
+    c = client(moodle)
+    sink = MoodleSink("moodle", c, message_batch=50)
+    actions = [message(f"k{i}", 100 + i) for i in range(60)] + [
+        message("bad", 99999),
+        message("long", 100, "x" * 5000),
+    ]
+    outcomes = {o.key: o for o in sink.deliver(actions)}
+    assert c.calls["core_message_send_instant_messages"] == 2  # 62 messages, 2 calls
+    assert all(outcomes[f"k{i}"].status is OutcomeStatus.SENT for i in range(60))
+    assert outcomes["bad"].status is OutcomeStatus.DEAD and "doesn't exist" in (outcomes["bad"].error or "")
+    assert outcomes["long"].status is OutcomeStatus.DEAD
+    texts = [m["text"] for m in moodle.state.messages]
+    assert reference("k0") in texts[0]
+
+
+def test_reconcile_finds_a_sent_message_and_not_an_unsent_one(moodle: Running) -> None:
+    sink = MoodleSink("moodle", client(moodle))
+    sink.deliver([message("sent-before-crash", 105)])
+    found = sink.reconcile(message("sent-before-crash", 105))
+    assert found is not None and found.status is OutcomeStatus.SENT and found.external_id == "1"
+    assert sink.reconcile(message("never-sent", 105)) is None
+
+
+def test_enrolment_and_no_manual_instance(moodle: Running) -> None:
+    sink = MoodleSink("moodle", client(moodle))
+    no_manual = next(c for c in moodle.state.courses.values() if not c.manual_enrolment)
+
+    def enrol(key: str, course: int) -> OutgoingAction:
+        return OutgoingAction(
+            key=key,
+            kind=ActionKind.ENROL,
+            site="moodle",
+            recipient_user_id=101,
+            recipient_email=None,
+            subject="",
+            body_html="",
+            body_text="",
+            target=Target("moodle", "course", course, "C"),
+        )
+
+    outcomes = {o.key: o for o in sink.deliver([enrol("ok", 2), enrol("no", no_manual.id)])}
+    assert outcomes["ok"].status is OutcomeStatus.SENT
+    assert outcomes["no"].status is OutcomeStatus.DEAD and "no enabled manual enrolment" in (
+        outcomes["no"].error or ""
+    )
+    assert sink.reconcile(enrol("ok", 2)) is not None
+    assert sink.reconcile(enrol("no", no_manual.id)) is None
+
+
+def test_report_feed_reads_newest_first_and_stops_at_the_cursor(moodle: Running) -> None:
+    c = client(moodle)
+    source = MoodleSource("moodle", c)
+    assert source.feed().name == "report"
+    linked = {p.user_id: p.person_id for p in generate(1).people}
+    ctx = PullContext(cursors={}, scope=PullScope(), now=NOW, view=View(linked))
+    first = list(source.pull_completions(ctx))
+    completions = {
+        (r.user_id, r.item_id): r.completed_at for b in first for r in b.records if isinstance(r, Completion)
+    }
+    people = {p.user_id for p in generate(1).people if p.lms_idnumber or p.lms_email}
+    expected = {k: v for k, v in moodle.state.completions.items() if k[0] in people}
+    assert set(completions) == set(expected)
+    assert all(
+        completions[k] == datetime.fromtimestamp(v - v % 60, UTC) for k, v in expected.items()
+    )  # minute precision
+    cursor = first[-1].cursor
+    assert cursor == max(completions.values()).isoformat()
+    # Steady state: one new completion since the cursor costs one call.
+    moodle.state.complete(100, 4, int(NOW.timestamp()))
+    before = c.calls["core_reportbuilder_retrieve_report"]
+    again = list(
+        source.pull_completions(
+            PullContext(cursors={"completions": cursor}, scope=PullScope(), now=NOW, view=View(linked))
+        )
+    )
+    new = [r for b in again for r in b.records if isinstance(r, Completion)]
+    assert c.calls["core_reportbuilder_retrieve_report"] - before == 1
+    assert (100, 4) in {(r.user_id, r.item_id) for r in new}
+
+
+def test_report_with_wrong_columns_is_a_clear_configuration_error(moodle: Running) -> None:
+    from connectors.moodle.feeds import ReportColumns
+
+    source = MoodleSource(
+        "moodle",
+        client(moodle),
+        report_columns=ReportColumns("Employee", "Email address", "Course short name", "Time completed"),
+    )
+    with pytest.raises(SourceError, match="has no column 'Employee'"):
+        list(source.pull_completions(PullContext(cursors={}, scope=PullScope(), now=NOW, view=View({}))))
+
+
+def test_per_course_feed_reads_only_the_courses_in_scope(moodle: Running) -> None:
+    c = client(moodle)
+    source = MoodleSource("moodle", c, feed="per_course")
+    linked = {p.user_id: p.person_id for p in generate(1).people}
+    ctx = PullContext(
+        cursors={},
+        scope=PullScope(course_refs=frozenset({"CS-101"})),
+        now=NOW,
+        view=View(linked, courses={2}),
+    )
+    records = [r for b in source.pull_completions(ctx) for r in b.records]
+    assert {r.item_id for r in records} == {2}
+    assert c.calls["core_enrol_get_enrolled_users"] == 1
+
+
+def test_older_sites_fall_back_to_the_per_learner_feed() -> None:
+    from connectors.moodle.simulator import start_in_thread
+
+    handle = start_in_thread(SIM_TOKEN, release="3.11")
+    try:
+        assert MoodleSource("moodle", MoodleClient("m", handle.url, SIM_TOKEN)).feed().name == "per_learner"
+    finally:
+        handle.stop()
+
+
+def test_competency_ratings_from_learning_plans(moodle: Running) -> None:
+    source = MoodleSource("moodle", client(moodle))
+    cs_agent = next(p for p in generate(1).people if p.department == "Customer Service")
+    ctx = PullContext(
+        cursors={},
+        scope=PullScope(competencies=True),
+        now=NOW,
+        view=View({cs_agent.user_id: cs_agent.person_id}),
+    )
+    records = [r for b in source.pull_competencies(ctx) for r in b.records]
+    assert len([r for r in records if isinstance(r, Competency)]) == 6
+    ratings = {r.competency_id: r for r in records if isinstance(r, CompetencyRating)}
+    assert len(ratings) == 6
+    expected = dict(generate(1).plan_ratings[cs_agent.user_id])
+    assert {cid: r.proficient for cid, r in ratings.items()} == {
+        cid: (None if g is None else g == 2) for cid, g in expected.items()
+    }
