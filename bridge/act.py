@@ -103,10 +103,7 @@ def recommend_actions(
             elif kind is ActionKind.EMAIL and not person.email:
                 state, why = "suppressed", "no work email in the HR record"
             elif kind is not ActionKind.EMAIL and account is None:
-                state, why = (
-                    "suppressed",
-                    f"no account on site '{target.site}' is linked to this person",
-                )
+                state, why = "waiting", f"waiting for an account on site '{target.site}' to be linked"
             elif kind is not ActionKind.EMAIL and account is not None and not account.usable:
                 state, why = (
                     "suppressed",
@@ -240,7 +237,7 @@ class Actor:
     @staticmethod
     def _not_twice(action: NewAction, already: OpenTargets, decision: Decision) -> NewAction:
         """One piece of learning is pushed to a person once, whichever mappings ask for it."""
-        if action.target is None or action.state != "pending":
+        if action.target is None or action.state not in ("pending", "waiting"):
             return action
         holder = already.setdefault((decision.person_id, action.target.key), decision.mapping_id)
         if holder == decision.mapping_id:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import Connection, and_, delete, select
 
 from bridge import clock
+from bridge.outbox import address_waiting
 from bridge.store import schema as t
 from bridge.store.ingest import mark_dirty, upsert_statement
 
@@ -32,9 +33,11 @@ class MatchReport:
     unmatched: list[str] = field(default_factory=list)
     ambiguous: list[str] = field(default_factory=list)
     changed: int = 0
+    released: int = 0  # actions that waited for one of the newly linked accounts
 
     def __str__(self) -> str:
-        return f"{self.matched} matched, {len(self.unmatched)} unmatched, {len(self.ambiguous)} ambiguous"
+        text = f"{self.matched} matched, {len(self.unmatched)} unmatched, {len(self.ambiguous)} ambiguous"
+        return text + (f", {self.released} waiting action(s) released" if self.released else "")
 
 
 def _fold(value: str | None) -> str:
@@ -144,6 +147,7 @@ def match_identities(conn: Connection, site: str, order: Sequence[str]) -> Match
         ]
         for start in range(0, len(rows), 500):
             conn.execute(stmt, rows[start : start + 500])
+        report.released = address_waiting(conn, site, {pid: uid for pid, (uid, _) in changed.items()}, now)
     report.changed = len(gone) + len(changed)
     mark_dirty(conn, [*gone, *changed], now)
     return report

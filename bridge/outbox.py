@@ -1,6 +1,7 @@
 """The outbox: every outgoing action is a row with a deterministic idempotency key and a state.
 
-States: ``pending`` (waiting for its due time), ``sending`` (claimed by a worker; outcome not yet
+States: ``pending`` (waiting for its due time), ``waiting`` (for an LMS account: the person
+is not linked to a user on the target site yet; becomes ``pending`` once linked), ``sending`` (claimed by a worker; outcome not yet
 recorded), ``sent``, ``failed`` (last attempt failed, will retry — kept as ``pending`` with
 ``last_error``), ``dead`` (will not be retried: the reason says why), ``suppressed`` (deliberately
 not sent: holdout, no account, guard), ``cancelled`` (no longer wanted: the learner completed,
@@ -26,7 +27,7 @@ from bridge.records import Target
 from bridge.store import schema as t
 from bridge.store.ingest import upsert_statement
 
-ACTIVE_STATES = ("pending", "sending")
+ACTIVE_STATES = ("waiting", "pending", "sending")
 FINAL_STATES = ("sent", "dead", "suppressed", "cancelled")
 
 
@@ -126,10 +127,34 @@ def enqueue(conn: Connection, actions: Sequence[NewAction], now: datetime) -> in
 def cancel_for_recommendation(conn: Connection, recommendation_id: int, reason: str, now: datetime) -> int:
     result = conn.execute(
         update(t.actions)
-        .where(and_(t.actions.c.recommendation_id == recommendation_id, t.actions.c.state == "pending"))
+        .where(
+            and_(
+                t.actions.c.recommendation_id == recommendation_id,
+                t.actions.c.state.in_(("pending", "waiting")),
+            )
+        )
         .values(state="cancelled", last_error=reason, updated_at=now)
     )
     return result.rowcount or 0
+
+
+def address_waiting(conn: Connection, site: str, links: dict[str, int], now: datetime) -> int:
+    """Release the actions that waited for these people's accounts on ``site``.
+
+    HR records often arrive before the LMS account exists (a new hire, an account created by a
+    nightly sync). The recommendation stays open; once the account is linked its actions become
+    due, and the delivery guards still check staleness and the sending window as for any other.
+    """
+    a = t.actions
+    released = 0
+    for person_id, user_id in links.items():
+        result = conn.execute(
+            update(a)
+            .where(and_(a.c.state == "waiting", a.c.site == site, a.c.recipient_person_id == person_id))
+            .values(state="pending", recipient_user_id=user_id, last_error=None, updated_at=now)
+        )
+        released += result.rowcount or 0
+    return released
 
 
 def claim(conn: Connection, worker: str, now: datetime, limit: int) -> list[Any]:

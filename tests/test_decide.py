@@ -9,9 +9,10 @@ from sqlalchemy import Engine
 
 from bridge.act import Actor
 from bridge.decide import evaluate
+from bridge.identity import match_identities
 from bridge.mapping.loader import MappingSet
 from bridge.plan import plan
-from bridge.records import Person
+from bridge.records import LmsUser, Person
 from bridge.store import schema as t
 from tests.seed import CS101, CSAT_MAPPING, agent, completion, link, rows, settings, store, write_mapping
 
@@ -54,10 +55,26 @@ def test_plan_agrees_with_sync_and_leaves_no_trace(engine: Engine, tmp_path: Pat
     link(engine, "P1", 11)
     _report, planned = plan(engine, mappings, settings(), T0)
     assert [(p.decision.person_id, p.decision.outcome) for p in planned] == [("P1", "open"), ("P3", "open")]
-    assert [a.state for a in planned[1].actions] == ["suppressed"]  # P3 has no LMS account
+    assert [a.state for a in planned[1].actions] == ["waiting"]  # P3 has no LMS account yet
     assert rows(engine, t.recommendations) == [] and rows(engine, t.actions) == []
     assert len(rows(engine, t.dirty_people)) == 2
     assert sync(engine, mappings, T0) == [("P1", "csat", "open"), ("P3", "csat", "open")]
+
+
+def test_actions_waiting_for_an_account_go_out_once_it_is_linked(engine: Engine, tmp_path: Path) -> None:
+    mappings = write_mapping(tmp_path, "csat", CSAT_MAPPING)
+    store(engine, CS101, *agent("P3", 3.9, email="p3@example.com"))
+    assert sync(engine, mappings, T0) == [("P3", "csat", "open")]
+    (action,) = rows(engine, t.actions)
+    assert (action.state, action.recipient_user_id) == ("waiting", None)
+    assert action.last_error == "waiting for an account on site 'moodle' to be linked"
+    store(engine, LmsUser("moodle", 33, username="p3", email="P3@example.com"))
+    with engine.begin() as conn:
+        report = match_identities(conn, "moodle", ["email"])
+    assert report.released == 1 and "1 waiting action(s) released" in str(report)
+    (action,) = rows(engine, t.actions)
+    assert (action.state, action.recipient_user_id, action.last_error) == ("pending", 33, None)
+    assert sync(engine, mappings, T0 + timedelta(hours=1)) == []  # still the same recommendation
 
 
 def test_completion_closes_and_cancels_pending_actions(engine: Engine, tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ from bridge.mapping.model import MessageKind
 from bridge.store import schema as t
 from bridge.store.ingest import upsert_statement
 
-STATES = ("pending", "sending", "sent", "dead", "suppressed", "cancelled")
+STATES = ("waiting", "pending", "sending", "sent", "dead", "suppressed", "cancelled")
 
 
 @app.command()

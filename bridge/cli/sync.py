@@ -93,6 +93,13 @@ def print_report(engine: Engine, report: CycleReport) -> None:
             f"follow-up days or a retry); the next is due {first:%Y-%m-%d %H:%M} UTC",
             highlight=False,
         )
+    unaddressed = _count(engine, "waiting")
+    if unaddressed:
+        console.print(
+            f"{unaddressed} action(s) wait for the person's LMS account to be linked "
+            "(they go out once the account appears)",
+            highlight=False,
+        )
     opened = sum(1 for d in decisions if d.outcome == "open")
     closed = sum(1 for d in decisions if d.outcome == "close")
     sent = delivery.states.get("sent", 0) if delivery else 0
@@ -114,6 +121,11 @@ def _waiting(engine: Engine) -> tuple[int, datetime] | None:
     if not count:
         return None
     return int(count), UtcDateTime().process_result_value(first, engine.dialect) or clock.now()
+
+
+def _count(engine: Engine, state: str) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(select(func.count()).where(t.actions.c.state == state)).scalar_one())
 
 
 def _why(d: Decision) -> str:
