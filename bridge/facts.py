@@ -41,11 +41,20 @@ class Rating:
     rated_at: datetime | None
 
 
+@dataclass(frozen=True, slots=True)
+class Renewal:
+    """When a certification runs out, and when its recertification window opens."""
+
+    expires_at: datetime | None
+    window_opens_at: datetime | None
+
+
 @dataclass(slots=True)
 class Facts:
     person: Person
     kpis: dict[str, list[Point]] = field(default_factory=dict)
     completions: dict[tuple[str, str, int], datetime] = field(default_factory=dict)
+    renewals: dict[tuple[str, int], Renewal] = field(default_factory=dict)  # certifications only
     enrolled: set[tuple[str, int]] = field(default_factory=set)
     competencies: dict[tuple[str, int], Rating] = field(default_factory=dict)
     reviews: dict[tuple[str, str], ReviewRating] = field(default_factory=dict)
@@ -164,12 +173,24 @@ def _accounts(conn: Connection, chunk: list[str], facts: Loaded, _m: object) -> 
 def _completions(conn: Connection, chunk: list[str], facts: Loaded, _m: object) -> None:
     c = t.completions
     query = (
-        select(t.identities.c.person_id, c.c.site, c.c.kind, c.c.item_id, c.c.completed_at)
+        select(
+            t.identities.c.person_id,
+            c.c.site,
+            c.c.kind,
+            c.c.item_id,
+            c.c.completed_at,
+            c.c.expires_at,
+            c.c.window_opens_at,
+        )
         .select_from(_by_account(c))
         .where(t.identities.c.person_id.in_(chunk))
     )
     for row in conn.execute(query):
         facts[row.person_id].completions[(row.site, row.kind, row.item_id)] = row.completed_at
+        if row.kind == "certification":
+            facts[row.person_id].renewals[(row.site, row.item_id)] = Renewal(
+                row.expires_at, row.window_opens_at
+            )
 
 
 def _enrolments(conn: Connection, chunk: list[str], facts: Loaded, _m: object) -> None:

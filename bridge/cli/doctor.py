@@ -21,6 +21,10 @@ def needs_of(site: str, mapping_set: MappingSet) -> list[str]:
         for rec in mapping.recommend:
             if rec.site == site:
                 needs.update(c for c in rec.channels if c != "email")
+                if rec.kind in ("program", "certification"):
+                    needs.add("programs")
+                    if "enrol" in rec.channels:
+                        needs.add("assign")
     if uses_competencies(mapping_set.enabled, site):
         needs.add("competencies")
     return sorted(needs)

@@ -187,6 +187,8 @@ def trigger(node: m.Trigger, facts: Facts, ctx: EvalContext) -> Verdict:
         return completion_older_than(node.completion_older_than, facts, ctx)
     if node.completion_missing is not None:
         return completion_missing(node.completion_missing, facts, ctx)
+    if node.certification_due is not None:
+        return certification_due(node.certification_due, facts, ctx)
     if node.all is not None:
         return _all([trigger(sub, facts, ctx) for sub in node.all])
     if node.any is not None:
@@ -360,6 +362,25 @@ def completion_older_than(rule: m.CompletionOlderThan, facts: Facts, ctx: EvalCo
         ok,
         f"{target.name} last completed {done.date().isoformat()} ({age} days ago{', due for a refresher' if ok else ''})",
     )
+
+
+def certification_due(rule: m.CertificationDue, facts: Facts, ctx: EvalContext) -> Verdict:
+    target = ctx.target(rule.site, "certification", rule.certification)
+    if target is None:
+        return Verdict.of(False, f"certification {rule.certification} not found on {rule.site}")
+    renewal = facts.renewals.get((target.site, target.item_id))
+    if renewal is None or completed_at(facts, target) is None:
+        return Verdict.of(rule.or_never_certified, f"never certified in {target.name}")
+    if renewal.expires_at is not None and renewal.expires_at <= ctx.now:
+        return Verdict.of(True, f"{target.name} expired on {renewal.expires_at.date().isoformat()}")
+    if renewal.window_opens_at is not None and renewal.window_opens_at <= ctx.now:
+        expiry = f", expires {renewal.expires_at.date().isoformat()}" if renewal.expires_at else ""
+        return Verdict.of(
+            True,
+            f"{target.name} recertification window open since {renewal.window_opens_at.date().isoformat()}{expiry}",
+        )
+    opens = renewal.window_opens_at.date().isoformat() if renewal.window_opens_at else "unknown"
+    return Verdict.of(False, f"{target.name} valid; recertification window opens {opens}")
 
 
 def completion_missing(rule: m.CompletionMissing, facts: Facts, ctx: EvalContext) -> Verdict:

@@ -155,6 +155,15 @@ class CompletionOlderThan(Strict):
     or_never_completed: bool = True
 
 
+class CertificationDue(Strict):
+    """Recertification: the certification's renewal window is open, it expired, or (optionally)
+    the person was never certified. Uses the expiry and window dates the LMS reports (Totara)."""
+
+    site: str
+    certification: str = Field(description="Certification idnumber, shortname, or 'id:N'.")
+    or_never_certified: bool = True
+
+
 class CompletionMissing(Strict):
     """Onboarding: a course not completed N days after the person's start date."""
 
@@ -173,6 +182,7 @@ class Trigger(Strict):
     competency: CompetencyTrigger | None = None
     completion_older_than: CompletionOlderThan | None = None
     completion_missing: CompletionMissing | None = None
+    certification_due: CertificationDue | None = None
     all: list[Trigger] | None = Field(default=None, min_length=1)
     any: list[Trigger] | None = Field(default=None, min_length=1)
     not_: Trigger | None = Field(default=None, alias="not")
@@ -191,6 +201,7 @@ TRIGGER_KEYS = [
     "competency",
     "completion_older_than",
     "completion_missing",
+    "certification_due",
     "all",
     "any",
     "not_",

@@ -42,6 +42,9 @@ def item_refs(mapping: m.Mapping) -> set[ItemRef]:
             found.add(ItemRef(node.completion_older_than.site, "course", node.completion_older_than.course))
         if node.completion_missing is not None:
             found.add(ItemRef(node.completion_missing.site, "course", node.completion_missing.course))
+        if node.certification_due is not None:
+            due = node.certification_due
+            found.add(ItemRef(due.site, "certification", due.certification))
     return found
 
 

@@ -59,6 +59,7 @@ FUNCTIONS = {
     "core_competency_list_user_plans": ("reading learning plans", "moodle/competency:planview"),
     "core_competency_list_plan_competencies": ("reading learners' ratings", "moodle/competency:planview"),
     "core_competency_create_plan": ("creating a learning plan", "moodle/competency:planmanage"),
+    "core_cohort_add_cohort_members": ("adding learners to audiences (cohorts)", "moodle/cohort:assign"),
     "core_competency_add_competency_to_plan": (
         "adding a competency to a plan",
         "moodle/competency:planmanage",

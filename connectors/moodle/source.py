@@ -37,7 +37,7 @@ LIKE_FALLBACK_LIMIT = 50
 FeedName = Literal["auto", "report", "per_learner", "per_course"]
 
 
-def _due(cursor: str | None, every: timedelta, now: datetime) -> bool:
+def refresh_due(cursor: str | None, every: timedelta, now: datetime) -> bool:
     if not cursor:
         return True
     try:
@@ -93,7 +93,7 @@ class MoodleSource:
 
     def pull_users(self, ctx: PullContext) -> Iterator[Batch]:
         cursor = ctx.cursors.get("users")
-        everyone = ctx.full or _due(cursor, USERS_REFRESH, ctx.now)
+        everyone = ctx.full or refresh_due(cursor, USERS_REFRESH, ctx.now)
         linked = set(ctx.view.linked_users().values()) if ctx.view is not None else set()
         since = datetime.fromisoformat(cursor) if cursor and not everyone else None
         people = [
@@ -147,7 +147,7 @@ class MoodleSource:
     # ------------------------------------------------------------------ courses
 
     def pull_courses(self, ctx: PullContext) -> Iterator[Batch]:
-        if not (ctx.full or _due(ctx.cursors.get("courses"), COURSES_REFRESH, ctx.now)):
+        if not (ctx.full or refresh_due(ctx.cursors.get("courses"), COURSES_REFRESH, ctx.now)):
             return
         answer = self.client.call("core_course_get_courses_by_field", {"field": "", "value": ""})
         items: list[Record] = [
@@ -224,7 +224,7 @@ class MoodleSource:
     # ------------------------------------------------------------------ competencies
 
     def pull_competencies(self, ctx: PullContext) -> Iterator[Batch]:
-        if ctx.full or _due(ctx.cursors.get("competencies"), COURSES_REFRESH, ctx.now):
+        if ctx.full or refresh_due(ctx.cursors.get("competencies"), COURSES_REFRESH, ctx.now):
             yield Batch("competencies", list(self._frameworks()), cursor=stamp(ctx.now))
         records: list[Record] = []
         for count, user_id in enumerate(sorted(learners(ctx)), start=1):

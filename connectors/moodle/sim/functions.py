@@ -134,7 +134,7 @@ def site_info(state: SiteState, _p: dict[str, Any]) -> dict[str, Any]:
         advanced.append({"name": "enablecompetencies", "value": 1})
     ws = state.users[WS_USER_ID]
     return {
-        "sitename": "Simulated Moodle",
+        "sitename": state.sitename,
         "username": ws.username,
         "firstname": ws.firstname,
         "lastname": ws.lastname,

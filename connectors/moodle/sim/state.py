@@ -50,6 +50,16 @@ class SimPlan:
 
 
 @dataclass
+class SimCohort:
+    """An audience (Moodle: cohort). Totara ties program and certification assignment to them."""
+
+    id: int
+    idnumber: str
+    name: str
+    members: set[int] = field(default_factory=set)
+
+
+@dataclass
 class SiteState:
     org: Organisation
     url: str = "http://127.0.0.1"
@@ -73,6 +83,9 @@ class SiteState:
     lock: threading.RLock = field(default_factory=threading.RLock)
     blocked_users: set[int] = field(default_factory=set)
     removed_functions: set[str] = field(default_factory=set)  # known to Moodle, not in the token's service
+    sitename: str = "Simulated Moodle"
+    cohorts: dict[int, SimCohort] = field(default_factory=dict)
+    cohort_writes: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
     def build(cls, org: Organisation, url: str = "http://127.0.0.1", release: str = "4.4") -> SiteState:
@@ -160,6 +173,7 @@ class SiteState:
                 "messages": list(self.messages),
                 "enrolments": list(self.enrolled),
                 "plan_writes": list(self.plan_writes),
+                "cohort_writes": list(self.cohort_writes),
                 "calls": dict(self.calls),
                 "total_calls": sum(self.calls.values()),
             }

@@ -1,0 +1,351 @@
+"""The client for Totara's external GraphQL API (``POST {site}/api/graphql.php``, Totara 17+).
+
+Queries are named operations kept as ``.graphql`` files next to this module, parsed once so the
+client knows each one's root field and how many fields one returned item costs. Totara charges
+query complexity — 5 points per query, 10 per mutation, 1 per field of every record returned —
+against a per-query maximum and per-minute budgets for the client and the whole site. The
+client sizes pages to stay under the per-query maximum and keeps its own account of the last
+minute's spending, slowing down before the site would answer 429. Cursor paging follows
+``next_cursor`` until it is empty.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import requests
+from graphql import FieldNode, OperationDefinitionNode, OperationType, parse
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
+
+from bridge import metrics
+from bridge.errors import Remedy
+from bridge.log import get_logger
+from connectors.totara import errors
+from connectors.totara.oauth import TokenSource
+
+log = get_logger(__name__)
+
+ENDPOINT = "/api/graphql.php"
+QUERY_COST = 5
+MUTATION_COST = 10
+INTROSPECTION = "query lmsbridge_introspection { __schema { queryType { fields { name } } mutationType { fields { name } } } }"
+
+
+@dataclass(frozen=True)
+class Operation:
+    name: str
+    operation_name: str  # as written in the document (sent as operationName)
+    text: str
+    root: str  # the query or mutation field it calls
+    mutation: bool
+    item_fields: int  # leaf fields per returned item (for paged queries), or of the whole answer
+
+    @property
+    def base_cost(self) -> int:
+        return MUTATION_COST if self.mutation else QUERY_COST
+
+    def cost(self, items: int = 1) -> int:
+        return self.base_cost + self.item_fields * max(1, items) + 3  # total, next_cursor, ...
+
+
+def _leaves(node: FieldNode) -> int:
+    if node.selection_set is None:
+        return 1
+    return sum(_leaves(s) for s in node.selection_set.selections if isinstance(s, FieldNode))
+
+
+@cache
+def operation(name: str) -> Operation:
+    """The named operation from ``connectors/totara/operations/<name>.graphql``."""
+    text = resources.files("connectors.totara").joinpath("operations", f"{name}.graphql").read_text()
+    (definition,) = [d for d in parse(text).definitions if isinstance(d, OperationDefinitionNode)]
+    (root,) = [s for s in definition.selection_set.selections if isinstance(s, FieldNode)]
+    items = next(
+        (
+            s
+            for s in (root.selection_set.selections if root.selection_set else ())
+            if isinstance(s, FieldNode) and s.name.value == "items"
+        ),
+        None,
+    )
+    return Operation(
+        name=name,
+        operation_name=definition.name.value if definition.name else name,
+        text=text,
+        root=root.name.value,
+        mutation=definition.operation is OperationType.MUTATION,
+        item_fields=_leaves(items) if items is not None else _leaves(root),
+    )
+
+
+class ComplexityBudget:
+    """The client's own account of the complexity points it spent in the last minute.
+
+    Totara refuses a client (HTTP 429) once it spends ``client_rate_limit`` points in a minute;
+    waiting here first, at ``headroom`` of that, keeps the bridge from ever being the reason
+    the site's shared budget runs out.
+    """
+
+    WINDOW = 60.0
+
+    def __init__(
+        self,
+        per_minute: int,
+        headroom: float = 0.8,
+        now: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.limit = per_minute * headroom
+        self.now = now
+        self.sleep = sleep
+        self.spent: deque[tuple[float, int]] = deque()
+        self.lock = threading.Lock()
+        self.waited = 0.0
+
+    def _trim(self, moment: float) -> None:
+        while self.spent and moment - self.spent[0][0] >= self.WINDOW:
+            self.spent.popleft()
+
+    def in_window(self) -> int:
+        with self.lock:
+            self._trim(self.now())
+            return sum(cost for _, cost in self.spent)
+
+    def take(self, cost: int) -> None:
+        """Wait until ``cost`` more points fit in the last minute's budget, then book them."""
+        while True:
+            with self.lock:
+                moment = self.now()
+                self._trim(moment)
+                used = sum(c for _, c in self.spent)
+                if not self.spent or used + cost <= self.limit:
+                    self.spent.append((moment, cost))
+                    return
+                pause = self.WINDOW - (moment - self.spent[0][0]) + 0.01
+            self.waited += pause
+            log.info("pacing Totara API calls to stay within the complexity budget", seconds=round(pause, 2))
+            self.sleep(pause)
+
+
+def _retryable(exc: BaseException) -> bool:
+    return isinstance(exc, errors.TotaraError) and exc.remedy is Remedy.RETRY
+
+
+class GraphQLClient:
+    def __init__(
+        self,
+        site: str,
+        url: str,
+        tokens: TokenSource,
+        session: requests.Session,
+        *,
+        timeout: float = 30.0,
+        verify_tls: bool | str = True,
+        max_query_complexity: int = 6000,
+        client_rate_limit: int = 250_000,
+        max_page: int = 500,
+        attempts: int = 5,
+        max_wait: float = 60.0,
+        budget: ComplexityBudget | None = None,
+    ) -> None:
+        self.site = site
+        self.url = url.rstrip("/") + ENDPOINT
+        self.tokens = tokens
+        self.session = session
+        self.timeout = timeout
+        self.verify_tls = verify_tls
+        self.max_query_complexity = max_query_complexity
+        self.max_page = max_page
+        self.attempts = attempts
+        self.max_wait = max_wait
+        self.budget = budget or ComplexityBudget(client_rate_limit)
+        self.calls: Counter[str] = Counter()
+        self.spent = 0
+        self._operations: set[str] | None = None
+        self.discovery: str | None = None  # "introspection" or "probing"
+
+    # ------------------------------------------------------------------ calling
+
+    def execute(
+        self, name: str, variables: Mapping[str, Any] | None = None, *, items: int = 1
+    ) -> dict[str, Any]:
+        """Run the named operation and return its root field's answer."""
+        op = operation(name)
+        retrying = Retrying(
+            retry=retry_if_exception(_retryable),
+            stop=stop_after_attempt(self.attempts),
+            wait=self._wait,
+            reraise=True,
+        )
+        data = retrying(self._post, op.operation_name, op.text, dict(variables or {}), op.cost(items))
+        answer = data.get(op.root)
+        if not isinstance(answer, dict):
+            raise errors.TotaraError(self.site, name, f"the answer has no {op.root}")
+        return answer
+
+    def pages(self, name: str, query: Mapping[str, Any] | None = None) -> Iterator[list[dict[str, Any]]]:
+        """Every page of a cursor-paged query (its ``query`` input plus pagination), as item lists."""
+        size = self.page_size(name)
+        cursor = ""
+        while True:
+            variables = {"query": {**(query or {}), "pagination": {"cursor": cursor, "limit": size}}}
+            answer = self.execute(name, variables, items=size)
+            items = answer.get("items") or []
+            yield items
+            cursor = answer.get("next_cursor") or ""
+            if not cursor or not items:
+                return
+
+    def page_size(self, name: str) -> int:
+        """The largest page that keeps one request under the site's per-query complexity limit."""
+        op = operation(name)
+        room = int(self.max_query_complexity * 0.9) - op.base_cost - 3
+        return max(1, min(self.max_page, room // max(1, op.item_fields)))
+
+    def _wait(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, errors.TokenExpired):
+            return 0.0
+        backoff = min(self.max_wait, 0.5 * float(1 << min(16, state.attempt_number - 1))) + random.uniform(
+            0, 0.5
+        )
+        retry_after = getattr(exc, "retry_after", None)
+        if retry_after is not None:
+            backoff = max(float(retry_after), backoff)
+        return float(min(backoff, self.max_wait))
+
+    def _post(self, name: str, text: str, variables: dict[str, Any], cost: int) -> dict[str, Any]:
+        self.budget.take(cost)
+        self.calls[name] += 1
+        started = time.monotonic()
+        outcome = "error"
+        try:
+            data = self._request(name, text, variables)
+            outcome = "ok"
+            self.spent += cost
+            return data
+        except errors.TotaraError as exc:
+            outcome = type(exc).__name__
+            raise
+        finally:
+            metrics.lms_calls.labels(self.site, name, outcome).observe(time.monotonic() - started)
+
+    def _request(self, name: str, text: str, variables: dict[str, Any]) -> dict[str, Any]:
+        token = self.tokens.token()
+        headers = {
+            "Authorization": f"Bearer {token}",
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+        }
+        body = json.dumps({"operationName": name, "query": text, "variables": variables})
+        try:
+            response = self.session.post(
+                self.url, data=body, headers=headers, timeout=self.timeout, verify=self.verify_tls
+            )
+        except requests.Timeout:
+            raise errors.TransportError(self.site, name, f"no answer within {self.timeout:g} s") from None
+        except requests.ConnectionError as exc:
+            raise errors.TransportError(self.site, name, f"cannot connect ({type(exc).__name__})") from None
+        retry_after = _retry_after(response.headers.get("Retry-After"))
+        if response.status_code == 429:
+            raise errors.RateLimited(self.site, name, retry_after)
+        if response.status_code in (500, 502, 503, 504):
+            raise errors.TransportError(self.site, name, f"HTTP {response.status_code}", retry_after)
+        try:
+            payload = response.json()
+        except ValueError:
+            snippet = response.text[:80].replace("\n", " ")
+            raise errors.TransportError(
+                self.site, name, f"the answer is not JSON (starts {snippet!r})"
+            ) from None
+        problems = payload.get("errors") if isinstance(payload, dict) else None
+        if problems:
+            error = errors.from_errors(self.site, name, problems)
+            if isinstance(error, errors.TokenExpired):
+                self.tokens.invalidate(token)
+            raise error
+        if (
+            response.status_code != 200
+            or not isinstance(payload, dict)
+            or not isinstance(payload.get("data"), dict)
+        ):
+            raise errors.TotaraError(self.site, name, f"HTTP {response.status_code} without data")
+        return dict(payload["data"])
+
+    # ------------------------------------------------------------------ discovery
+
+    def operations(self) -> set[str]:
+        """The queries and mutations this site exposes: by introspection where the site allows
+        it (``enable_introspection``, off by default), otherwise by probing each one we use."""
+        if self._operations is None:
+            self._operations = self._discover()
+        return self._operations
+
+    def has(self, root: str) -> bool:
+        return root in self.operations()
+
+    def _discover(self) -> set[str]:
+        try:
+            data = self._post_raw("lmsbridge_introspection", INTROSPECTION)
+            schema = data["__schema"]
+            self.discovery = "introspection"
+            return {
+                f["name"]
+                for kind in ("queryType", "mutationType")
+                for f in ((schema.get(kind) or {}).get("fields") or [])
+            }
+        except errors.TotaraError as exc:
+            if exc.remedy is Remedy.RETRY:
+                raise
+        self.discovery = "probing"
+        return {root for root in KNOWN_ROOTS if self._probe(root)}
+
+    def _probe(self, root: str) -> bool:
+        """Ask for the field without a selection: validation fails either way (nothing runs),
+        but only an absent field says "Cannot query field"."""
+        keyword = "mutation" if root in MUTATIONS else "query"
+        try:
+            self._post_raw(f"lmsbridge_probe_{root}", f"{keyword} lmsbridge_probe_{root} {{ {root} }}")
+        except errors.OperationMissing:
+            return False
+        except errors.TotaraError as exc:
+            if exc.remedy is Remedy.RETRY:
+                raise
+            return True
+        return True
+
+    def _post_raw(self, name: str, text: str) -> dict[str, Any]:
+        retrying = Retrying(
+            retry=retry_if_exception(_retryable),
+            stop=stop_after_attempt(self.attempts),
+            wait=self._wait,
+            reraise=True,
+        )
+        return retrying(self._post, name, text, {}, QUERY_COST)
+
+
+MUTATIONS = frozenset({"enrol_manual_enrol_user", "perform_goal_create_goal", "core_user_update_user"})
+KNOWN_ROOTS = (
+    "totara_webapi_status",
+    "core_user_users",
+    "core_course_courses",
+    "totara_job_job_assignments",
+    "enrol_manual_enrol_user",
+    "perform_goal_create_goal",
+)
+
+
+def _retry_after(value: str | None) -> float | None:
+    try:
+        return max(0.0, float(value)) if value else None
+    except ValueError:
+        return None

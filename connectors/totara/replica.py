@@ -1,0 +1,219 @@
+"""Reading Totara's completion and competency tables from a read-only replica.
+
+Totara's APIs return no other learner's program, certification or competency records (see the
+README), so sites that need those give lmsbridge a read-only database user on a replica or
+reporting copy. Each stream reads only rows changed since its cursor (the newest Totara time
+seen, minus a look-back for late writes), in pages, through SQLAlchemy — any database Totara
+runs on (PostgreSQL, MySQL/MariaDB, SQL Server) works with its driver installed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Engine, and_, create_engine, select
+from sqlalchemy.exc import SQLAlchemyError
+
+from bridge.errors import Remedy, SourceError
+from bridge.records import Competency, CompetencyRating, Completion, ItemKind, LearningItem, Record
+from connectors.totara.tables import (
+    ACHIEVEMENT_ACTIVE,
+    CERTIF_COMPLETED,
+    CERTIF_EXPIRED,
+    PROGRAM_COMPLETE,
+    tables,
+)
+
+PAGE = 5000
+
+
+def _when(seconds: int | None) -> datetime | None:
+    return datetime.fromtimestamp(int(seconds), UTC) if seconds and int(seconds) > 0 else None
+
+
+def _at(seconds: int) -> datetime:
+    return datetime.fromtimestamp(int(seconds), UTC)
+
+
+class ReplicaReader:
+    def __init__(
+        self, site: str, url: str, prefix: str = "ttr_", engine: Engine | None = None, site_url: str = ""
+    ) -> None:
+        self.site = site
+        self.site_url = site_url.rstrip("/")
+        self.t = tables(prefix)
+        self.engine = engine or create_engine(url, pool_pre_ping=True)
+
+    def _rows(self, query: Any) -> Iterator[list[Any]]:
+        try:
+            with self.engine.connect() as conn:
+                result = conn.execution_options(stream_results=True).execute(query)
+                while rows := result.fetchmany(PAGE):
+                    yield list(rows)
+        except SQLAlchemyError as exc:
+            cause = getattr(exc, "orig", None) or exc
+            raise SourceError(
+                f"Totara site '{self.site}': the database replica could not be read "
+                f"({type(cause).__name__}: {str(cause).splitlines()[0]})",
+                Remedy.RETRY,
+            ) from None
+
+    def check(self) -> list[str]:
+        """The Totara tables the replica lacks (empty when all are readable)."""
+        missing = []
+        for table in (
+            self.t.course_completions,
+            self.t.prog,
+            self.t.prog_completion,
+            self.t.certif_completion,
+            self.t.comp,
+            self.t.achievement,
+        ):
+            try:
+                with self.engine.connect() as conn:
+                    conn.execute(select(table.c.id).limit(1)).all()
+            except SQLAlchemyError:
+                missing.append(table.name)
+        return missing
+
+    # ------------------------------------------------------------------ streams
+
+    def course_completions(self, since: int) -> Iterator[tuple[list[Record], int]]:
+        c = self.t.course_completions
+        query = (
+            select(c.c.userid, c.c.course, c.c.timecompleted)
+            .where(c.c.timecompleted > since)
+            .order_by(c.c.timecompleted)
+        )
+        for rows in self._rows(query):
+            yield (
+                [
+                    Completion(self.site, int(r.userid), int(r.course), completed_at=_at(r.timecompleted))
+                    for r in rows
+                ],
+                max(int(r.timecompleted) for r in rows),
+            )
+
+    def programs(self) -> list[LearningItem]:
+        p = self.t.prog
+        items: list[LearningItem] = []
+        for rows in self._rows(select(p).order_by(p.c.id)):
+            items.extend(
+                LearningItem(
+                    site=self.site,
+                    item_id=int(r.id),
+                    kind=ItemKind.CERTIFICATION if r.certifid else ItemKind.PROGRAM,
+                    shortname=r.shortname or "",
+                    fullname=r.fullname or "",
+                    idnumber=r.idnumber or None,
+                    visible=bool(r.visible),
+                    url=f"{self.site_url}/totara/program/view.php?id={r.id}" if self.site_url else None,
+                )
+                for r in rows
+            )
+        return items
+
+    def program_completions(self, since: int) -> Iterator[tuple[list[Record], int]]:
+        pc, p = self.t.prog_completion, self.t.prog
+        query = (
+            select(pc.c.userid, pc.c.programid, pc.c.timecompleted)
+            .join(p, p.c.id == pc.c.programid)
+            .where(
+                and_(
+                    pc.c.coursesetid == 0,  # 0 is the programme's own record, not a course set's
+                    pc.c.status == PROGRAM_COMPLETE,
+                    p.c.certifid.is_(None),
+                    pc.c.timecompleted > since,
+                )
+            )
+            .order_by(pc.c.timecompleted)
+        )
+        for rows in self._rows(query):
+            yield (
+                [
+                    Completion(
+                        self.site,
+                        int(r.userid),
+                        int(r.programid),
+                        completed_at=_at(r.timecompleted),
+                        kind=ItemKind.PROGRAM,
+                    )
+                    for r in rows
+                ],
+                max(int(r.timecompleted) for r in rows),
+            )
+
+    def certification_completions(self, since: int) -> Iterator[tuple[list[Record], int]]:
+        """Certified (or expired) records with their expiry and recertification-window dates."""
+        cc, p = self.t.certif_completion, self.t.prog
+        query = (
+            select(
+                cc.c.userid,
+                p.c.id.label("programid"),
+                cc.c.timecompleted,
+                cc.c.timewindowopens,
+                cc.c.timeexpires,
+                cc.c.timemodified,
+            )
+            .join(p, p.c.certifid == cc.c.certifid)
+            .where(and_(cc.c.status.in_((CERTIF_COMPLETED, CERTIF_EXPIRED)), cc.c.timemodified > since))
+            .order_by(cc.c.timemodified)
+        )
+        for rows in self._rows(query):
+            yield (
+                [
+                    Completion(
+                        self.site,
+                        int(r.userid),
+                        int(r.programid),
+                        completed_at=_at(r.timecompleted),
+                        kind=ItemKind.CERTIFICATION,
+                        expires_at=_when(r.timeexpires),
+                        window_opens_at=_when(r.timewindowopens),
+                    )
+                    for r in rows
+                    if r.timecompleted
+                ],
+                max(int(r.timemodified) for r in rows),
+            )
+
+    def competencies(self) -> list[Record]:
+        c = self.t.comp
+        found: list[Record] = []
+        for rows in self._rows(select(c).order_by(c.c.id)):
+            found.extend(
+                Competency(
+                    self.site,
+                    int(r.id),
+                    shortname=r.shortname or "",
+                    idnumber=r.idnumber or None,
+                    framework_id=r.frameworkid,
+                )
+                for r in rows
+            )
+        return found
+
+    def achievements(self, since: int) -> Iterator[tuple[list[Record], int]]:
+        a = self.t.achievement
+        query = (
+            select(a.c.user_id, a.c.competency_id, a.c.proficient, a.c.scale_value_id, a.c.time_status)
+            .where(and_(a.c.status == ACHIEVEMENT_ACTIVE, a.c.time_status > since))
+            .order_by(a.c.time_status)
+        )
+        for rows in self._rows(query):
+            yield (
+                [
+                    CompetencyRating(
+                        self.site,
+                        int(r.user_id),
+                        int(r.competency_id),
+                        proficient=bool(r.proficient),
+                        grade=int(r.scale_value_id) if r.scale_value_id is not None else None,
+                        rated_at=_when(r.time_status),
+                    )
+                    for r in rows
+                ],
+                max(int(r.time_status) for r in rows),
+            )

@@ -1,0 +1,152 @@
+"""Reading a Totara site through the routes that exist (see the README's Totara section).
+
+- ``users``: the external API's ``core_user_users`` (17+) pages through every account the
+  service account may see (the API cannot filter by id number), refreshed daily or when HR
+  people are still unlinked; without an API client, the legacy functions as for Moodle.
+- ``courses``: ``core_course_courses`` (18+) hourly, else the legacy function.
+- ``completions`` (courses): the replica's ``course_completions`` when a replica is configured,
+  else the legacy per-learner feed (``core_enrol_get_users_courses`` then
+  ``core_completion_get_course_completion_status`` for newly completed courses).
+- ``programs``, ``program_completions``, ``certification_completions``, ``competencies`` and
+  ``ratings``: only through the read-only replica — no Totara API returns them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+
+from bridge.log import get_logger
+from bridge.ports import Batch, PullContext
+from bridge.records import ItemKind, LearningItem, LmsUser, Record
+from connectors.moodle.feeds import stamp
+from connectors.moodle.source import MoodleSource, refresh_due
+from connectors.totara.graphql import GraphQLClient
+from connectors.totara.replica import ReplicaReader
+
+log = get_logger(__name__)
+
+USERS_REFRESH = timedelta(hours=24)
+UNLINKED_REFRESH = timedelta(hours=1)
+HOURLY = timedelta(hours=1)
+
+
+def user_record(site: str, item: dict[str, object]) -> LmsUser:
+    return LmsUser(
+        site=site,
+        user_id=int(str(item["id"])),
+        username=str(item.get("username") or "") or None,
+        idnumber=str(item.get("idnumber") or "").strip() or None,
+        email=str(item.get("email") or "") or None,
+        first_name=str(item.get("firstname") or ""),
+        last_name=str(item.get("lastname") or ""),
+        suspended=bool(item.get("suspended", False)),
+    )
+
+
+class TotaraSource:
+    def __init__(
+        self,
+        name: str,
+        *,
+        api: GraphQLClient | None,
+        legacy: MoodleSource | None,
+        replica: ReplicaReader | None,
+        lookback: timedelta = timedelta(days=1),
+    ) -> None:
+        self.name = name
+        self.api = api
+        self.legacy = legacy
+        self.replica = replica
+        self.lookback = lookback
+
+    def pull(self, ctx: PullContext) -> Iterator[Batch]:
+        yield from self.pull_users(ctx)
+        yield from self.pull_courses(ctx)
+        yield from self.pull_course_completions(ctx)
+        if self.replica is not None:
+            yield from self.pull_programs(ctx)
+            if ctx.scope.competencies:
+                yield from self.pull_competencies(ctx)
+
+    # ------------------------------------------------------------------ users and courses
+
+    def pull_users(self, ctx: PullContext) -> Iterator[Batch]:
+        if self.api is None or not self.api.has("core_user_users"):
+            if self.legacy is not None:
+                yield from self.legacy.pull_users(ctx)
+            return
+        cursor = ctx.cursors.get("users")
+        linked = set(ctx.view.linked_users().values()) if ctx.view is not None else set()
+        unlinked = any(p.person_id not in linked for p in ctx.people)
+        if not (
+            ctx.full
+            or refresh_due(cursor, USERS_REFRESH, ctx.now)
+            or (unlinked and refresh_due(cursor, UNLINKED_REFRESH, ctx.now))
+        ):
+            return
+        for items in self.api.pages("users"):
+            yield Batch("users", [user_record(self.name, item) for item in items])
+        yield Batch("users", [], cursor=stamp(ctx.now))
+
+    def pull_courses(self, ctx: PullContext) -> Iterator[Batch]:
+        if self.api is None or not self.api.has("core_course_courses"):
+            if self.legacy is not None:
+                yield from self.legacy.pull_courses(ctx)
+            return
+        if not (ctx.full or refresh_due(ctx.cursors.get("courses"), HOURLY, ctx.now)):
+            return
+        courses: list[Record] = []
+        for items in self.api.pages("courses"):
+            courses.extend(
+                LearningItem(
+                    site=self.name,
+                    item_id=int(str(c["id"])),
+                    kind=ItemKind.COURSE,
+                    shortname=str(c.get("shortname") or ""),
+                    fullname=str(c.get("fullname") or ""),
+                    idnumber=str(c.get("idnumber") or "") or None,
+                    url=str(c.get("url") or "") or None,
+                )
+                for c in items
+                if int(str(c["id"])) != 1
+            )
+        yield Batch("courses", courses, cursor=stamp(ctx.now))
+
+    # ------------------------------------------------------------------ completions
+
+    def pull_course_completions(self, ctx: PullContext) -> Iterator[Batch]:
+        if self.replica is not None:
+            yield from self._incremental(ctx, "completions", self.replica.course_completions)
+        elif self.legacy is not None:
+            yield from self.legacy.pull_completions(ctx)
+
+    def pull_programs(self, ctx: PullContext) -> Iterator[Batch]:
+        assert self.replica is not None
+        if ctx.full or refresh_due(ctx.cursors.get("programs"), HOURLY, ctx.now):
+            yield Batch("programs", list[Record](self.replica.programs()), cursor=stamp(ctx.now))
+        yield from self._incremental(ctx, "program_completions", self.replica.program_completions)
+        yield from self._incremental(ctx, "certification_completions", self.replica.certification_completions)
+
+    def pull_competencies(self, ctx: PullContext) -> Iterator[Batch]:
+        assert self.replica is not None
+        if ctx.full or refresh_due(ctx.cursors.get("competencies"), HOURLY, ctx.now):
+            yield Batch("competencies", self.replica.competencies(), cursor=stamp(ctx.now))
+        yield from self._incremental(ctx, "ratings", self.replica.achievements)
+
+    def _incremental(
+        self, ctx: PullContext, stream: str, read: Callable[[int], Iterator[tuple[list[Record], int]]]
+    ) -> Iterator[Batch]:
+        """Rows newer than the stream's cursor (Totara's own times) minus the look-back window.
+
+        The cursor advances only with the batch that stored the rows, so a crash never leaves
+        it ahead of the stored data.
+        """
+        previous = ctx.cursors.get(stream)
+        newest = 0 if ctx.full or not previous else int(previous)
+        since = max(0, newest - int(self.lookback.total_seconds())) if newest else 0
+        for records, high in read(since):
+            newest = max(newest, high)
+            yield Batch(stream, records, cursor=str(newest))
+        if previous is None or ctx.full:
+            yield Batch(stream, [], cursor=str(newest))
