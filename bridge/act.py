@@ -71,6 +71,14 @@ def sending_slot(
     )
 
 
+def enrol_options(rec: m.RecommendTarget, kind: ActionKind) -> dict[str, Any] | None:
+    """The role and duration an 'enrol' action asks for (the sink dates it when it is sent)."""
+    if kind is not ActionKind.ENROL:
+        return None
+    options = {"roleid": rec.enrol_role_id, "days": rec.enrol_days}
+    return {k: v for k, v in options.items() if v is not None} or None
+
+
 def recommend_actions(
     mapping: m.Mapping,
     decision: Decision,
@@ -133,7 +141,7 @@ def recommend_actions(
                     body_html=html,
                     body_text=text,
                     target=target,
-                    options=window if channel in MESSAGE_CHANNELS else None,
+                    options=window if channel in MESSAGE_CHANNELS else enrol_options(rec, kind),
                     state=state,
                     reason=why,
                 )

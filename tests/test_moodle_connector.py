@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from bridge import clock
 from bridge.errors import SourceError
 from bridge.ports import (
     ActionKind,
@@ -176,6 +177,31 @@ def test_enrolment_and_no_manual_instance(moodle: Running) -> None:
     )
     assert sink.reconcile(enrol("ok", 2)) is not None
     assert sink.reconcile(enrol("no", no_manual.id)) is None
+
+
+def test_enrolment_with_a_role_and_an_end_date(moodle: Running) -> None:
+    sink = MoodleSink("moodle", client(moodle))
+    action = OutgoingAction(
+        key="dated",
+        kind=ActionKind.ENROL,
+        site="moodle",
+        recipient_user_id=102,
+        recipient_email=None,
+        subject="",
+        body_html="",
+        body_text="",
+        target=Target("moodle", "course", 2, "C"),
+        options={"roleid": 4, "days": 30},
+    )
+    clock.set_now(datetime(2026, 11, 3, 10, tzinfo=UTC))
+    try:
+        (outcome,) = sink.deliver([action])
+    finally:
+        clock.set_now(None)
+    assert outcome.status is OutcomeStatus.SENT
+    (written,) = [e for e in moodle.state.enrolled if e["userid"] == 102]
+    start = int(datetime(2026, 11, 3, 10, tzinfo=UTC).timestamp())
+    assert (written["roleid"], written["timestart"], written["timeend"]) == (4, start, start + 30 * 86400)
 
 
 def test_report_feed_reads_newest_first_and_stops_at_the_cursor(moodle: Running) -> None:

@@ -247,6 +247,12 @@ class RecommendTarget(Strict):
     certification: str | None = None
     competency: str | None = Field(default=None, description="Competency to add to the learner's plan.")
     channels: list[Channel] = Field(default_factory=lambda: list[Channel](["message"]), min_length=1)
+    enrol_role_id: int | None = Field(
+        default=None, ge=1, description="Role the 'enrol' channel gives (default: the site's student role)."
+    )
+    enrol_days: int | None = Field(
+        default=None, ge=1, description="The enrolment ends this many days after it starts (default: no end)."
+    )
 
     @model_validator(mode="after")
     def _one_item(self) -> Self:

@@ -13,6 +13,7 @@ import hashlib
 from collections.abc import Sequence
 from typing import Any
 
+from bridge import clock
 from bridge.errors import Remedy
 from bridge.log import get_logger
 from bridge.ports import ActionKind, DeliveryOutcome, OutcomeStatus, OutgoingAction
@@ -31,6 +32,15 @@ def reference(key: str) -> str:
 
 def message_text(action: OutgoingAction) -> str:
     return f"{action.body_html}<p><small>Ref {reference(action.key)}</small></p>"
+
+
+def enrolment_dates(action: OutgoingAction) -> dict[str, int]:
+    """``timestart``/``timeend`` for an enrolment limited to ``days`` (dated when it is sent)."""
+    days = action.options.get("days")
+    if not days:
+        return {}
+    start = int(clock.now().timestamp())
+    return {"timestart": start, "timeend": start + int(days) * 86400}
 
 
 class MoodleSink:
@@ -110,6 +120,7 @@ class MoodleSink:
             "roleid": int(action.options.get("roleid", self.student_role_id)),
             "userid": action.recipient_user_id,
             "courseid": action.target.item_id,
+            **enrolment_dates(action),
         }
         try:
             self.client.call("enrol_manual_enrol_users", {"enrolments": [enrolment]})

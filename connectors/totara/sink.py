@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from bridge.errors import Remedy
 from bridge.ports import ActionKind, DeliveryOutcome, OutcomeStatus, OutgoingAction
 from connectors.moodle.client import MoodleClient
-from connectors.moodle.sink import MoodleSink
+from connectors.moodle.sink import MoodleSink, enrolment_dates
 from connectors.totara import errors
 from connectors.totara.graphql import GraphQLClient
 
@@ -98,6 +98,7 @@ class TotaraSink:
                             "user": {"id": action.recipient_user_id},
                             "course": {"id": target.item_id},
                             "role": {"id": int(action.options.get("roleid", self.student_role_id))},
+                            **enrolment_dates(action),
                         }
                     },
                 )
