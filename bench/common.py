@@ -71,6 +71,25 @@ class Run:
         return path
 
 
+@contextmanager
+def scratch_postgres(admin_url: str) -> Iterator[str]:
+    """A throwaway database on the PostgreSQL server at ``admin_url``, dropped afterwards."""
+    import uuid
+
+    from sqlalchemy import create_engine, make_url, text
+
+    name = f"lmsbridge_bench_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
 def machine() -> dict[str, Any]:
     import os
 

@@ -12,13 +12,14 @@ from __future__ import annotations
 import argparse
 import random
 import tempfile
+from contextlib import ExitStack
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, func, select, text
 
-from bench.common import Run
+from bench.common import Run, scratch_postgres
 from bridge.act import Actor
 from bridge.decide import evaluate
 from bridge.mapping.loader import load_dir
@@ -159,41 +160,46 @@ def main() -> None:
         root = Path(raw)
         mapping_files(root / "mappings")
         mappings = load_dir(root / "mappings")
-        if args.store == "sqlite":
-            engine = make_engine(f"sqlite:///{root / 'state.db'}")
-        else:
-            from tests.conftest import scratch_postgres  # a throwaway database on the server
-
-            engine = make_engine(scratch_postgres(args.postgres_url))
-        upgrade(engine)
-        settings = Settings(metrics=METRICS)
-        print(
-            f"engine benchmark: {args.people} people x {len(mappings.items)} mappings x {len(MONTHS)} periods x {len(METRICS)} metrics ({args.store})"
-        )
-        with run.stage("seed store (not the benchmark)") as s:
-            seed_store(engine, args.people, rng)
-            s.figures["measurements"] = args.people * len(METRICS) * len(MONTHS)
-        with run.stage("full evaluation") as s:
-            actor = Actor(mappings, settings)
-            report = evaluate(engine, mappings, settings, NOW, full=True, persist=actor)
-            s.figures.update(people=report.evaluated, decisions=len(report.decisions), actions=actor.queued)
-        changed = rng.sample(range(args.people), args.people // 100)
-        with engine.begin() as conn:
-            write_records(
-                conn,
-                [
-                    Measurement(f"P{i:06d}", "csat", 2.0, MONTHS[-1], MONTHS[-1] + timedelta(days=27), "hr")
-                    for i in changed
-                ],
-                NOW,
+        with ExitStack() as stack:
+            url = (
+                f"sqlite:///{root / 'state.db'}"
+                if args.store == "sqlite"
+                else stack.enter_context(scratch_postgres(args.postgres_url))
             )
-        with run.stage("incremental evaluation (1% changed)") as s:
-            actor = Actor(mappings, settings)
-            report = evaluate(engine, mappings, settings, NOW + timedelta(hours=1), persist=actor)
-            s.figures.update(people=report.evaluated, decisions=len(report.decisions), full=report.full)
-        engine.dispose()
+            engine = make_engine(url)
+            stack.callback(engine.dispose)
+            measure(engine, mappings, args.people, rng, run)
     run.notes.update(people=args.people, mappings=len(mappings.items), periods=len(MONTHS), store=args.store)
     print(f"results: {run.save()}")
+
+
+def measure(engine: Engine, mappings: Any, people: int, rng: random.Random, run: Run) -> None:
+    upgrade(engine)
+    settings = Settings(metrics=METRICS)
+    print(
+        f"engine benchmark: {people} people x {len(mappings.items)} mappings x {len(MONTHS)} periods x {len(METRICS)} metrics ({engine.dialect.name})"
+    )
+    with run.stage("seed store (not the benchmark)") as s:
+        seed_store(engine, people, rng)
+        s.figures["measurements"] = people * len(METRICS) * len(MONTHS)
+    with run.stage("full evaluation") as s:
+        actor = Actor(mappings, settings)
+        report = evaluate(engine, mappings, settings, NOW, full=True, persist=actor)
+        s.figures.update(people=report.evaluated, decisions=len(report.decisions), actions=actor.queued)
+    changed = rng.sample(range(people), people // 100)
+    with engine.begin() as conn:
+        write_records(
+            conn,
+            [
+                Measurement(f"P{i:06d}", "csat", 2.0, MONTHS[-1], MONTHS[-1] + timedelta(days=27), "hr")
+                for i in changed
+            ],
+            NOW,
+        )
+    with run.stage("incremental evaluation (1% changed)") as s:
+        actor = Actor(mappings, settings)
+        report = evaluate(engine, mappings, settings, NOW + timedelta(hours=1), persist=actor)
+        s.figures.update(people=report.evaluated, decisions=len(report.decisions), full=report.full)
 
 
 if __name__ == "__main__":

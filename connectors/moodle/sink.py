@@ -66,12 +66,13 @@ class MoodleSink:
         messages = [a for a in actions if a.kind is ActionKind.MESSAGE]
         for start in range(0, len(messages), self.message_batch):
             outcomes.extend(self._send_messages(messages[start : start + self.message_batch]))
+        enrolments = [a for a in actions if a.kind is ActionKind.ENROL]
+        for start in range(0, len(enrolments), self.message_batch):
+            outcomes.extend(self._enrol_batch(enrolments[start : start + self.message_batch]))
         for action in actions:
-            if action.kind is ActionKind.ENROL:
-                outcomes.append(self._enrol(action))
-            elif action.kind is ActionKind.PLAN:
+            if action.kind is ActionKind.PLAN:
                 outcomes.append(self._plan(action))
-            elif action.kind is not ActionKind.MESSAGE:
+            elif action.kind not in (ActionKind.MESSAGE, ActionKind.ENROL):
                 outcomes.append(
                     DeliveryOutcome(
                         action.key,
@@ -113,17 +114,49 @@ class MoodleSink:
                 )
         return outcomes
 
-    def _enrol(self, action: OutgoingAction) -> DeliveryOutcome:
-        if action.recipient_user_id is None or action.target is None:
-            return DeliveryOutcome(action.key, OutcomeStatus.DEAD, error="no Moodle user or course to enrol")
-        enrolment: dict[str, Any] = {
+    def _enrolment(self, action: OutgoingAction) -> dict[str, Any]:
+        assert action.recipient_user_id is not None and action.target is not None
+        return {
             "roleid": int(action.options.get("roleid", self.student_role_id)),
             "userid": action.recipient_user_id,
             "courseid": action.target.item_id,
             **enrolment_dates(action),
         }
+
+    def _enrol_batch(self, batch: Sequence[OutgoingAction]) -> list[DeliveryOutcome]:
+        """Many enrolments in one call; Moodle applies them all or none, so a refused batch is
+        sent again one by one to find the enrolment at fault and keep the others."""
+        ready = [a for a in batch if a.recipient_user_id is not None and a.target is not None]
+        outcomes = [
+            DeliveryOutcome(a.key, OutcomeStatus.DEAD, error="no Moodle user or course to enrol")
+            for a in batch
+            if a not in ready
+        ]
+        if len(ready) > 1:
+            try:
+                self.client.call(
+                    "enrol_manual_enrol_users", {"enrolments": [self._enrolment(a) for a in ready]}
+                )
+            except errors.MoodleError as exc:
+                if exc.remedy is Remedy.RETRY:
+                    raise
+            else:
+                return outcomes + [self._enrolled(a) for a in ready]
+        return outcomes + [self._enrol(a) for a in ready]
+
+    @staticmethod
+    def _enrolled(action: OutgoingAction) -> DeliveryOutcome:
+        assert action.target is not None
+        return DeliveryOutcome(
+            action.key,
+            OutcomeStatus.SENT,
+            external_id=f"enrol:{action.recipient_user_id}:{action.target.item_id}",
+        )
+
+    def _enrol(self, action: OutgoingAction) -> DeliveryOutcome:
+        assert action.target is not None
         try:
-            self.client.call("enrol_manual_enrol_users", {"enrolments": [enrolment]})
+            self.client.call("enrol_manual_enrol_users", {"enrolments": [self._enrolment(action)]})
         except errors.MoodleError as exc:
             if exc.errorcode == "wsnoinstance":
                 return DeliveryOutcome(
@@ -134,11 +167,7 @@ class MoodleSink:
             if exc.remedy is Remedy.SKIP_ITEM:
                 return DeliveryOutcome(action.key, OutcomeStatus.DEAD, error=str(exc))
             raise
-        return DeliveryOutcome(
-            action.key,
-            OutcomeStatus.SENT,
-            external_id=f"enrol:{action.recipient_user_id}:{action.target.item_id}",
-        )
+        return self._enrolled(action)
 
     def _plan(self, action: OutgoingAction) -> DeliveryOutcome:
         """Add the competency to the learner's own plan, creating an individual plan if needed.

@@ -1,0 +1,280 @@
+"""One organisation end to end: initial sync, evaluation, delivery, then a steady-state cycle.
+
+The simulators generate the organisation (N learners with their managers, 300 courses, 12
+months of KPIs exported as the HR files); the Moodle simulator runs in its own process so the
+figures are lmsbridge's alone. Stages run the real code paths (``pull_source``,
+``decide_stage``, ``deliver_stage``) against SQLite or PostgreSQL, with 20 mappings over the
+organisation's departments, metrics and courses. Per stage: wall and CPU time, the process's
+peak RSS so far, HTTP calls by Moodle function, and rows written to the store.
+
+    python -m bench.organisation [--learners 50000] [--store sqlite|postgresql]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, func, select
+
+from bench.common import Run, scratch_postgres
+from bridge import clock, log
+from bridge.cycle import decide_stage, deliver_stage, pull_source
+from bridge.mapping.loader import MappingSet, load_dir
+from bridge.registry import configured, sinks
+from bridge.settings import Settings
+from bridge.store import schema
+from bridge.store.db import make_engine, upgrade
+from connectors.simulation.export_hr import export
+from connectors.simulation.org import NAMED_COURSES, Organisation, generate
+
+TOKEN = "bench-token-0123456789"
+NOW = datetime(2026, 11, 3, 10, tzinfo=UTC)  # a Tuesday morning, inside most sending windows
+COURSES = 300
+METRICS = {
+    "csat": ("Customer Service", "higher", 4.2),
+    "first_contact_resolution": ("Customer Service", "higher", 75),
+    "safety_incidents": ("Warehouse Operations", "lower", 1),
+    "win_rate": ("Sales", "higher", 30),
+}
+TRIGGERS = {
+    "below": "kpi: {metric: METRIC, DIRECTION: target}",
+    "quarter": "kpi: {metric: METRIC, DIRECTION: target, periods: 3}",
+    "trend": "kpi_trend: {metric: METRIC, TREND: 15, periods: 3}",
+    "percentile": "kpi_percentile: {metric: METRIC, bottom_percent: 10, peer_group: department}",
+    "review": "all: [{review_rating: {normalised_at_or_below: 0.25}}, {kpi: {metric: METRIC, DIRECTION: target}}]",
+}
+
+
+def write_mappings(directory: Path, org: Organisation) -> None:
+    """20 mappings: 4 metrics x 5 trigger kinds, each recommending its own course."""
+    directory.mkdir(parents=True, exist_ok=True)
+    courses = [c.shortname for c in org.courses if c.enablecompletion and c.manual_enrolment]
+    for m, (metric, (department, direction, _target)) in enumerate(METRICS.items()):
+        for k, (kind, template) in enumerate(TRIGGERS.items()):
+            rule = (
+                template.replace("METRIC", metric)
+                .replace("DIRECTION", "below" if direction == "higher" else "above")
+                .replace("TREND", "fell_by_percent" if direction == "higher" else "rose_by_percent")
+            )
+            course = courses[(m * len(TRIGGERS) + k) % len(courses)]
+            channels = "[message, enrol]" if k % 2 else "[message]"
+            (directory / f"{metric}-{kind}.yaml").write_text(
+                f"id: {metric.replace('_', '-')}-{kind}\ntitle: {kind} {metric}\n"
+                f"audience: {{department: {department}}}\n"
+                f"when:\n  {rule}\n"
+                f"recommend: [{{site: moodle, course: {course}, channels: {channels}}}]\n"
+                f"measure: {{metric: {metric}}}\n"
+            )
+
+
+def settings(root: Path, store: str, url: str) -> Settings:
+    return Settings(
+        store={"url": store},
+        mappings={"dir": root / "mappings"},
+        metrics={m: {"direction": d, "target": t} for m, (_dep, d, t) in METRICS.items()},
+        sites={"moodle": {"type": "moodle", "url": url, "token": TOKEN}},
+        feeds={
+            "hr": {
+                "type": "csv",
+                "people": str(root / "hr" / "people.csv"),
+                "measurements": str(root / "hr" / "kpis.csv"),
+                "reviews": str(root / "hr" / "reviews.csv"),
+            }
+        },
+    )
+
+
+class RowCounter:
+    """Rows added to the store between two readings (all tables, counted in the database)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.last = self._total()
+
+    def _total(self) -> int:
+        with self.engine.connect() as conn:
+            return sum(
+                int(conn.execute(select(func.count()).select_from(table)).scalar_one())
+                for table in schema.metadata.sorted_tables
+            )
+
+    def take(self) -> int:
+        total = self._total()
+        added, self.last = total - self.last, total
+        return added
+
+
+def simulator(url: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    request = urllib.request.Request(
+        f"{url}/_simulator/{path}",
+        data=json.dumps(body).encode() if body is not None else None,
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=120) as response:
+        return json.load(response)
+
+
+@contextmanager
+def moodle_process(learners: int, port: int) -> Iterator[str]:
+    command = [sys.executable, "-m", "bridge", "simulator", "moodle", "--token", TOKEN, "--port", str(port)]
+    command += ["--people", str(learners), "--courses", str(COURSES - len(NAMED_COURSES))]
+    process = subprocess.Popen(command, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            try:
+                simulator(url, "reset-calls", {})
+                break
+            except OSError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise SystemExit("the Moodle simulator did not start") from None
+                time.sleep(0.5)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+def calls(url: str) -> dict[str, int]:
+    answer: dict[str, int] = simulator(url, "state")["calls"]
+    simulator(url, "reset-calls", {})
+    return {k: v for k, v in sorted(answer.items()) if v}
+
+
+def deliver_all(engine: Engine, s: Settings) -> dict[str, int]:
+    report = deliver_stage(engine, s, sinks(s))
+    return dict(report.states)
+
+
+def pipeline(learners: int, store: str, root: Path, url: str, run: Run) -> dict[str, Any]:
+    org = generate(1, people=learners, courses=COURSES - len(NAMED_COURSES))
+    export(org, root / "hr")
+    write_mappings(root / "mappings", org)
+    s = settings(root, store, url)
+    engine = make_engine(s.store_url())
+    upgrade(engine)
+    rows = RowCounter(engine)
+    mapping_set: MappingSet = load_dir(root / "mappings")
+    sources = {
+        i.name: i.connector.build_source(i.name, i.options, s)
+        for i in configured(s)
+        if i.connector.build_source
+    }  # type: ignore[misc]
+    figures: dict[str, Any] = {
+        "learners": learners,
+        "managers": sum(p.is_manager for p in org.people),
+        "courses": len(org.courses),
+        "mappings": len(mapping_set.mappings),
+    }
+    enrolments = sum(len(v) for v in org.enrolments.values())
+    clock.set_now(NOW)
+    calls(url)
+    with run.stage("initial sync (HR + Moodle)") as stage:
+        pull_source(engine, s, mapping_set, sources["hr"])
+        pull_source(engine, s, mapping_set, sources["moodle"])
+        stage.figures.update(http_calls=calls(url), rows_added=rows.take())
+    with run.stage("evaluation (everyone, 20 mappings)") as stage:
+        decided = decide_stage(engine, s, mapping_set, full=True)
+        stage.figures.update(
+            decisions=len(decided.decisions.decisions) if decided.decisions else 0,
+            queued=decided.queued,
+            rows_added=rows.take(),
+        )
+    with run.stage("delivery of the resulting messages") as stage:
+        stage.figures.update(outcomes=deliver_all(engine, s), http_calls=calls(url), rows_added=rows.take())
+    cs101 = next(c.id for c in org.courses if c.shortname == "CS-101")
+    changed = random.Random(3).sample([p for p in org.people if not p.is_manager], learners // 100)
+    for person in changed:
+        simulator(
+            url,
+            "complete",
+            {
+                "userid": person.user_id,
+                "courseid": cs101,
+                "timecompleted": int((NOW + timedelta(minutes=5)).timestamp()),
+            },
+        )
+    calls(url)
+    clock.set_now(NOW + timedelta(minutes=30))
+    with run.stage("steady-state cycle (1% completed something)") as stage:
+        started = time.perf_counter()
+        pull_source(engine, s, mapping_set, sources["hr"])
+        pull_source(engine, s, mapping_set, sources["moodle"])
+        polled = calls(url)
+        pull_s = time.perf_counter() - started
+        decided = decide_stage(engine, s, mapping_set)
+        outcomes = deliver_all(engine, s)
+        stage.figures.update(
+            http_calls_poll=polled,
+            poll_calls=sum(polled.values()),
+            pull_s=round(pull_s, 2),
+            evaluated=decided.decisions.evaluated if decided.decisions else 0,
+            outcomes=outcomes,
+            rows_added=rows.take(),
+        )
+    figures.update(
+        enrolments=enrolments,
+        naive_calls_per_poll=enrolments,
+        lower_bound_poll_calls=1,
+        steady_poll_calls=sum(polled.values()),
+    )
+    engine.dispose()
+    clock.set_now(None)
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--learners", type=int, default=50_000)
+    parser.add_argument("--store", choices=["sqlite", "postgresql"], default="sqlite")
+    parser.add_argument(
+        "--postgres-url",
+        default=os.environ.get(
+            "LMSBRIDGE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+        ),
+    )
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args()
+    log.configure("warning")
+    run = Run(f"organisation-{args.store}-{args.learners}")
+    print(
+        f"organisation benchmark: {args.learners} learners, {COURSES} courses, 20 mappings ({args.store})",
+        flush=True,
+    )
+    with tempfile.TemporaryDirectory() as raw, ExitStack() as stack:
+        root = Path(raw)
+        store = (
+            f"sqlite:///{root / 'state.db'}"
+            if args.store == "sqlite"
+            else stack.enter_context(scratch_postgres(args.postgres_url))
+        )
+        port = args.port or free_port()
+        url = stack.enter_context(moodle_process(args.learners, port))
+        run.notes.update(pipeline(args.learners, store, root, url, run), store=args.store)
+    print(f"results: {run.save()}")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+if __name__ == "__main__":
+    main()
