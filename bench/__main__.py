@@ -80,6 +80,15 @@ def feed_rows() -> list[str]:
             return f"{f['legacy_calls']} legacy calls, {f['graphql_requests']} API requests ({f['graphql_points']:,} points), {f['replica_queries']} replica queries"
 
         rows.append(f"| {route} | {cell(r['initial'])} | {cell(r['steady'])} |")
+    delivery = load("delivery-sqlite-10000")
+    (sent,) = delivery["stages"]
+    rows += [
+        "",
+        "| delivery (SQLite) | messages sent | wall | messages/s | HTTP calls |",
+        "|---|---|---|---|---|",
+        f"| 10,000 due learner messages | {sent['figures']['sent']:,} | {sent['wall_s']:.1f} s | "
+        f"{sent['figures']['messages_per_second']:,} | {sum(sent['figures']['http_calls'].values()):,} |",
+    ]
     return rows
 
 
@@ -95,6 +104,7 @@ def main() -> None:
     run("moodle_calls", "--learners", "10000", *(["--skip-naive"] if args.quick else []))
     run("totara_calls", "--learners", "10000")
     run("hris_csv")
+    run("delivery", "--messages", "10000")
     table = [*organisation_rows(sizes, stores), "", *feed_rows()]
     when = datetime.now(UTC).strftime("%Y-%m-%d")
     box = machine()

@@ -128,9 +128,9 @@ def simulator(url: str, path: str, body: dict[str, Any] | None = None) -> Any:
 
 
 @contextmanager
-def moodle_process(learners: int, port: int) -> Iterator[str]:
+def moodle_process(learners: int, port: int, courses: int = COURSES - len(NAMED_COURSES)) -> Iterator[str]:
     command = [sys.executable, "-m", "bridge", "simulator", "moodle", "--token", TOKEN, "--port", str(port)]
-    command += ["--people", str(learners), "--courses", str(COURSES - len(NAMED_COURSES))]
+    command += ["--people", str(learners), "--courses", str(courses)]
     process = subprocess.Popen(command, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
