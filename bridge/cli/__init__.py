@@ -20,6 +20,7 @@ from bridge.cli import daemon as _daemon  # noqa: F401
 from bridge.cli import db as _db  # noqa: F401
 from bridge.cli import doctor as _doctor  # noqa: F401
 from bridge.cli import hris as _hris  # noqa: F401
+from bridge.cli import impact as _impact  # noqa: F401
 from bridge.cli import mappings as _mappings  # noqa: F401
 from bridge.cli import outbox as _outbox  # noqa: F401
 from bridge.cli import sync as _sync  # noqa: F401

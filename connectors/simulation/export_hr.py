@@ -1,6 +1,10 @@
 """Write the synthetic organisation's HR side as the CSV files an HR system would export.
 
 python -m connectors.simulation.export_hr --seed 1 --out examples/hr
+
+With ``--as-of DATE`` the files are the export as it looked on that day: people who had
+started by then (without a manager who had not), and KPI periods and reviews that had ended
+before it (the demo replays past cycles with these).
 """
 
 from __future__ import annotations
@@ -8,9 +12,10 @@ from __future__ import annotations
 import argparse
 import csv
 from collections.abc import Iterable, Sequence
+from datetime import date
 from pathlib import Path
 
-from connectors.simulation.org import Organisation, generate
+from connectors.simulation.org import Organisation, OrgPerson, generate
 
 PEOPLE_HEADER = [
     "Employee ID",
@@ -38,9 +43,18 @@ def _write(path: Path, header: Sequence[str], rows: Iterable[Sequence[object]]) 
         writer.writerows(rows)
 
 
-def export(org: Organisation, out: Path) -> None:
+def export(org: Organisation, out: Path, as_of: date | None = None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     people = org.people
+    known = {p.employee_number for p in people if as_of is None or p.start_date <= as_of}
+
+    def ended(person: str, end: date) -> bool:
+        return person in known and (as_of is None or end < as_of)
+
+    def manager(person: OrgPerson) -> str:
+        number = people[person.manager_index].employee_number if person.manager_index is not None else ""
+        return number if number in known else ""
+
     _write(
         out / "people.csv",
         PEOPLE_HEADER,
@@ -51,7 +65,7 @@ def export(org: Organisation, out: Path) -> None:
                 p.first_name,
                 p.last_name,
                 p.email,
-                people[p.manager_index].employee_number if p.manager_index is not None else "",
+                manager(p),
                 p.department,
                 p.job_title,
                 p.location,
@@ -61,17 +75,22 @@ def export(org: Organisation, out: Path) -> None:
                 "yes" if p.active else "no",
             ]
             for p in people
+            if p.employee_number in known
         ),
     )
     _write(
         out / "kpis.csv",
         KPI_HEADER,
-        ([n, m, s.isoformat(), e.isoformat(), v] for n, m, s, e, v in org.measurements()),
+        ([n, m, s.isoformat(), e.isoformat(), v] for n, m, s, e, v in org.measurements() if ended(n, e)),
     )
     _write(
         out / "reviews.csv",
         REVIEW_HEADER,
-        ([n, c, r, s.isoformat(), e.isoformat(), label] for n, c, r, s, e, label in org.reviews()),
+        (
+            [n, c, r, s.isoformat(), e.isoformat(), label]
+            for n, c, r, s, e, label in org.reviews()
+            if ended(n, e)
+        ),
     )
 
 
@@ -80,8 +99,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--people", type=int, default=80)
     parser.add_argument("--out", type=Path, default=Path("examples/hr"))
+    parser.add_argument("--as-of", type=date.fromisoformat, default=None, help="YYYY-MM-DD")
     args = parser.parse_args()
-    export(generate(args.seed, people=args.people), args.out)
+    export(generate(args.seed, people=args.people), args.out, args.as_of)
 
 
 if __name__ == "__main__":

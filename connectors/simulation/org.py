@@ -9,10 +9,16 @@ plain tuples, and KPI rows are generated on demand rather than held.
 Built-in effects, so impact measurement has something true to find: people who complete
 CS-101 gain about +0.35 CSAT in the months after completing; completing SAFE-REF changes
 nothing about safety incidents.
+
+The organisation has also run lmsbridge once a month since February 2026 (``cycle_times``):
+agents whose CSAT fell below target were recommended CS-101 and about half of those who were
+messaged completed it, while the mapping's measurement holdout was not messaged. The demo
+replays those cycles, so the impact report has a recommendation history to measure.
 """
 
 from __future__ import annotations
 
+import hashlib
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -115,6 +121,16 @@ COMPETENCY_FRAMEWORK = (1, "Customer Service Competencies", "CS-FW")
 PROFICIENCY_SCALE = (2, ["Not yet competent", "Competent"])  # grade 2 is proficient
 REVIEW_LABELS = ["Does not meet", "Partially meets", "Meets", "Exceeds", "Far exceeds"]
 CS101_EFFECT = 0.35
+KPI_DIPS = {"csat": -0.5, "first_contact_resolution": -8, "win_rate": -7, "safety_incidents": 2}
+
+# The monthly lmsbridge cycles and the rule of mappings/csat-customer-conversations.yaml,
+# holdout included (tests/test_impact.py checks it agrees with bridge.decide.in_holdout).
+CYCLE_MONTHS = 9
+CSAT_MAPPING = "csat-customer-conversations"
+CSAT_TARGET = 4.2
+CSAT_CLOSED_BY_DAYS = 180
+CSAT_HOLDOUT_PERCENT = 20.0
+NUDGED_COMPLETION_RATE = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,25 +206,31 @@ class Organisation:
         months = self.months()
         cs101 = _course_id("CS-101")
         for person in self.people:
-            rng = random.Random(f"{self.seed}:kpi:{person.index}")
-            metrics = _metrics_for(person.department)
-            base = {metric: center + rng.gauss(0, spread) for metric, (center, spread, _) in metrics.items()}
-            dip_month = rng.randrange(len(months)) if rng.random() < 0.35 else None
+            paths = self.kpi_paths(person)
             completed = self.completions.get((person.user_id, cs101))
             for i, start in enumerate(months):
                 end = _add_months(start, 1) - timedelta(days=1)
-                for metric, (_center, _spread, noise) in metrics.items():
-                    value = base[metric] + rng.gauss(0, noise)
-                    if dip_month is not None and dip_month <= i <= dip_month + 1:
-                        value += {
-                            "csat": -0.5,
-                            "first_contact_resolution": -8,
-                            "win_rate": -7,
-                            "safety_incidents": 2,
-                        }[metric]
+                for metric, values in paths.items():
+                    value = values[i]
                     if metric == "csat" and completed is not None and _epoch(start) > completed:
                         value += CS101_EFFECT
                     yield person.employee_number, metric, start, end, _clamp(metric, value)
+
+    def kpi_paths(self, person: OrgPerson) -> dict[str, list[float]]:
+        """Each of the person's metrics, month by month, before any learning effect or rounding."""
+        rng = random.Random(f"{self.seed}:kpi:{person.index}")
+        metrics = _metrics_for(person.department)
+        base = {metric: center + rng.gauss(0, spread) for metric, (center, spread, _) in metrics.items()}
+        count = len(self.months())
+        dip_month = rng.randrange(count) if rng.random() < 0.35 else None
+        paths: dict[str, list[float]] = {metric: [] for metric in metrics}
+        for i in range(count):
+            for metric, (_center, _spread, noise) in metrics.items():
+                value = base[metric] + rng.gauss(0, noise)
+                if dip_month is not None and dip_month <= i <= dip_month + 1:
+                    value += KPI_DIPS[metric]
+                paths[metric].append(value)
+        return paths
 
     def reviews(self) -> Iterator[tuple[str, str, str, date, date, str]]:
         """(employee number, competency, rater, period start, period end, rating label) — annual review."""
@@ -240,6 +262,17 @@ def _metrics_for(department: str) -> dict[str, tuple[float, float, float]]:
     }.get(department, {})
 
 
+def cycle_times(anchor: date = ANCHOR) -> list[datetime]:
+    """When the organisation ran lmsbridge: 10:00 UTC on the first Tuesday of each of the
+    ``CYCLE_MONTHS`` months before the anchor's month."""
+    times = []
+    for back in range(CYCLE_MONTHS, 0, -1):
+        first = _add_months(date(anchor.year, anchor.month, 1), -back)
+        tuesday = first + timedelta(days=(1 - first.weekday()) % 7)
+        times.append(datetime(tuesday.year, tuesday.month, tuesday.day, 10, tzinfo=UTC))
+    return times
+
+
 def _clamp(metric: str, value: float) -> float:
     if metric == "csat":
         return round(min(5.0, max(1.0, value)), 2)
@@ -264,6 +297,7 @@ def generate(seed: int = 1, people: int = 80, courses: int = 12, anchor: date = 
     _people(org, rng, people)
     _courses(org, rng, courses)
     _learning(org, rng)
+    _csat_nudges(org)
     org.lms_only = [
         LmsOnlyUser(
             FIRST_USER_ID + people + i,
@@ -396,3 +430,46 @@ def _learning(org: Organisation, rng: random.Random) -> None:
                 (cid, None if rng.random() < 0.3 else (2 if rng.random() < 0.6 else 1))
                 for cid, _n, _i in COMPETENCIES
             ]
+
+
+def in_csat_holdout(person_id: str) -> bool:
+    """Whether the csat mapping holds this agent out of its messages (as ``bridge.decide`` does)."""
+    digest = hashlib.sha256(f"{CSAT_MAPPING}:{person_id}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") / 2**32 * 100 < CSAT_HOLDOUT_PERCENT
+
+
+def _csat_nudges(org: Organisation) -> None:
+    """CS-101 completions that followed the monthly cycles' CSAT recommendations.
+
+    At each cycle an active agent (already started) whose latest monthly CSAT is below target,
+    and who has not completed CS-101 in the last 180 days, is recommended the course, once.
+    ``NUDGED_COMPLETION_RATE`` of those messaged complete it 3 to 45 days later (if that is
+    before the anchor and before any completion of their own accord, drawn in ``_learning``);
+    the holdout is not messaged and keeps only those own completions. Each agent draws from
+    their own generator, so the rest of the organisation is the same as without the nudges.
+    """
+    cs101 = _course_id("CS-101")
+    months = org.months()
+    anchor = _epoch(org.anchor)
+    day = 86400
+    for person in org.people:
+        if person.department != "Customer Service" or not person.active:
+            continue
+        csat = org.kpi_paths(person)["csat"]
+        own = org.completions.get((person.user_id, cs101))
+        for cycle in cycle_times(org.anchor):
+            now = int(cycle.timestamp())
+            recent = own is not None and now - CSAT_CLOSED_BY_DAYS * day <= own <= now
+            if person.start_date > cycle.date() or recent:
+                continue
+            seen = _add_months(date(cycle.year, cycle.month, 1), -1)
+            effect = CS101_EFFECT if own is not None and _epoch(seen) > own else 0.0
+            if _clamp("csat", csat[months.index(seen)] + effect) >= CSAT_TARGET:
+                continue
+            rng = random.Random(f"{org.seed}:csat-nudge:{person.index}")
+            messaged = not in_csat_holdout(person.person_id)
+            if messaged and (own is None or own > now) and rng.random() < NUDGED_COMPLETION_RATE:
+                when = now + rng.randint(3, 45) * day + rng.randint(0, 8 * 3600)
+                if when < anchor and (own is None or when < own):
+                    org.completions[(person.user_id, cs101)] = when
+            break
