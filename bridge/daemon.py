@@ -29,6 +29,7 @@ from sqlalchemy import Engine
 
 from bridge import clock, health, registry
 from bridge.cycle import decide_stage, deliver_stage, ordered_sources, pull_source
+from bridge.dashboard import Dashboard
 from bridge.delivery import worker_id
 from bridge.errors import BridgeError, MappingError
 from bridge.locks import single_process
@@ -69,6 +70,8 @@ class Daemon:
         )
         token = settings.daemon.token.get_secret_value() if settings.daemon.token else None
         self.ops = OpsServer(engine, settings.daemon.listen, token, lambda: list(self.sources))
+        # Lambdas, so the pages show the mapping set the daemon holds now, after any reload.
+        Dashboard(engine, settings, lambda: self.mapping_set, lambda: list(self.sources)).install(self.ops)
 
     # ------------------------------------------------------------------ jobs
 

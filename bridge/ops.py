@@ -86,7 +86,8 @@ class OpsServer:
         self.public: dict[str, Route] = {"/healthz": self._healthz, "/readyz": self._readyz}
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
-        registry.register(StoreCollector(engine))
+        self._collector: StoreCollector | None = StoreCollector(engine)
+        registry.register(self._collector)
 
     def add_page(self, path: str, route: Route) -> None:
         """Pages (the dashboard) are always behind the same protection as /metrics."""
@@ -171,6 +172,11 @@ class OpsServer:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+        # The metrics registry is process-wide: a stopped server must not leave its store's
+        # collector behind (another server in the same process would collide with it).
+        if self._collector is not None:
+            registry.unregister(self._collector)
+            self._collector = None
 
 
 def _token_ok(authorization: str | None, token: str) -> bool:

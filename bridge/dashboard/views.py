@@ -1,0 +1,246 @@
+"""The dashboard's pages, added to the operations endpoint behind its token check.
+
+Pages are rendered on the server with Jinja2 (autoescaped: mapping titles, error messages and
+HR ids are data, never markup). Static assets are a fixed list of files shipped in the package,
+read once at start-up and served from memory under their exact paths, so no request path ever
+reaches the file system. Each page reads the store when it is requested; nothing is cached.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from functools import partial
+from importlib import resources
+from typing import Any
+
+from jinja2 import Environment, PackageLoader, StrictUndefined
+from sqlalchemy import Engine
+
+from bridge import clock, health, impact
+from bridge.dashboard import charts, queries
+from bridge.errors import BridgeError
+from bridge.log import redact_text
+from bridge.mapping.loader import MappingSet
+from bridge.ops import OpsServer, Response, Route
+from bridge.settings import Settings
+
+PREFIX = "/dashboard"
+HTML = "text/html; charset=utf-8"
+# Every file the dashboard serves, with its content type. Nothing outside this list is served.
+STATIC_FILES = {
+    "dashboard.css": "text/css; charset=utf-8",
+    "dashboard.js": "text/javascript; charset=utf-8",
+    "chart.umd.js": "text/javascript; charset=utf-8",
+}
+Query = dict[str, list[str]]
+COMPARISON_LABELS = {
+    "treated_vs_holdout": "Recommended vs holdout",
+    "completers_vs_non": "Completed vs not completed",
+}
+
+
+@dataclass(frozen=True)
+class StaticFile:
+    body: bytes
+    content_type: str
+
+
+def load_static() -> dict[str, StaticFile]:
+    folder = resources.files("bridge.dashboard") / "static"
+    return {name: StaticFile((folder / name).read_bytes(), ctype) for name, ctype in STATIC_FILES.items()}
+
+
+class Dashboard:
+    """The read-only admin pages: overview, mappings, one page per mapping, outbox.
+
+    ``mappings`` and ``sources`` are callables so the pages follow the daemon when it reloads
+    its mapping files.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        settings: Settings,
+        mappings: Callable[[], MappingSet],
+        sources: Callable[[], list[str]],
+    ) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.mappings = mappings
+        self.sources = sources
+        self.static = load_static()
+        self.env = Environment(
+            loader=PackageLoader("bridge.dashboard", "templates"),
+            autoescape=True,
+            undefined=StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        self.env.filters.update(when=when, ago=ago, pct=pct, num=num, signed=signed, seconds=seconds)
+        self.env.globals.update(
+            prefix=PREFIX, cohort_label=charts.cohort_label, comparison_labels=COMPARISON_LABELS
+        )
+
+    def install(self, ops: OpsServer) -> None:
+        for path, route in self.routes().items():
+            ops.add_page(path, route)
+
+    def routes(self) -> dict[str, Route]:
+        pages: dict[str, Route] = {
+            PREFIX: self.overview,
+            f"{PREFIX}/": self.overview,
+            f"{PREFIX}/mappings": self.mapping_list,
+            f"{PREFIX}/mapping": self.mapping_page,
+            f"{PREFIX}/outbox": self.outbox,
+        }
+        for name, static in self.static.items():
+            pages[f"{PREFIX}/static/{name}"] = partial(_serve, static)
+        return pages
+
+    # ------------------------------------------------------------------ pages
+
+    def overview(self, _query: Query) -> Response:
+        now = clock.now()
+        kinds = {**{n: "feed" for n in self.settings.feeds}, **{n: "site" for n in self.settings.sites}}
+        sources = queries.sources(self.sources(), kinds, health.all_health(self.engine), now)
+        mapping_set = self.mappings()
+        with self.engine.connect() as conn:
+            jobs = queries.job_runs(conn)
+            outbox = queries.outbox_counts(conn)
+            summaries = queries.mapping_summaries(conn, mapping_set)
+        return self._render(
+            "overview.html",
+            page="overview",
+            now=now,
+            sources=[s for s in sources if s.kind != "stage"],
+            stages=[s for s in sources if s.kind == "stage"],
+            jobs=jobs,
+            outbox=outbox,
+            open_recommendations=sum(s.open for s in summaries),
+            enabled_mappings=sum(1 for m in mapping_set.mappings if m.enabled),
+            mappings_total=len(mapping_set.mappings),
+        )
+
+    def mapping_list(self, _query: Query) -> Response:
+        with self.engine.connect() as conn:
+            summaries = queries.mapping_summaries(conn, self.mappings())
+        return self._render("mappings.html", page="mappings", now=clock.now(), mappings=summaries)
+
+    def mapping_page(self, query: Query) -> Response:
+        mapping_id = (query.get("id") or [""])[0]
+        now = clock.now()
+        mapping_set = self.mappings()
+        with self.engine.connect() as conn:
+            found = queries.mapping_summaries(conn, mapping_set, only=mapping_id) if mapping_id else []
+        if not found:
+            return self._render(
+                "not_found.html", status=404, page="mappings", now=now, what=f"mapping {mapping_id!r}"
+            )
+        summary = found[0]
+        impacts: list[impact.MappingImpact] = []
+        problem = None
+        mapping = mapping_set.get(mapping_id)
+        if mapping is not None and mapping.measure is not None:
+            try:
+                impacts = impact.measure(self.engine, mapping_set, self.settings, now, mapping_id=mapping_id)
+            except BridgeError as exc:
+                problem = redact_text(str(exc))
+        result = impacts[0] if impacts else None
+        chart_data: dict[str, Any] = {}
+        if result is not None and any(c.n for c in result.cohorts.values()):
+            chart_data["before-after"] = charts.before_after(
+                result, self._metric_label(result.metric), self._target(result.metric)
+            )
+            if result.time_to_competency is not None and result.time_to_competency.times:
+                chart_data["time-to-competency"] = charts.time_to_competency(result.time_to_competency)
+        return self._render(
+            "mapping.html",
+            page="mappings",
+            now=now,
+            mapping=mapping,
+            summary=summary,
+            impact=result,
+            problem=problem,
+            metric_label=self._metric_label(result.metric) if result else "",
+            headline_label=COMPARISON_LABELS.get(result.headline, result.headline) if result else "",
+            chart_data=chart_data,
+        )
+
+    def outbox(self, _query: Query) -> Response:
+        with self.engine.connect() as conn:
+            counts = queries.outbox_counts(conn)
+            failures = queries.recent_failures(conn)
+            reasons = queries.not_sent_reasons(conn)
+        return self._render(
+            "outbox.html",
+            page="outbox",
+            now=clock.now(),
+            counts=counts,
+            total=sum(n for _, n in counts),
+            failures=failures,
+            limit=queries.RECENT_FAILURES,
+            reasons=reasons,
+        )
+
+    # ------------------------------------------------------------------ helpers
+
+    def _render(self, template: str, status: int = 200, **context: Any) -> Response:
+        body = self.env.get_template(template).render(**context)
+        return Response(status, body.encode(), HTML)
+
+    def _metric_label(self, metric: str) -> str:
+        configured = self.settings.metrics.get(metric)
+        title = (configured.title if configured else "") or metric
+        return f"{title} ({configured.unit})" if configured and configured.unit else title
+
+    def _target(self, metric: str) -> float | None:
+        configured = self.settings.metrics.get(metric)
+        return configured.target if configured else None
+
+
+def _serve(static: StaticFile, _query: Query) -> Response:
+    return Response(200, static.body, static.content_type)
+
+
+# ---------------------------------------------------------------------- template filters
+
+
+def when(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M UTC") if value is not None else "never"
+
+
+def ago(value: datetime | None, now: datetime) -> str:
+    """A rough relative time ("5 min ago", "in 2 h") beside the exact one."""
+    if value is None:
+        return ""
+    delta = (value - now).total_seconds()
+    size = abs(delta)
+    if size < 60:
+        text = f"{size:.0f} s"
+    elif size < 3600:
+        text = f"{size / 60:.0f} min"
+    elif size < 86400 * 2:
+        text = f"{size / 3600:.0f} h"
+    else:
+        text = f"{size / 86400:.0f} d"
+    return f"in {text}" if delta > 0 else f"{text} ago"
+
+
+def pct(value: float | None, digits: int = 0) -> str:
+    return "—" if value is None else f"{100.0 * value:.{digits}f}%"
+
+
+def num(value: float | None, digits: int = 2) -> str:
+    return "—" if value is None else f"{value:,.{digits}f}"
+
+
+def signed(value: float | None, digits: int = 2) -> str:
+    return "—" if value is None else f"{value:+,.{digits}f}"
+
+
+def seconds(value: float | None) -> str:
+    if value is None:
+        return "—"
+    return f"{value:.1f} s" if value < 120 else f"{value / 60:.0f} min"
