@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.common import Run, scratch_postgres
-from bench.organisation import TOKEN, calls, free_port, moodle_process
+from bench.organisation import COMPETENCIES, MANAGER_SHARE, TOKEN, calls, free_port, moodle_process
 from bridge import clock, log
 from bridge.cycle import deliver_stage
 from bridge.outbox import NewAction, enqueue
@@ -46,7 +46,9 @@ def main() -> None:
     args = parser.parse_args()
     log.configure("warning")
     run = Run(f"delivery-{args.store}-{args.messages}")
-    org = generate(1, people=args.messages, courses=12)
+    org = generate(
+        1, people=args.messages, courses=12, manager_share=MANAGER_SHARE, competencies=COMPETENCIES
+    )
     with tempfile.TemporaryDirectory() as raw, ExitStack() as stack:
         root = Path(raw)
         url = stack.enter_context(moodle_process(args.messages, free_port(), courses=12))

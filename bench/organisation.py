@@ -43,6 +43,8 @@ from connectors.simulation.org import NAMED_COURSES, Organisation, generate
 TOKEN = "bench-token-0123456789"
 NOW = datetime(2026, 11, 3, 10, tzinfo=UTC)  # a Tuesday morning, inside most sending windows
 COURSES = 300
+MANAGER_SHARE = 0.01  # 500 managers for 50,000 learners
+COMPETENCIES = 40
 METRICS = {
     "csat": ("Customer Service", "higher", 4.2),
     "first_contact_resolution": ("Customer Service", "higher", 75),
@@ -131,6 +133,7 @@ def simulator(url: str, path: str, body: dict[str, Any] | None = None) -> Any:
 def moodle_process(learners: int, port: int, courses: int = COURSES - len(NAMED_COURSES)) -> Iterator[str]:
     command = [sys.executable, "-m", "bridge", "simulator", "moodle", "--token", TOKEN, "--port", str(port)]
     command += ["--people", str(learners), "--courses", str(courses)]
+    command += ["--manager-share", str(MANAGER_SHARE), "--competencies", str(COMPETENCIES)]
     process = subprocess.Popen(command, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -161,7 +164,13 @@ def deliver_all(engine: Engine, s: Settings) -> dict[str, int]:
 
 
 def pipeline(learners: int, store: str, root: Path, url: str, run: Run) -> dict[str, Any]:
-    org = generate(1, people=learners, courses=COURSES - len(NAMED_COURSES))
+    org = generate(
+        1,
+        people=learners,
+        courses=COURSES - len(NAMED_COURSES),
+        manager_share=MANAGER_SHARE,
+        competencies=COMPETENCIES,
+    )
     export(org, root / "hr")
     write_mappings(root / "mappings", org)
     s = settings(root, store, url)
@@ -175,6 +184,7 @@ def pipeline(learners: int, store: str, root: Path, url: str, run: Run) -> dict[
         if i.connector.build_source
     }  # type: ignore[misc]
     figures: dict[str, Any] = {
+        "competencies": len(org.competencies),
         "learners": learners,
         "managers": sum(p.is_manager for p in org.people),
         "courses": len(org.courses),

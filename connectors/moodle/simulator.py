@@ -15,10 +15,21 @@ from connectors.simulation.org import generate
 
 
 def start_in_thread(
-    token: str, seed: int = 1, people: int = 80, courses: int = 12, release: str = "4.4", port: int = 0
+    token: str,
+    seed: int = 1,
+    people: int = 80,
+    courses: int = 12,
+    release: str = "4.4",
+    port: int = 0,
+    *,
+    manager_share: float = 0.11,
+    competencies: int = 6,
 ) -> Running:
     """A simulator serving on 127.0.0.1 in a background thread (port 0: any free port)."""
-    state = SiteState.build(generate(seed, people=people, courses=courses), release=release)
+    org = generate(
+        seed, people=people, courses=courses, manager_share=manager_share, competencies=competencies
+    )
+    state = SiteState.build(org, release=release)
     return serve(Simulator(state, token), port)
 
 
@@ -31,9 +42,15 @@ def command(
     release: Annotated[
         str, typer.Option("--release", help="Moodle release to behave as: 3.11, 4.1, 4.4, 4.5, 5.0, 5.1.")
     ] = "4.4",
+    manager_share: Annotated[
+        float, typer.Option("--manager-share", help="Chance that a person manages a team.")
+    ] = 0.11,
+    competencies: Annotated[int, typer.Option("--competencies", help="Competencies in the framework.")] = 6,
 ) -> None:
     """Serve a simulated Moodle site over the real REST protocol on 127.0.0.1."""
-    handle = start_in_thread(token, seed, people, courses, release, port)
+    handle = start_in_thread(
+        token, seed, people, courses, release, port, manager_share=manager_share, competencies=competencies
+    )
     typer.echo(
         f"Moodle {release} simulator listening on {handle.url} (seed {seed}, {people} people); Ctrl-C to stop",
         err=True,

@@ -191,6 +191,7 @@ class Organisation:
     plan_ratings: dict[int, list[tuple[int, int | None]]] = field(
         default_factory=dict
     )  # user -> [(competency, grade)]
+    competencies: list[tuple[int, str, str]] = field(default_factory=lambda: list(COMPETENCIES))
 
     def person_by_user(self, user_id: int) -> OrgPerson | None:
         index = user_id - FIRST_USER_ID
@@ -290,11 +291,26 @@ def _epoch(day: date) -> int:
     return int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp())
 
 
-def generate(seed: int = 1, people: int = 80, courses: int = 12, anchor: date = ANCHOR) -> Organisation:
-    """The organisation for a seed. Same seed and sizes, same organisation, always."""
+def generate(
+    seed: int = 1,
+    people: int = 80,
+    courses: int = 12,
+    anchor: date = ANCHOR,
+    *,
+    manager_share: float = 0.11,
+    competencies: int = len(COMPETENCIES),
+) -> Organisation:
+    """The organisation for a seed. Same seed and sizes, same organisation, always.
+
+    ``manager_share`` is the chance that a person manages a team (about one in nine by
+    default); ``competencies`` adds generic skills after the six Customer Service ones.
+    """
     rng = random.Random(seed)
     org = Organisation(seed=seed, anchor=anchor)
-    _people(org, rng, people)
+    org.competencies += [
+        (n, f"Skill {n}", f"SK-{n:03d}") for n in range(len(COMPETENCIES) + 1, competencies + 1)
+    ]
+    _people(org, rng, people, manager_share)
     _courses(org, rng, courses)
     _learning(org, rng)
     _csat_nudges(org)
@@ -311,7 +327,7 @@ def generate(seed: int = 1, people: int = 80, courses: int = 12, anchor: date = 
     return org
 
 
-def _people(org: Organisation, rng: random.Random, count: int) -> None:
+def _people(org: Organisation, rng: random.Random, count: int, manager_share: float) -> None:
     names = list(DEPARTMENTS)
     weights = [DEPARTMENTS[n][0] for n in names]
     departments = [names[0]] * min(count, 1) + rng.choices(names, weights=weights, k=max(0, count - 1))
@@ -322,7 +338,7 @@ def _people(org: Organisation, rng: random.Random, count: int) -> None:
     for index, department in enumerate(departments):
         staff_titles, manager_title = DEPARTMENTS[department][1], DEPARTMENTS[department][2]
         team = managers.setdefault(department, [])
-        is_manager = not team or rng.random() < 0.11
+        is_manager = not team or rng.random() < manager_share
         manager_index = None
         if team:
             manager_index = team[0] if is_manager else rng.choice(team)

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from connectors.simulation.org import (
-    COMPETENCIES,
     COMPETENCY_FRAMEWORK,
     PROFICIENCY_SCALE,
     WS_USER_ID,
@@ -153,7 +152,7 @@ class SiteState:
         return user if user is not None and not user.deleted else None
 
     def competencies(self) -> list[tuple[int, str, str]]:
-        return list(COMPETENCIES)
+        return list(self.org.competencies)
 
     framework = COMPETENCY_FRAMEWORK
     scale = PROFICIENCY_SCALE

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, delete, insert
 
-from connectors.simulation.org import COMPETENCIES, COMPETENCY_FRAMEWORK, Organisation
+from connectors.simulation.org import COMPETENCY_FRAMEWORK, Organisation
 from connectors.totara.tables import (
     ACHIEVEMENT_ACTIVE,
     CERTIF_COMPLETED,
@@ -50,11 +50,12 @@ class TotaraLearning:
     program_completions: dict[tuple[int, int], int] = field(default_factory=dict)  # (user, program) -> time
     certifications: dict[tuple[int, int], int] = field(default_factory=dict)  # (user, certifid) -> completed
     achievements: dict[tuple[int, int], tuple[bool, int, int]] = field(default_factory=dict)
+    competencies: list[tuple[int, str, str]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
     def build(cls, org: Organisation) -> TotaraLearning:
-        learning = cls()
+        learning = cls(competencies=list(org.competencies))
         anchor = datetime(org.anchor.year, org.anchor.month, org.anchor.day, tzinfo=UTC)
         for person in org.people:
             rng = random.Random(f"{org.seed}:totara:{person.index}")
@@ -139,7 +140,7 @@ class Replica:
                     "idnumber": idnumber,
                     "frameworkid": COMPETENCY_FRAMEWORK[0],
                 }
-                for cid, name, idnumber in COMPETENCIES
+                for cid, name, idnumber in learning.competencies
             ]
             achievement_rows = [
                 {
