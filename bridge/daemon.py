@@ -39,6 +39,7 @@ from bridge.ops import OpsServer
 from bridge.settings import Settings
 from bridge.store import schema as t
 from bridge.store.ingest import upsert_statement
+from bridge.webhooks import receiver
 
 log = get_logger(__name__)
 
@@ -72,6 +73,16 @@ class Daemon:
         self.ops = OpsServer(engine, settings.daemon.listen, token, lambda: list(self.sources))
         # Lambdas, so the pages show the mapping set the daemon holds now, after any reload.
         Dashboard(engine, settings, lambda: self.mapping_set, lambda: list(self.sources)).install(self.ops)
+        for item in registry.configured(settings):
+            hook = item.connector.webhook(item.options) if item.connector.webhook else None
+            if hook is not None and item.name in self.sources:
+                self.ops.add_hook(
+                    f"/webhooks/{item.name}", receiver(item.name, hook, partial(self.pull_now, item.name))
+                )
+
+    def pull_now(self, name: str) -> None:
+        """Run the source's pull job at once (coalesced with a run already due or running)."""
+        self.scheduler.modify_job(f"pull:{name}", next_run_time=datetime.now(UTC))
 
     # ------------------------------------------------------------------ jobs
 

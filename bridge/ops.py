@@ -14,7 +14,7 @@ import hmac
 import ipaddress
 import json
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -56,6 +56,8 @@ class Response:
 
 
 Route = Callable[[dict[str, list[str]]], Response]
+Hook = Callable[[bytes, Mapping[str, str]], Response]
+MAX_HOOK_BODY = 1024 * 1024
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
@@ -84,6 +86,7 @@ class OpsServer:
         self.sources = sources
         self.protected: dict[str, Route] = {"/metrics": self._metrics}
         self.public: dict[str, Route] = {"/healthz": self._healthz, "/readyz": self._readyz}
+        self.hooks: dict[str, Hook] = {}
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._collector: StoreCollector | None = StoreCollector(engine)
@@ -92,6 +95,19 @@ class OpsServer:
     def add_page(self, path: str, route: Route) -> None:
         """Pages (the dashboard) are always behind the same protection as /metrics."""
         self.protected[path] = route
+
+    def add_hook(self, path: str, hook: Hook) -> None:
+        """POST endpoints for pushed events; each authenticates its sender itself (a signature).
+        Header names reach the hook in lower case."""
+        self.hooks[path] = hook
+
+    def receive(self, path: str, body: bytes | None, headers: Mapping[str, str]) -> Response:
+        hook = self.hooks.get(urlsplit(path).path)
+        if hook is None:
+            return Response.text("not found\n", 404)
+        if body is None:
+            return Response.text("body too large\n", 413)
+        return hook(body, headers)
 
     # ------------------------------------------------------------------ routes
 
@@ -142,8 +158,19 @@ class OpsServer:
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
+                self._answer(lambda: server.handle(self.path, self.headers.get("Authorization")))
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if 0 <= length <= MAX_HOOK_BODY else None
+                if body is None:
+                    self.close_connection = True
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                self._answer(lambda: server.receive(self.path, body, headers))
+
+            def _answer(self, respond: Callable[[], Response]) -> None:
                 try:
-                    response = server.handle(self.path, self.headers.get("Authorization"))
+                    response = respond()
                 except Exception:
                     log.exception("ops request failed", path=urlsplit(self.path).path)
                     response = Response.text("internal error\n", 500)

@@ -193,6 +193,19 @@ class Connector:
     build_source: SourceFactory | None = None
     build_sink: SinkFactory | None = None
     doctor: DoctorFactory | None = None
+    webhook: WebhookFactory | None = None
+
+
+@dataclass(frozen=True)
+class Webhook:
+    """How a site signs the events it pushes: an HMAC-SHA256 of the body in ``header``, hex."""
+
+    header: str
+    secret: str
+
+
+class WebhookFactory(Protocol):
+    def __call__(self, options: Any) -> Webhook | None: ...
 
 
 class SourceFactory(Protocol):

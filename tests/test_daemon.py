@@ -51,7 +51,7 @@ def env() -> dict[str, str]:
 class Service:
     """A running `lmsbridge run`; its log goes to a file so a full pipe can never block it."""
 
-    def __init__(self, cfg: Path) -> None:
+    def __init__(self, cfg: Path, environment: dict[str, str] | None = None) -> None:
         self.log_path = cfg.parent / "service.log"
         self.log_file = self.log_path.open("w")
         self.process = subprocess.Popen(
@@ -59,7 +59,7 @@ class Service:
             stdout=self.log_file,
             stderr=subprocess.STDOUT,
             text=True,
-            env=env(),
+            env=environment if environment is not None else env(),
         )
 
     def stop(self, timeout: float = 60) -> tuple[int, str]:

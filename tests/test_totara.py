@@ -9,6 +9,8 @@ import os
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -451,3 +453,56 @@ def test_mixed_site_demo_gives_one_person_one_set_of_recommendations() -> None:
     assert "csat-customer-conversations" in why and "customer-experience-programme" in why
     assert "│ moodle │" in why and "│ totara │" in why
     assert json.dumps(SECRET) not in result.stdout
+
+
+# ---------------------------------------------------------------------- webhooks (Totara 19.1+)
+
+
+def test_a_signed_webhook_makes_the_daemon_pull_the_site_now(
+    totara: RunningTotara, tmp_path: Path, certification_mapping: Path
+) -> None:
+    import hashlib
+    import hmac
+
+    from tests.test_daemon import Service, free_port, get, wait_for
+
+    port = free_port()
+    cfg = config(tmp_path, totara, certification_mapping)
+    cfg.write_text(
+        cfg.read_text().replace('client_id = "', 'webhook_secret = "hook-secret-123"\nclient_id = "')
+        + f'\n[daemon]\nlisten = "127.0.0.1:{port}"\npull_every_seconds = 3600\ndecide_every_seconds = 3600\n'
+    )
+    assert run(cfg, "db", "upgrade").returncode == 0
+    environment = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("LMSBRIDGE_")},
+        "LMSBRIDGE_NOW": NOW.isoformat(),
+        "LMSBRIDGE_LOG__FORMAT": "json",
+        "LMSBRIDGE_SITES__TOTARA__CLIENT_SECRET": SECRET,
+        "LMSBRIDGE_SITES__TOTARA__TOKEN": TOKEN,
+    }
+    service = Service(cfg, environment)
+    try:
+        wait_for(lambda: service.log_path.read_text().count('"source": "totara"') >= 1)
+        body = json.dumps({"event": "certification_completed", "userid": 105}).encode()
+
+        def post(signature: str) -> int:
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{port}/webhooks/totara",
+                data=body,
+                headers={"X-Totara-Signature": signature},
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=5) as response:
+                    return int(response.status)
+            except urllib.error.HTTPError as exc:
+                return int(exc.code)
+
+        assert post("0" * 64) == 401
+        assert get(port, "/healthz")[0] == 200
+        good = hmac.new(b"hook-secret-123", body, hashlib.sha256).hexdigest()
+        assert post(good) == 202
+        wait_for(lambda: service.log_path.read_text().count('"source": "totara"') >= 2)
+    finally:
+        code, log = service.stop()
+    assert code == 0
+    assert "webhook refused: bad or missing signature" in log and "hook-secret-123" not in log

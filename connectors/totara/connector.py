@@ -8,7 +8,7 @@ from typing import Any, Self
 import requests
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, SecretStr, model_validator
 
-from bridge.ports import Connector, DoctorCheck, Sink, Source
+from bridge.ports import Connector, DoctorCheck, Sink, Source, Webhook
 from bridge.records import ItemKind
 from bridge.settings import Settings
 from connectors.moodle.client import MoodleClient
@@ -39,6 +39,10 @@ class TotaraOptions(BaseModel):
         description="SQLAlchemy URL of a read-only database replica: program, certification and competency records.",
     )
     table_prefix: str = Field(default="ttr_", description="The site's database table prefix.")
+    webhook_secret: SecretStr | None = Field(
+        default=None,
+        description="Secret of a Totara 19.1+ webhook pointed at the daemon's /webhooks/<site>: each signed event triggers a pull.",
+    )
     audiences: dict[str, str] = Field(
         default_factory=dict,
         description='Audience idnumber tied to each program\'s assignment, e.g. {"program:PROG-CX" = "AUD-CX"}.',
@@ -151,6 +155,11 @@ def build_sink(name: str, options: Any, settings: Settings) -> Sink:
     )
 
 
+def webhook(options: Any) -> Webhook | None:
+    secret = options.webhook_secret
+    return Webhook("X-Totara-Signature", secret.get_secret_value()) if secret is not None else None
+
+
 def doctor(name: str, options: Any, settings: Settings, needs: Any) -> list[DoctorCheck]:
     source = build_source(name, options, settings)
     sink = build_sink(name, options, settings)
@@ -165,4 +174,5 @@ connector = Connector(
     build_source=build_source,
     build_sink=build_sink,
     doctor=doctor,
+    webhook=webhook,
 )
