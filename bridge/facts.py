@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from datetime import date, datetime
 from typing import Any
 
@@ -84,14 +84,35 @@ def all_person_ids(conn: Connection) -> list[str]:
     return list(conn.execute(select(t.people.c.person_id).order_by(t.people.c.person_id)).scalars())
 
 
+def _lms_manager() -> Any:
+    """The person linked to the manager an LMS names for this person (Totara job assignments),
+    for sites configured to provide it; it takes precedence over the HR feed's manager."""
+    own, boss = t.identities.alias("own"), t.identities.alias("boss")
+    lm = t.lms_managers
+    return (
+        select(boss.c.person_id)
+        .select_from(
+            own.join(lm, and_(lm.c.site == own.c.site, lm.c.user_id == own.c.user_id)).join(
+                boss, and_(boss.c.site == lm.c.site, boss.c.user_id == lm.c.manager_user_id)
+            )
+        )
+        .where(own.c.person_id == t.people.c.person_id)
+        .order_by(boss.c.site)
+        .limit(1)
+        .scalar_subquery()
+    )
+
+
 def load_people(conn: Connection, person_ids: Sequence[str]) -> dict[str, Person]:
     found: dict[str, Person] = {}
+    query = select(t.people, _lms_manager().label("lms_manager_id"))
     for start in range(0, len(person_ids), CHUNK):
-        rows = conn.execute(
-            select(t.people).where(t.people.c.person_id.in_(person_ids[start : start + CHUNK]))
-        )
+        rows = conn.execute(query.where(t.people.c.person_id.in_(person_ids[start : start + CHUNK])))
         for row in rows:
-            found[row.person_id] = person_from_row(row)
+            person = person_from_row(row)
+            if row.lms_manager_id and row.lms_manager_id != person.person_id:
+                person = replace(person, manager_id=row.lms_manager_id)
+            found[row.person_id] = person
     return found
 
 

@@ -67,6 +67,18 @@ class LmsUser:
 
 
 @dataclass(frozen=True, slots=True)
+class LmsManager:
+    """An LMS's own manager relation (Totara job assignments): the user's manager's user id.
+
+    Stored only from sites configured to provide it; where present it takes precedence over the
+    HR feed's manager for digests and manager audiences."""
+
+    site: str
+    user_id: int
+    manager_user_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
 class Identity:
     """The link between an HR person and their account on one LMS site."""
 
@@ -191,6 +203,7 @@ class Goal:
 Record = (
     Person
     | LmsUser
+    | LmsManager
     | LearningItem
     | Enrolment
     | Completion

@@ -19,10 +19,20 @@ from typing import Any
 import pytest
 import requests
 import responses
+from sqlalchemy import Engine
 
 from bridge.errors import Remedy
 from bridge.ports import ActionKind, OutcomeStatus, OutgoingAction, PullContext, PullScope
-from bridge.records import CompetencyRating, Completion, ItemKind, LearningItem, LmsUser, Target
+from bridge.records import (
+    CompetencyRating,
+    Completion,
+    ItemKind,
+    LearningItem,
+    LmsManager,
+    LmsUser,
+    Person,
+    Target,
+)
 from connectors.moodle.client import MoodleClient
 from connectors.totara import errors
 from connectors.totara.graphql import ComplexityBudget, GraphQLClient, operation
@@ -506,3 +516,51 @@ def test_a_signed_webhook_makes_the_daemon_pull_the_site_now(
         code, log = service.stop()
     assert code == 0
     assert "webhook refused: bad or missing signature" in log and "hook-secret-123" not in log
+
+
+# ---------------------------------------------------------------------- Totara's manager relation
+
+
+def test_job_assignments_give_each_user_their_manager_by_api_or_replica(
+    totara: RunningTotara, tmp_path: Path
+) -> None:
+    control(totara, "manager", {"userid": 130, "manager": 101})
+    reader = ReplicaReader("totara", f"sqlite:///{tmp_path / 'replica.db'}")
+    ctx = PullContext(cursors={}, scope=PullScope(), now=NOW, view=View())  # type: ignore[arg-type]
+    found = {}
+    for source in (
+        TotaraSource("totara", api=api(totara), legacy=None, replica=None, managers=True),
+        TotaraSource("totara", api=None, legacy=None, replica=reader, managers=True),
+    ):
+        (batch,) = [b for b in source.pull_managers(ctx)]
+        found[bool(source.api)] = {
+            r.user_id: r.manager_user_id for r in batch.records if isinstance(r, LmsManager)
+        }
+    assert found[True] == found[False] and found[True][130] == 101
+    assert list(TotaraSource("totara", api=api(totara), legacy=None, replica=None).pull(ctx)) != []
+    assert not any(
+        isinstance(r, LmsManager)
+        for b in TotaraSource("totara", api=api(totara), legacy=None, replica=None).pull(ctx)
+        for r in b.records
+    )
+
+
+def test_an_lms_manager_relation_takes_precedence_over_the_hr_manager(engine: Engine) -> None:
+    from bridge.facts import load_people
+    from tests.seed import link, store
+
+    store(
+        engine,
+        Person("P1", manager_id="P9"),
+        Person("P2"),
+        Person("P3", manager_id="P9"),
+        Person("P9"),
+        LmsManager("totara", 101, 102),
+    )
+    link(engine, "P1", 101, site="totara")
+    link(engine, "P2", 102, site="totara")
+    link(engine, "P3", 103, site="totara")
+    with engine.connect() as conn:
+        people = load_people(conn, ["P1", "P3"])
+    assert people["P1"].manager_id == "P2"  # Totara says so
+    assert people["P3"].manager_id == "P9"  # no job assignment: the HR feed's manager stands

@@ -27,6 +27,7 @@ from bridge.records import (
     Enrolment,
     Goal,
     LearningItem,
+    LmsManager,
     LmsUser,
     Measurement,
     Person,
@@ -54,6 +55,7 @@ def _target(table: Table, keys: Sequence[str], owner: str) -> _Target:
 TARGETS: dict[type, _Target] = {
     Person: _target(t.people, ["person_id"], "person"),
     LmsUser: _target(t.lms_users, ["site", "user_id"], "lms_user"),
+    LmsManager: _target(t.lms_managers, ["site", "user_id"], "lms_user"),
     LearningItem: _target(t.learning_items, ["site", "kind", "item_id"], "none"),
     Enrolment: _target(t.enrolments, ["site", "user_id", "item_id"], "lms_user"),
     Completion: _target(t.completions, ["site", "user_id", "kind", "item_id"], "lms_user"),

@@ -109,6 +109,15 @@ lms_users = Table(
     Index("ix_lms_users_site_email", "site", "email"),
 )
 
+lms_managers = Table(
+    "lms_managers",
+    metadata,
+    Column("site", String(64), primary_key=True),
+    Column("user_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("manager_user_id", BigInteger),
+    updated_at(),
+)
+
 identities = Table(
     "identities",
     metadata,

@@ -39,6 +39,10 @@ class TotaraOptions(BaseModel):
         description="SQLAlchemy URL of a read-only database replica: program, certification and competency records.",
     )
     table_prefix: str = Field(default="ttr_", description="The site's database table prefix.")
+    manager_relation: bool = Field(
+        default=False,
+        description="Read Totara's own manager relation (job assignments); it then takes precedence over the HR feed's manager.",
+    )
     webhook_secret: SecretStr | None = Field(
         default=None,
         description="Secret of a Totara 19.1+ webhook pointed at the daemon's /webhooks/<site>: each signed event triggers a pull.",
@@ -129,6 +133,7 @@ def build_source(name: str, options: Any, settings: Settings) -> Source:
         legacy=MoodleSource(name, client, feed="auto") if client is not None else None,
         replica=replica(name, options),
         lookback=timedelta(minutes=options.lookback_minutes),
+        managers=options.manager_relation,
     )
 
 

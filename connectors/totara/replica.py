@@ -195,6 +195,13 @@ class ReplicaReader:
             )
         return found
 
+    def job_assignments(self) -> Iterator[list[tuple[int, int, int | None]]]:
+        """(job assignment id, user id, manager's job assignment id), first assignment first."""
+        j = self.t.job_assignment
+        query = select(j.c.id, j.c.userid, j.c.managerjaid).order_by(j.c.userid, j.c.sortorder, j.c.id)
+        for rows in self._rows(query):
+            yield [(int(r.id), int(r.userid), int(r.managerjaid) if r.managerjaid else None) for r in rows]
+
     def achievements(self, since: int) -> Iterator[tuple[list[Record], int]]:
         a = self.t.achievement
         query = (

@@ -18,7 +18,7 @@ from datetime import timedelta
 
 from bridge.log import get_logger
 from bridge.ports import Batch, PullContext
-from bridge.records import ItemKind, LearningItem, LmsUser, Record
+from bridge.records import ItemKind, LearningItem, LmsManager, LmsUser, Record
 from connectors.moodle.feeds import stamp
 from connectors.moodle.source import MoodleSource, refresh_due
 from connectors.totara.graphql import GraphQLClient
@@ -53,8 +53,10 @@ class TotaraSource:
         legacy: MoodleSource | None,
         replica: ReplicaReader | None,
         lookback: timedelta = timedelta(days=1),
+        managers: bool = False,
     ) -> None:
         self.name = name
+        self.managers = managers
         self.api = api
         self.legacy = legacy
         self.replica = replica
@@ -62,6 +64,8 @@ class TotaraSource:
 
     def pull(self, ctx: PullContext) -> Iterator[Batch]:
         yield from self.pull_users(ctx)
+        if self.managers:
+            yield from self.pull_managers(ctx)
         yield from self.pull_courses(ctx)
         yield from self.pull_course_completions(ctx)
         if self.replica is not None:
@@ -88,6 +92,38 @@ class TotaraSource:
         for items in self.api.pages("users"):
             yield Batch("users", [user_record(self.name, item) for item in items])
         yield Batch("users", [], cursor=stamp(ctx.now))
+
+    def pull_managers(self, ctx: PullContext) -> Iterator[Batch]:
+        """Each user's manager from their first job assignment (Totara's own manager relation),
+        through the API (18+) or the replica's ``job_assignment`` table; daily."""
+        if not (ctx.full or refresh_due(ctx.cursors.get("managers"), USERS_REFRESH, ctx.now)):
+            return
+        assignments: list[tuple[int, int, int | None]] = []
+        if self.api is not None and self.api.has("totara_job_job_assignments"):
+            for items in self.api.pages("job_assignments"):
+                assignments.extend(
+                    (
+                        int(str(a["id"])),
+                        int(str(a["user"]["id"])),
+                        int(str(a["managerjaid"])) if a.get("managerjaid") else None,
+                    )
+                    for a in items
+                    if a.get("user")
+                )
+        elif self.replica is not None:
+            for rows in self.replica.job_assignments():
+                assignments.extend(rows)
+        else:
+            log.warning("no route to Totara job assignments (API 18+ or replica needed)", site=self.name)
+            return
+        owner = {ja: user for ja, user, _ in assignments}
+        first: dict[int, int | None] = {}
+        for _ja, user, manager_ja in assignments:
+            first.setdefault(user, owner.get(manager_ja) if manager_ja else None)
+        records: list[Record] = [
+            LmsManager(self.name, user, manager) for user, manager in sorted(first.items())
+        ]
+        yield Batch("managers", records, cursor=stamp(ctx.now))
 
     def pull_courses(self, ctx: PullContext) -> Iterator[Batch]:
         if self.api is None or not self.api.has("core_course_courses"):

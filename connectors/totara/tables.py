@@ -29,6 +29,7 @@ class TotaraTables:
     certif_completion: Table
     comp: Table
     achievement: Table
+    job_assignment: Table
 
 
 def tables(prefix: str = "ttr_") -> TotaraTables:
@@ -106,5 +107,13 @@ def tables(prefix: str = "ttr_") -> TotaraTables:
             Column("time_created", BigInteger),
             Column("time_status", BigInteger),
             Column("last_aggregated", BigInteger, nullable=True),
+        ),
+        job_assignment=Table(
+            f"{prefix}job_assignment",
+            md,
+            Column("id", ID, primary_key=True),
+            Column("userid", BigInteger),
+            Column("managerjaid", BigInteger, nullable=True),
+            Column("sortorder", Integer, default=1),
         ),
     )

@@ -51,11 +51,15 @@ class TotaraLearning:
     certifications: dict[tuple[int, int], int] = field(default_factory=dict)  # (user, certifid) -> completed
     achievements: dict[tuple[int, int], tuple[bool, int, int]] = field(default_factory=dict)
     competencies: list[tuple[int, str, str]] = field(default_factory=list)
+    managers: dict[int, int | None] = field(default_factory=dict)  # user -> manager's job assignment
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
     def build(cls, org: Organisation) -> TotaraLearning:
         learning = cls(competencies=list(org.competencies))
+        for person in org.people:  # one job assignment per user, its id the user's id
+            manager = org.people[person.manager_index] if person.manager_index is not None else None
+            learning.managers[person.user_id] = manager.user_id if manager else None
         anchor = datetime(org.anchor.year, org.anchor.month, org.anchor.day, tzinfo=UTC)
         for person in org.people:
             rng = random.Random(f"{org.seed}:totara:{person.index}")
@@ -155,8 +159,13 @@ class Replica:
                 }
                 for (uid, cid), (proficient, grade, when) in sorted(learning.achievements.items())
             ]
+        job_rows = [
+            {"id": uid, "userid": uid, "managerjaid": manager, "sortorder": 1}
+            for uid, manager in learning.managers.items()
+        ]
         with self.engine.begin() as conn:
             for table, rows in (
+                (t.job_assignment, job_rows),
                 (t.course_completions, course_rows),
                 (t.prog, programs),
                 (t.prog_completion, prog_rows),

@@ -165,19 +165,10 @@ class Resolvers:
         return _page(courses, query)
 
     def totara_job_job_assignments(self, _info: Any, query: dict[str, Any] | None = None) -> dict[str, Any]:
-        org = self.sim.org
-        items = []
-        for person in org.people:
-            manager = org.people[person.manager_index] if person.manager_index is not None else None
-            items.append(
-                {
-                    "id": person.user_id,
-                    "idnumber": f"JA-{person.employee_number}",
-                    "fullname": person.job_title,
-                    "managerjaid": manager.user_id if manager else None,
-                    "user": {"id": person.user_id},
-                }
-            )
+        items = [
+            {"id": uid, "idnumber": f"JA-{uid}", "fullname": "", "managerjaid": manager, "user": {"id": uid}}
+            for uid, manager in sorted(self.sim.learning.managers.items())
+        ]
         return _page(items, query)
 
     def enrol_manual_enrol_user(self, _info: Any, input: dict[str, Any]) -> dict[str, Any]:
@@ -377,6 +368,10 @@ class TotaraSimulator:
             answer = self.legacy.control(path, body)
             self.sync_replica()
             return answer
+        if path == "manager":
+            self.learning.managers[int(body["userid"])] = body.get("manager")
+            self.sync_replica()
+            return {"ok": True}
         if path == "expire-tokens":
             with self.lock:
                 self.tokens.clear()
