@@ -19,6 +19,7 @@ from bridge.ports import Webhook
 
 log = get_logger(__name__)
 
+
 def signature_ok(webhook: Webhook, body: bytes, given: str | None) -> bool:
     expected = hmac.new(webhook.secret.encode(), body, hashlib.sha256).hexdigest()
     return given is not None and hmac.compare_digest(expected, given.strip().lower())
