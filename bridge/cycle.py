@@ -232,6 +232,7 @@ def pull_source(
             report.error = redact_text(str(exc))
             log.error("pull failed", source=source.name, error=report.error)
             health.record_failure(engine, source.name, report.error, clock.now())
+            link_accounts()  # the users stored before the failure are linked all the same
         else:
             health.record_success(engine, source.name, clock.now())
         metrics.stage_duration.labels(f"pull:{source.name}").observe(time.monotonic() - started)

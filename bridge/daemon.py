@@ -15,23 +15,25 @@ from __future__ import annotations
 import signal
 import threading
 from collections.abc import Callable
+from contextlib import suppress
 from datetime import UTC, datetime
 from functools import partial
 from types import FrameType
 from typing import Any
 
-from apscheduler.events import EVENT_JOB_MISSED, JobExecutionEvent
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobEvent
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from bridge import clock, health, registry
 from bridge.cycle import decide_stage, deliver_stage, ordered_sources, pull_source
 from bridge.dashboard import Dashboard
 from bridge.delivery import worker_id
-from bridge.errors import BridgeError, MappingError
+from bridge.errors import BridgeError, MappingError, StoreError
 from bridge.locks import single_process
 from bridge.log import get_logger, redact_text
 from bridge.mapping.loader import MappingSet, load_dir
@@ -64,8 +66,15 @@ class Daemon:
         self.sources = {s.name: s for s in ordered_sources(settings)}
         self.sinks = registry.sinks(settings)
         self.worker = worker_id()
+        self.triggers: dict[str, IntervalTrigger | CronTrigger] = {}
         self.scheduler = BackgroundScheduler(
-            executors={"default": ThreadPoolExecutor(settings.daemon.workers)},
+            # SQLite has one writer: jobs side by side would fail to upgrade their read
+            # transactions to writes ("database is locked"), so there they run one at a time.
+            executors={
+                "default": ThreadPoolExecutor(
+                    1 if engine.dialect.name == "sqlite" else settings.daemon.workers
+                )
+            },
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 120},
             timezone=UTC,
         )
@@ -90,19 +99,28 @@ class Daemon:
         def run() -> None:
             if self.stopping.is_set():
                 return
-            self._record(name, started=clock.now())
-            status = "ok"
             try:
-                work()
-            except BridgeError as exc:
-                status = "error"
-                log.error("job failed", job=name, error=redact_text(str(exc)))
-                health.record_failure(self.engine, name, redact_text(str(exc)), clock.now())
+                self._record(name, started=clock.now())
+                status = "ok"
+                try:
+                    work()
+                except BridgeError as exc:
+                    status = "error"
+                    log.error("job failed", job=name, error=redact_text(str(exc)))
+                    health.record_failure(self.engine, name, redact_text(str(exc)), clock.now())
+                self._record(name, finished=clock.now(), status=status)
+            except (SQLAlchemyError, StoreError) as exc:
+                # The store is away (a restart, a failover): say so in one line; the job runs
+                # again at its next time and the work it did not record is picked up then.
+                log.error(
+                    "job could not reach the store; it runs again at its next time",
+                    job=name,
+                    error=_first_line(exc),
+                )
             except Exception:
-                status = "error"
                 log.exception("job crashed", job=name)
-                health.record_failure(self.engine, name, "unexpected error (see the log)", clock.now())
-            self._record(name, finished=clock.now(), status=status)
+                with suppress(Exception):
+                    health.record_failure(self.engine, name, "unexpected error (see the log)", clock.now())
 
         return run
 
@@ -119,9 +137,12 @@ class Daemon:
         if finished:
             values["last_finished_at"] = finished
             values["last_status"] = status
-        scheduled = self.scheduler.get_job(job)
-        if scheduled is not None and scheduled.next_run_time is not None:
-            values["next_run_at"] = scheduled.next_run_time.astimezone(UTC)
+        # From the trigger, not scheduler.get_job: that takes the scheduler's job-store lock, which
+        # shutdown(wait=True) holds while it waits for this very job to finish.
+        trigger_ = self.triggers.get(job)
+        upcoming = trigger_.get_next_fire_time(None, datetime.now(UTC)) if trigger_ is not None else None
+        if upcoming is not None:
+            values["next_run_at"] = upcoming.astimezone(UTC)
         with self.engine.begin() as conn:
             stmt = upsert_statement(conn, t.job_runs, ["job"], list(values))
             conn.execute(stmt, values)
@@ -178,35 +199,23 @@ class Daemon:
 
     def schedule(self) -> None:
         d = self.settings.daemon
-        now = datetime.now(UTC)
         for name in self.sources:
             entry = self.settings.feeds.get(name) or self.settings.sites[name]
             every = entry.poll_every_seconds or d.pull_every_seconds
-            self.scheduler.add_job(
-                self._job(f"pull:{name}", partial(self._pull, name)),
-                trigger(every, entry.poll_cron),
-                id=f"pull:{name}",
-                next_run_time=now,
-            )
-        self.scheduler.add_job(
-            self._job("decide", self._decide),
-            trigger(d.decide_every_seconds, d.decide_cron),
-            id="decide",
-            next_run_time=now,
-        )
-        self.scheduler.add_job(
-            self._job("deliver", self._deliver),
-            trigger(d.deliver_every_seconds, d.deliver_cron),
-            id="deliver",
-            next_run_time=now,
-        )
+            self._add(f"pull:{name}", partial(self._pull, name), trigger(every, entry.poll_cron))
+        self._add("decide", self._decide, trigger(d.decide_every_seconds, d.decide_cron))
+        self._add("deliver", self._deliver, trigger(d.deliver_every_seconds, d.deliver_cron))
         self.scheduler.add_job(
             self._watch, IntervalTrigger(seconds=d.reload_check_seconds, timezone=UTC), id="reload"
         )
-        self.scheduler.add_listener(self._missed, EVENT_JOB_MISSED)
+        self.scheduler.add_listener(self._missed, EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES)
+
+    def _add(self, job: str, work: Callable[[], Any], when: IntervalTrigger | CronTrigger) -> None:
+        self.triggers[job] = when
+        self.scheduler.add_job(self._job(job, work), when, id=job, name=job, next_run_time=datetime.now(UTC))
 
     @staticmethod
-    def _missed(event: JobExecutionEvent) -> None:
+    def _missed(event: JobEvent) -> None:
         log.warning("job run missed (the previous run took longer than its interval)", job=event.job_id)
 
     # ------------------------------------------------------------------ lifecycle
@@ -251,3 +260,8 @@ class Daemon:
         self.engine.dispose()
         log.info("stopped cleanly")
         return 0
+
+
+def _first_line(exc: BaseException) -> str:
+    cause = getattr(exc, "orig", None) or exc
+    return redact_text(str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__)

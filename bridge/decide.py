@@ -21,7 +21,7 @@ from bridge.mapping import evaluate as ev
 from bridge.mapping import model as m
 from bridge.mapping.context import build_context
 from bridge.mapping.loader import MappingSet
-from bridge.mapping.refs import kpi_needs
+from bridge.mapping.refs import item_refs, kpi_needs
 from bridge.records import Target
 from bridge.settings import Settings
 from bridge.store import schema as t
@@ -278,6 +278,7 @@ def evaluate(
         due = last_full is None or now - last_full >= FULL_EVERY
         full = full or bool(changed) or due
         ctx = build_context(conn, mappings, settings, now)
+        synced = set(conn.execute(select(t.learning_items.c.site).distinct()).scalars())
         if person_ids is not None:
             ids = sorted(set(person_ids))
             full = False
@@ -288,12 +289,17 @@ def evaluate(
     report = DecideReport(full=full)
     first = {mp.id: mp.id not in state for mp in mappings}
     needs = kpi_needs(mappings)
+    waiting: set[str] = set()
     for mp in mappings:
         missing = [k for k, v in ctx.targets.items() if v is None and k[0] in {r.site for r in mp.recommend}]
         for site, kind, ref in missing:
             problem = f"mapping {mp.id}: {kind} '{ref}' was not found on site '{site}'"
             if problem not in report.problems:
                 report.problems.append(problem)
+        if any(ref.site not in synced for ref in item_refs(mp)):
+            # Nothing read from that site yet (it was down, or is new): this is not the
+            # mapping's first evaluation, and its backfill baseline must wait for the site.
+            waiting.add(mp.id)
     for start in range(0, len(ids), 500):
         chunk = ids[start : start + 500]
         with engine.begin() as conn:
@@ -318,7 +324,7 @@ def evaluate(
                 )
     if not dry:
         with engine.begin() as conn:
-            _save_mapping_state(conn, mapping_set, state, now, full)
+            _save_mapping_state(conn, mapping_set, state, now, full, waiting)
     return report
 
 
@@ -331,10 +337,17 @@ def _mapping_state(conn: Connection) -> dict[str, tuple[str, datetime | None]]:
 
 
 def _save_mapping_state(
-    conn: Connection, mapping_set: MappingSet, state: dict[str, Any], now: datetime, full: bool
+    conn: Connection,
+    mapping_set: MappingSet,
+    state: dict[str, Any],
+    now: datetime,
+    full: bool,
+    waiting: set[str],
 ) -> None:
     s = t.mapping_state
     for mapping_id, sha in mapping_set.fingerprints().items():
+        if mapping_id in waiting:
+            continue
         if mapping_id in state:
             values: dict[str, Any] = {"sha256": sha, "evaluated_at": now}
             if full:

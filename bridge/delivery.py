@@ -170,9 +170,18 @@ def _send_site(
         report.errors.append(message)
         log.error("delivery failed", site=site, error=message)
         later = now + timedelta(seconds=settings.delivery.backoff_base_seconds)
+        unknown = getattr(exc, "ambiguous", False)
         with engine.begin() as conn:
             for row in rows:
-                if exc.remedy is Remedy.FIX_CONFIG:
+                if unknown:  # the site may have carried it out: reconcile before any resend
+                    outbox.record(
+                        conn,
+                        row,
+                        DeliveryOutcome(row.key, OutcomeStatus.UNKNOWN, error=message),
+                        now,
+                        _policy(settings),
+                    )
+                elif exc.remedy is Remedy.FIX_CONFIG:
                     outbox.release(conn, row, message, later, now)
                 else:
                     outbox.record(

@@ -242,6 +242,12 @@ def record(conn: Connection, row: Any, outcome: DeliveryOutcome, now: datetime, 
         }
     elif outcome.status is OutcomeStatus.DEAD:
         values = {"state": "dead", "last_error": outcome.error}
+    elif outcome.status is OutcomeStatus.UNKNOWN:
+        # Left claimed: the next delivery run reconciles it with the site before any resend.
+        values = {
+            "state": "sending",
+            "last_error": f"outcome unknown, to be checked on the site: {outcome.error}",
+        }
     elif row.attempts >= policy.max_attempts:
         values = {
             "state": "dead",

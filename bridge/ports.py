@@ -8,7 +8,7 @@ validates that entry's options with the connector's own pydantic model, and asks
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from pydantic import BaseModel
 
+from bridge.errors import BridgeError
 from bridge.records import Record, Rejected, Target
 
 if TYPE_CHECKING:
@@ -132,6 +133,41 @@ class OutcomeStatus(StrEnum):
     SENT = "sent"
     RETRY = "retry"
     DEAD = "dead"
+    UNKNOWN = "unknown"  # the request may have been carried out: check the site before resending
+
+
+def deliver_in_groups(
+    groups: Iterable[
+        tuple[Sequence[OutgoingAction], Callable[[Sequence[OutgoingAction]], list[DeliveryOutcome]]]
+    ],
+) -> list[DeliveryOutcome]:
+    """Send group after group (a message batch, an enrolment batch, ...), keeping what went out.
+
+    If a group fails after an earlier one succeeded, raising would make the delivery stage retry
+    the whole call and send the earlier groups twice; so the outcomes so far are returned, the
+    failed group is marked for retry (or for a check on the site when the failure leaves it
+    unknown whether the request was carried out), and the rest wait for the next run. A failure
+    in the first group is raised: nothing went out, and the stage handles it for the whole site.
+    """
+    outcomes: list[DeliveryOutcome] = []
+    failure: str | None = None
+    for batch, send in groups:
+        if not batch:
+            continue
+        if failure is not None:
+            outcomes += [
+                DeliveryOutcome(a.key, OutcomeStatus.RETRY, error=f"not attempted: {failure}") for a in batch
+            ]
+            continue
+        try:
+            outcomes += send(batch)
+        except BridgeError as exc:
+            if not outcomes:
+                raise
+            failure = str(exc)
+            status = OutcomeStatus.UNKNOWN if getattr(exc, "ambiguous", False) else OutcomeStatus.RETRY
+            outcomes += [DeliveryOutcome(a.key, status, error=failure) for a in batch]
+    return outcomes
 
 
 @dataclass(frozen=True)

@@ -130,3 +130,48 @@ def test_crash_after_claim_is_reconciled_before_resend(queued: Engine, sent_befo
     assert action.state == "sent"
     assert sink.sent == ([] if sent_before_crash else [row.key])
     assert action.external_id == ("m-found" if sent_before_crash else "m1")
+
+
+@pytest.mark.parametrize("went_through", [True, False])
+def test_an_answer_lost_in_transit_is_checked_on_the_site_before_any_resend(
+    queued: Engine, went_through: bool
+) -> None:
+    sink = FakeSink()
+    lost = BridgeError("Moodle site 'moodle': no answer within 30 s")
+    lost.ambiguous = True  # type: ignore[attr-defined]
+    lost.remedy = Remedy.RETRY
+    sink.script = [lost]
+    deliver(queued, {"moodle": sink}, settings())
+    (action,) = rows(queued, t.actions)
+    assert action.state == "sending" and "outcome unknown" in action.last_error
+    if went_through:
+        sink.remote.add(action.key)  # the site did send it; only the answer was lost
+    clock.set_now(T0 + timedelta(hours=1))  # past the claim's lease (PostgreSQL: other replicas)
+    deliver(queued, {"moodle": sink}, settings())
+    (action,) = rows(queued, t.actions)
+    assert action.state == "sent"
+    assert sink.sent == ([] if went_through else [action.key])  # sent at most once
+
+
+def test_a_later_group_failing_keeps_what_earlier_groups_sent() -> None:
+    from bridge.ports import deliver_in_groups
+
+    def action(key: str) -> OutgoingAction:
+        return OutgoingAction(key, ActionKind.MESSAGE, "moodle", 1, None, "", "", "")
+
+    def sent(batch: Sequence[OutgoingAction]) -> list[DeliveryOutcome]:
+        return [DeliveryOutcome(a.key, OutcomeStatus.SENT) for a in batch]
+
+    def fails(batch: Sequence[OutgoingAction]) -> list[DeliveryOutcome]:
+        error = BridgeError("truncated answer")
+        error.ambiguous = True  # type: ignore[attr-defined]
+        raise error
+
+    outcomes = deliver_in_groups([([action("a")], sent), ([action("b")], fails), ([action("c")], sent)])
+    assert [(o.key, o.status) for o in outcomes] == [
+        ("a", OutcomeStatus.SENT),
+        ("b", OutcomeStatus.UNKNOWN),
+        ("c", OutcomeStatus.RETRY),
+    ]
+    with pytest.raises(BridgeError):  # nothing went out: the stage handles the whole site
+        deliver_in_groups([([action("b")], fails), ([action("c")], sent)])

@@ -16,7 +16,7 @@ from typing import Any
 from bridge import clock
 from bridge.errors import Remedy
 from bridge.log import get_logger
-from bridge.ports import ActionKind, DeliveryOutcome, OutcomeStatus, OutgoingAction
+from bridge.ports import ActionKind, DeliveryOutcome, OutcomeStatus, OutgoingAction, deliver_in_groups
 from connectors.moodle import errors
 from connectors.moodle.client import MoodleClient
 
@@ -62,17 +62,16 @@ class MoodleSink:
         return self._ws_user
 
     def deliver(self, actions: Sequence[OutgoingAction]) -> list[DeliveryOutcome]:
-        outcomes: list[DeliveryOutcome] = []
         messages = [a for a in actions if a.kind is ActionKind.MESSAGE]
-        for start in range(0, len(messages), self.message_batch):
-            outcomes.extend(self._send_messages(messages[start : start + self.message_batch]))
         enrolments = [a for a in actions if a.kind is ActionKind.ENROL]
-        for start in range(0, len(enrolments), self.message_batch):
-            outcomes.extend(self._enrol_batch(enrolments[start : start + self.message_batch]))
+        step = self.message_batch
+        outcomes = deliver_in_groups(
+            [(messages[i : i + step], self._send_messages) for i in range(0, len(messages), step)]
+            + [(enrolments[i : i + step], self._enrol_batch) for i in range(0, len(enrolments), step)]
+            + [([a], self._plan_one) for a in actions if a.kind is ActionKind.PLAN]
+        )
         for action in actions:
-            if action.kind is ActionKind.PLAN:
-                outcomes.append(self._plan(action))
-            elif action.kind not in (ActionKind.MESSAGE, ActionKind.ENROL):
+            if action.kind not in (ActionKind.MESSAGE, ActionKind.ENROL, ActionKind.PLAN):
                 outcomes.append(
                     DeliveryOutcome(
                         action.key,
@@ -168,6 +167,9 @@ class MoodleSink:
                 return DeliveryOutcome(action.key, OutcomeStatus.DEAD, error=str(exc))
             raise
         return self._enrolled(action)
+
+    def _plan_one(self, batch: Sequence[OutgoingAction]) -> list[DeliveryOutcome]:
+        return [self._plan(action) for action in batch]
 
     def _plan(self, action: OutgoingAction) -> DeliveryOutcome:
         """Add the competency to the learner's own plan, creating an individual plan if needed.

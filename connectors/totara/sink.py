@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 
 from bridge.errors import Remedy
-from bridge.ports import ActionKind, DeliveryOutcome, OutcomeStatus, OutgoingAction
+from bridge.ports import ActionKind, DeliveryOutcome, OutcomeStatus, OutgoingAction, deliver_in_groups
 from connectors.moodle.client import MoodleClient
 from connectors.moodle.sink import MoodleSink, enrolment_dates
 from connectors.totara import errors
@@ -49,26 +49,30 @@ class TotaraSink:
         self.student_role_id = student_role_id
 
     def deliver(self, actions: Sequence[OutgoingAction]) -> list[DeliveryOutcome]:
-        outcomes: list[DeliveryOutcome] = []
         messages = [a for a in actions if a.kind is ActionKind.MESSAGE]
-        if messages:
-            if self.legacy is None:
-                outcomes.extend(
-                    self._dead(a, "messages need the legacy web-service token (sites.<name>.token)")
-                    for a in messages
-                )
-            else:
-                outcomes.extend(self.legacy.deliver(messages))
+        send_messages = self.legacy.deliver if self.legacy is not None else self._no_messages
+        outcomes = deliver_in_groups(
+            [
+                (messages, send_messages),
+                *(([a], self._enrol_one) for a in actions if a.kind is ActionKind.ENROL),
+            ]
+        )
         for action in actions:
-            if action.kind is ActionKind.ENROL:
-                outcomes.append(self._enrol(action))
-            elif action.kind is ActionKind.PLAN:
+            if action.kind is ActionKind.PLAN:
                 outcomes.append(self._dead(action, NO_PLANS))
-            elif action.kind is not ActionKind.MESSAGE:
+            elif action.kind not in (ActionKind.MESSAGE, ActionKind.ENROL):
                 outcomes.append(
                     self._dead(action, f"site '{self.name}' cannot take {action.kind.value} actions")
                 )
         return outcomes
+
+    def _no_messages(self, batch: Sequence[OutgoingAction]) -> list[DeliveryOutcome]:
+        return [
+            self._dead(a, "messages need the legacy web-service token (sites.<name>.token)") for a in batch
+        ]
+
+    def _enrol_one(self, batch: Sequence[OutgoingAction]) -> list[DeliveryOutcome]:
+        return [self._enrol(action) for action in batch]
 
     @staticmethod
     def _dead(action: OutgoingAction, reason: str) -> DeliveryOutcome:
