@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
@@ -37,6 +38,17 @@ LIKE_FALLBACK_LIMIT = 50
 FeedName = Literal["auto", "report", "per_learner", "per_course"]
 
 
+@contextmanager
+def unexpected_answers(site: str) -> Iterator[None]:
+    """An answer missing a field or shaped otherwise (a plugin, a proxy, a version we have not
+    seen) fails the pull with one line naming the site, never a raw KeyError or TypeError."""
+    try:
+        yield
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError) as exc:
+        detail = f"{type(exc).__name__}: {exc}"[:200]
+        raise SourceError(f"{site} sent an answer of an unexpected shape ({detail})", Remedy.RETRY) from None
+
+
 def refresh_due(cursor: str | None, every: timedelta, now: datetime) -> bool:
     if not cursor:
         return True
@@ -46,15 +58,28 @@ def refresh_due(cursor: str | None, every: timedelta, now: datetime) -> bool:
         return True
 
 
+def text(value: object) -> str | None:
+    """A scalar from an answer as text; anything else is an answer of the wrong shape."""
+    if value is None:
+        return None
+    if isinstance(value, str | int | float) and not isinstance(value, bool):
+        return str(value)
+    raise ValueError(f"expected a text value, got {type(value).__name__}")
+
+
+def number(value: object) -> int | None:
+    return None if value is None or value == "" else int(text(value) or "")
+
+
 def user_record(site: str, data: dict[str, Any]) -> LmsUser:
     return LmsUser(
         site=site,
         user_id=int(data["id"]),
-        username=data.get("username"),
-        idnumber=(data.get("idnumber") or "").strip() or None,
-        email=data.get("email") or None,
-        first_name=data.get("firstname", ""),
-        last_name=data.get("lastname", ""),
+        username=text(data.get("username")),
+        idnumber=(text(data.get("idnumber")) or "").strip() or None,
+        email=text(data.get("email")) or None,
+        first_name=text(data.get("firstname")) or "",
+        last_name=text(data.get("lastname")) or "",
         suspended=bool(data.get("suspended", False)),
     )
 
@@ -83,11 +108,12 @@ class MoodleSource:
         self._feed: ReportFeed | PerLearnerFeed | PerCourseFeed | None = None
 
     def pull(self, ctx: PullContext) -> Iterator[Batch]:
-        yield from self.pull_users(ctx)
-        yield from self.pull_courses(ctx)
-        yield from self.pull_completions(ctx)
-        if ctx.scope.competencies:
-            yield from self.pull_competencies(ctx)
+        with unexpected_answers(f"Moodle site '{self.name}'"):
+            yield from self.pull_users(ctx)
+            yield from self.pull_courses(ctx)
+            yield from self.pull_completions(ctx)
+            if ctx.scope.competencies:
+                yield from self.pull_competencies(ctx)
 
     # ------------------------------------------------------------------ users
 
@@ -155,10 +181,10 @@ class MoodleSource:
                 site=self.name,
                 item_id=int(c["id"]),
                 kind=ItemKind.COURSE,
-                shortname=c.get("shortname", ""),
-                fullname=c.get("fullname", ""),
-                idnumber=c.get("idnumber") or None,
-                category_id=c.get("categoryid"),
+                shortname=text(c.get("shortname")) or "",
+                fullname=text(c.get("fullname")) or "",
+                idnumber=text(c.get("idnumber")) or None,
+                category_id=number(c.get("categoryid")),
                 completion_enabled=bool(c.get("enablecompletion", 0)),
                 visible=bool(c.get("visible", 1)),
                 url=f"{self.client.url}/course/view.php?id={c['id']}",
@@ -254,8 +280,8 @@ class MoodleSource:
                     yield Competency(
                         self.name,
                         int(c["id"]),
-                        c.get("shortname", ""),
-                        c.get("idnumber") or None,
+                        text(c.get("shortname")) or "",
+                        text(c.get("idnumber")) or None,
                         int(framework["id"]),
                     )
                 if len(page) < 200:
@@ -281,9 +307,9 @@ class MoodleSource:
                     site=self.name,
                     user_id=user_id,
                     competency_id=competency_id,
-                    proficient=uc.get("proficiency"),
-                    grade=uc.get("grade"),
-                    grade_name=uc.get("gradename") if uc.get("grade") else None,
+                    proficient=None if uc.get("proficiency") is None else bool(uc.get("proficiency")),
+                    grade=number(uc.get("grade")),
+                    grade_name=text(uc.get("gradename")) if uc.get("grade") else None,
                     rated_at=datetime.fromtimestamp(modified, UTC) if modified and uc.get("grade") else None,
                     in_plan=True,
                 )

@@ -20,7 +20,7 @@ from bridge.log import get_logger
 from bridge.ports import Batch, PullContext
 from bridge.records import ItemKind, LearningItem, LmsManager, LmsUser, Record
 from connectors.moodle.feeds import stamp
-from connectors.moodle.source import MoodleSource, refresh_due
+from connectors.moodle.source import MoodleSource, refresh_due, unexpected_answers
 from connectors.totara.graphql import GraphQLClient
 from connectors.totara.replica import ReplicaReader
 
@@ -63,15 +63,16 @@ class TotaraSource:
         self.lookback = lookback
 
     def pull(self, ctx: PullContext) -> Iterator[Batch]:
-        yield from self.pull_users(ctx)
-        if self.managers:
-            yield from self.pull_managers(ctx)
-        yield from self.pull_courses(ctx)
-        yield from self.pull_course_completions(ctx)
-        if self.replica is not None:
-            yield from self.pull_programs(ctx)
-            if ctx.scope.competencies:
-                yield from self.pull_competencies(ctx)
+        with unexpected_answers(f"Totara site '{self.name}'"):
+            yield from self.pull_users(ctx)
+            if self.managers:
+                yield from self.pull_managers(ctx)
+            yield from self.pull_courses(ctx)
+            yield from self.pull_course_completions(ctx)
+            if self.replica is not None:
+                yield from self.pull_programs(ctx)
+                if ctx.scope.competencies:
+                    yield from self.pull_competencies(ctx)
 
     # ------------------------------------------------------------------ users and courses
 
