@@ -259,13 +259,20 @@ def load_settings(path: Path | None = None, secrets_dir: Path | None = None) -> 
     data: dict[str, Any] = {}
     if path.exists():
         try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
+            data = tomllib.loads(path.read_text(encoding="utf-8-sig"))  # Notepad writes a BOM
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+        except RecursionError:
+            raise ConfigError(f"{path}: not valid TOML: arrays or tables nested too deeply") from None
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(f"{path}: cannot be read: {exc}") from None
     elif explicit:
         raise ConfigError(f"{path}: configuration file not found")
+    # Keys such as `_secrets_dir` or `_env_prefix` would reach pydantic-settings as its own
+    # arguments (changing where secrets and overrides come from): they are no settings.
+    hidden = [key for key in data if key.startswith("_")]
+    if hidden:
+        raise ConfigError("\n".join(f"{path}: {key}: unknown setting" for key in hidden))
     secrets = secrets_dir or os.environ.get("LMSBRIDGE_SECRETS_DIR")
     try:
         settings = Settings(

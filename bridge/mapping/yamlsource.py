@@ -9,6 +9,7 @@ position index or one clear error.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +18,7 @@ import yaml
 MAX_BYTES = 1_000_000
 MAX_NODES = 50_000
 MAX_DEPTH = 40
+_SURROGATE = re.compile("[\ud800-\udfff]")  # from a "\ud800" escape: text no terminal can print
 
 Path = tuple[str | int, ...]
 
@@ -47,6 +49,7 @@ class _Walker:
         self.positions: dict[Path, tuple[int, int]] = {}
         self.nodes = 0
         self.constructor = yaml.SafeLoader("")
+        self.scalars: dict[int, Any] = {}
 
     def walk(self, node: yaml.Node, path: Path, depth: int) -> Any:
         self.nodes += 1
@@ -60,7 +63,7 @@ class _Walker:
             for key_node, value_node in node.value:
                 if not isinstance(key_node, yaml.ScalarNode):
                     raise YamlProblem("mapping keys must be plain words", *_mark(key_node))
-                key = str(self.constructor.construct_object(key_node))
+                key = str(self._scalar(key_node))
                 if key == "<<":
                     raise YamlProblem("YAML merge keys ('<<') are not supported", *_mark(key_node))
                 if key in result:
@@ -70,7 +73,19 @@ class _Walker:
             return result
         if isinstance(node, yaml.SequenceNode):
             return [self.walk(item, (*path, i), depth + 1) for i, item in enumerate(node.value)]
-        return self.constructor.construct_object(node)
+        return self._scalar(node)
+
+    def _scalar(self, node: yaml.Node) -> Any:
+        if id(node) in self.scalars:  # an alias: the same node again, checked once
+            return self.scalars[id(node)]
+        try:
+            value = self.constructor.construct_object(node)
+        except (ValueError, OverflowError) as exc:  # e.g. 2026-13-45 read as a date, a 5000-digit number
+            raise YamlProblem(f"cannot read value {str(node.value)[:40]!r}: {exc}", *_mark(node)) from None
+        if isinstance(value, str) and _SURROGATE.search(value):
+            raise YamlProblem("text with an invalid escape (a lone surrogate)", *_mark(node))
+        self.scalars[id(node)] = value
+        return value
 
 
 def _mark(node: yaml.Node) -> tuple[int, int]:
@@ -93,6 +108,8 @@ def load(raw: bytes) -> Located:
         raise YamlProblem(f"not valid YAML: {exc.problem}", *where) from None
     except yaml.YAMLError as exc:
         raise YamlProblem(f"not valid YAML: {exc}") from None
+    except RecursionError:  # brackets nested thousands deep exhaust the composer's recursion
+        raise YamlProblem(f"nested more than {MAX_DEPTH} levels deep") from None
     if node is None:
         raise YamlProblem("file is empty")
     walker = _Walker()

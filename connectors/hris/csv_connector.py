@@ -10,6 +10,7 @@ through the people file of the same feed.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
 import io
@@ -18,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from bridge.errors import SourceError
 from bridge.ports import Batch, Connector, DoctorCheck, PullContext, Source
@@ -123,6 +124,15 @@ class CsvOptions(BaseModel):
     )
     columns: Columns = Field(default_factory=Columns)
     rating_scale: RatingScale = Field(default_factory=RatingScale)
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str) -> str:
+        try:
+            codecs.lookup(value)
+        except LookupError:
+            raise ValueError(f"unknown encoding {value!r} (e.g. utf-8, cp1252, latin-1)") from None
+        return value
 
 
 def resolve_files(pattern: str, base: Path) -> list[Path]:

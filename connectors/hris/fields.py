@@ -8,6 +8,7 @@ row naming where it came from.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
@@ -86,7 +87,15 @@ class Builder:
         if isinstance(value, bool):
             raise RowError(f"{name} is not a number")
         if isinstance(value, int | float):
-            return float(value)
+            # JSON and SQL hand over typed numbers: 1e999, NaN or a 400-digit integer from an
+            # outside system must reject the row like the same text would, not fail the feed.
+            try:
+                number = float(value)
+            except OverflowError:
+                raise RowError(f"{name} is too large a number") from None
+            if not math.isfinite(number):
+                raise RowError(f"{name} {value} is not a finite number")
+            return number
         return parse_number(self.text(get, name, required), self.decimal, name)
 
     def person_id(self, get: Getter) -> str:
@@ -202,7 +211,7 @@ def dotted(data: Any, path: str) -> Any:
     for part in path.split("."):
         if isinstance(current, Mapping):
             current = current.get(part)
-        elif isinstance(current, list) and part.isdigit() and int(part) < len(current):
+        elif isinstance(current, list) and part.isdecimal() and int(part) < len(current):
             current = current[int(part)]
         else:
             return None

@@ -13,7 +13,7 @@ import random
 import time
 from collections.abc import Iterator
 from typing import Any, Literal
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 import requests
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, SecretStr
@@ -135,6 +135,7 @@ class JsonSource(HrFeed):
             params.update({paging.limit_param: paging.page_size, paging.page_param: paging.first_page})
         elif paging.style == "cursor":
             params[paging.limit_param] = paging.page_size
+        pages: set[str] = set()
         for _ in range(100_000):  # a safety stop for an endpoint that never ends
             answer = self._get(url, params)
             items = dotted(answer, endpoint.items) if endpoint.items else answer
@@ -158,13 +159,43 @@ class JsonSource(HrFeed):
                 cursor = dotted(answer, paging.next_cursor)
                 if not cursor:
                     return
-                params[paging.cursor_param] = cursor
+                params[paging.cursor_param] = self._unseen(str(cursor), pages, endpoint)
             else:
                 link = dotted(answer, paging.next_link)
                 if not link:
                     return
-                url, params = urljoin(url, str(link)), {}
+                url, params = self._unseen(self._next_page(url, str(link), endpoint), pages, endpoint), {}
         raise SourceError(f"feed '{self.name}': {endpoint.path} did not stop paging", Remedy.FIX_CONFIG)
+
+    def _unseen(self, page: str, pages: set[str], endpoint: Endpoint) -> str:
+        """A next cursor or link met before would page in a circle until the safety stop."""
+        if page in pages:
+            raise SourceError(
+                f"feed '{self.name}': {endpoint.path} pointed back to a page it already gave "
+                f"({page[:80]!r}); the API's paging is broken",
+                Remedy.FIX_CONFIG,
+            )
+        pages.add(page)
+        return page
+
+    def _next_page(self, url: str, link: str, endpoint: Endpoint) -> str:
+        """The next page from the answer's link, refused unless it stays on the configured site.
+
+        The session carries the feed's credentials: a link elsewhere would hand them over.
+        """
+        base = urlsplit(str(self.options.base_url))
+        try:
+            target = urlsplit(urljoin(url, link))
+            same = (target.scheme, target.hostname, target.port) == (base.scheme, base.hostname, base.port)
+        except ValueError:  # not a URL at all (a bad IPv6 literal, a port that is no number)
+            same = False
+        if not same:
+            raise SourceError(
+                f"feed '{self.name}': {endpoint.path} answered with a next-page link that leaves "
+                f"{base.scheme}://{base.netloc} ({link[:80]!r}); the feed's credentials go nowhere else",
+                Remedy.FIX_CONFIG,
+            )
+        return target.geturl()
 
     def _get(self, url: str, params: dict[str, Any]) -> Any:
         retrying = Retrying(
@@ -200,7 +231,7 @@ class JsonSource(HrFeed):
             retry_after = response.headers.get("Retry-After")
             raise Transient(
                 f"{url} answered HTTP {response.status_code}",
-                float(retry_after) if retry_after and retry_after.isdigit() else None,
+                float(retry_after) if retry_after and retry_after.isdecimal() else None,
             )
         if response.status_code in (401, 403):
             raise SourceError(
@@ -213,7 +244,7 @@ class JsonSource(HrFeed):
             )
         try:
             return response.json()
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: arrays nested thousands deep
             raise Transient(f"{url} did not answer JSON ({time.monotonic() - started:.1f} s)") from None
 
 

@@ -5,9 +5,12 @@ One pooled ``requests.Session``; ``POST {site}/webservice/rest/server.php`` with
 token stays out of access logs). Moodle's HTTP-200 error bodies become typed errors
 (:mod:`connectors.moodle.errors`); ``warnings`` arrays are logged per item. Connection errors,
 timeouts, 429 and 5xx are retried with exponential backoff and jitter (honouring Retry-After);
-Moodle exceptions are not, except maintenance mode. Every HTTP request is counted by function
-name, and a per-site budget (calls per second) keeps the bridge from becoming the site's
-biggest load.
+Moodle exceptions are not, except maintenance mode. A write Moodle cannot deduplicate (sending a
+message, creating a plan) is never repeated after the request may have reached the site (a read
+timeout, a dropped connection, a 5xx from a proxy, an answer that is not JSON): it raises
+:class:`OutcomeUnknown` at once, so the caller can check the site before sending again. Every
+HTTP request is counted by function name, and a per-site budget (calls per second) keeps the
+bridge from becoming the site's biggest load.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from tenacity import (
     retry_if_exception,
     stop_after_attempt,
 )
+from urllib3.exceptions import NewConnectionError
 
 from bridge import metrics
 from bridge.errors import Remedy
@@ -38,6 +42,10 @@ log = get_logger(__name__)
 
 ENDPOINT = "/webservice/rest/server.php"
 RETRY_STATUSES = {429, 500, 502, 503, 504}
+# 500/502/504 may come after the site did the work; 429 and 503 mean it was not attempted.
+MAYBE_DONE_STATUSES = {500, 502, 504}
+# Writes that doing twice does twice: Moodle keeps no idempotency key for them.
+NOT_IDEMPOTENT = frozenset({"core_message_send_instant_messages", "core_competency_create_plan"})
 MAX_FIELDS = 4000  # Moodle requires max_input_vars >= 5000; stay clear of it
 
 
@@ -60,8 +68,27 @@ class RateLimiter:
             time.sleep(slot - now)
 
 
+class OutcomeUnknown(errors.TransportError):
+    """A non-idempotent call failed after the request may have reached the site: not repeated here.
+
+    ``ambiguous`` tells the delivery stage to check the site (reconcile) before any resend.
+    """
+
+    ambiguous = True
+
+
 def _retryable(exc: BaseException) -> bool:
+    if isinstance(exc, OutcomeUnknown):
+        return False
     return isinstance(exc, errors.TransportError | errors.SiteMaintenance) and exc.remedy is Remedy.RETRY
+
+
+def _never_sent(exc: requests.RequestException) -> bool:
+    """Whether the request certainly did not reach the site (no connection was made)."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return True
+    cause = exc.args[0] if exc.args else None  # urllib3's MaxRetryError carries the reason
+    return isinstance(getattr(cause, "reason", cause), NewConnectionError)
 
 
 class MoodleClient:
@@ -154,21 +181,37 @@ class MoodleClient:
                 "moodle call", site=self.site, function=function, outcome=outcome, seconds=round(elapsed, 3)
             )
 
+    def _transport(
+        self, function: str, detail: str, retry_after: float | None = None, *, maybe_done: bool = False
+    ) -> errors.TransportError:
+        if maybe_done and function in NOT_IDEMPOTENT:
+            return OutcomeUnknown(
+                self.site, function, f"{detail}; it may have taken effect, so it is not repeated blindly"
+            )
+        return errors.TransportError(self.site, function, detail, retry_after)
+
     def _request(self, function: str, body: list[tuple[str, str]]) -> Any:
         try:
             response = self.session.post(
                 self.url + ENDPOINT, data=body, timeout=self.timeout, verify=self.verify_tls
             )
-        except requests.Timeout:
-            raise errors.TransportError(self.site, function, f"no answer within {self.timeout:g} s") from None
+        except requests.Timeout as exc:
+            raise self._transport(
+                function, f"no answer within {self.timeout:g} s", maybe_done=not _never_sent(exc)
+            ) from None
         except requests.ConnectionError as exc:
-            raise errors.TransportError(
-                self.site, function, f"cannot connect ({type(exc).__name__})"
+            raise self._transport(
+                function, f"cannot connect ({type(exc).__name__})", maybe_done=not _never_sent(exc)
             ) from None
         if response.status_code != 200:
             retry_after = _retry_after(response.headers.get("Retry-After"))
             if response.status_code in RETRY_STATUSES:
-                raise errors.TransportError(self.site, function, f"HTTP {response.status_code}", retry_after)
+                raise self._transport(
+                    function,
+                    f"HTTP {response.status_code}",
+                    retry_after,
+                    maybe_done=response.status_code in MAYBE_DONE_STATUSES,
+                )
             hint = (
                 " (web services or the REST protocol may be disabled)" if response.status_code == 403 else ""
             )
@@ -177,10 +220,10 @@ class MoodleClient:
             raise error
         try:
             data = response.json()
-        except (json.JSONDecodeError, ValueError):
+        except (json.JSONDecodeError, ValueError, RecursionError):  # RecursionError: nested too deep
             snippet = response.text[:80].replace("\n", " ")
-            raise errors.TransportError(
-                self.site, function, f"the answer is not JSON (starts {snippet!r})"
+            raise self._transport(
+                function, f"the answer is not JSON (starts {snippet!r})", maybe_done=True
             ) from None
         if isinstance(data, dict) and "exception" in data and "errorcode" in data:
             raise errors.from_body(self.site, function, data)
@@ -216,7 +259,12 @@ def _retry_after(value: str | None) -> float | None:
 
 def _log_warnings(site: str, function: str, data: Any) -> None:
     warnings = data.get("warnings") if isinstance(data, dict) else None
-    for warning in warnings or []:
+    if not isinstance(warnings, list):
+        return
+    for warning in warnings:
+        if not isinstance(warning, dict):
+            log.warning("moodle warning", site=site, function=function, message=str(warning)[:200])
+            continue
         log.warning(
             "moodle warning",
             site=site,
