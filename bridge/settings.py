@@ -112,7 +112,12 @@ class DaemonSettings(_Section):
     grace_seconds: float = Field(
         default=30, gt=0, description="On SIGTERM, how long to let the work in flight finish."
     )
-    workers: int = Field(default=4, ge=1, le=32, description="Jobs that may run at the same time.")
+    workers: int = Field(
+        default=4,
+        ge=1,
+        le=32,
+        description="Jobs that may run at the same time (PostgreSQL; on SQLite jobs run one at a time).",
+    )
 
 
 class MetricSettings(_Section):
