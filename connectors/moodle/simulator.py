@@ -24,7 +24,7 @@ def start_in_thread(
     *,
     manager_share: float = 0.11,
     competencies: int = 6,
-) -> Running:
+) -> Running[Simulator]:
     """A simulator serving on 127.0.0.1 in a background thread (port 0: any free port)."""
     org = generate(
         seed, people=people, courses=courses, manager_share=manager_share, competencies=competencies

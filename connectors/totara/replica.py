@@ -9,7 +9,7 @@ runs on (PostgreSQL, MySQL/MariaDB, SQL Server) works with its driver installed.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -60,6 +60,14 @@ class ReplicaReader:
                 Remedy.RETRY,
             ) from None
 
+    def _incremental(
+        self, query: Any, record: Callable[[Any], Record | None], stamp: str
+    ) -> Iterator[tuple[list[Record], int]]:
+        """Pages of records with the newest Totara time in each page (the stream's next cursor)."""
+        for rows in self._rows(query):
+            found = [r for r in (record(row) for row in rows) if r is not None]
+            yield found, max(int(getattr(row, stamp)) for row in rows)
+
     def check(self) -> list[str]:
         """The Totara tables the replica lacks (empty when all are readable)."""
         missing = []
@@ -87,14 +95,11 @@ class ReplicaReader:
             .where(c.c.timecompleted > since)
             .order_by(c.c.timecompleted)
         )
-        for rows in self._rows(query):
-            yield (
-                [
-                    Completion(self.site, int(r.userid), int(r.course), completed_at=_at(r.timecompleted))
-                    for r in rows
-                ],
-                max(int(r.timecompleted) for r in rows),
-            )
+        return self._incremental(
+            query,
+            lambda r: Completion(self.site, int(r.userid), int(r.course), completed_at=_at(r.timecompleted)),
+            "timecompleted",
+        )
 
     def programs(self) -> list[LearningItem]:
         p = self.t.prog
@@ -130,20 +135,17 @@ class ReplicaReader:
             )
             .order_by(pc.c.timecompleted)
         )
-        for rows in self._rows(query):
-            yield (
-                [
-                    Completion(
-                        self.site,
-                        int(r.userid),
-                        int(r.programid),
-                        completed_at=_at(r.timecompleted),
-                        kind=ItemKind.PROGRAM,
-                    )
-                    for r in rows
-                ],
-                max(int(r.timecompleted) for r in rows),
-            )
+        return self._incremental(
+            query,
+            lambda r: Completion(
+                self.site,
+                int(r.userid),
+                int(r.programid),
+                completed_at=_at(r.timecompleted),
+                kind=ItemKind.PROGRAM,
+            ),
+            "timecompleted",
+        )
 
     def certification_completions(self, since: int) -> Iterator[tuple[list[Record], int]]:
         """Certified (or expired) records with their expiry and recertification-window dates."""
@@ -161,9 +163,10 @@ class ReplicaReader:
             .where(and_(cc.c.status.in_((CERTIF_COMPLETED, CERTIF_EXPIRED)), cc.c.timemodified > since))
             .order_by(cc.c.timemodified)
         )
-        for rows in self._rows(query):
-            yield (
-                [
+        return self._incremental(
+            query,
+            lambda r: (
+                (
                     Completion(
                         self.site,
                         int(r.userid),
@@ -173,11 +176,12 @@ class ReplicaReader:
                         expires_at=_when(r.timeexpires),
                         window_opens_at=_when(r.timewindowopens),
                     )
-                    for r in rows
-                    if r.timecompleted
-                ],
-                max(int(r.timemodified) for r in rows),
-            )
+                )
+                if r.timecompleted
+                else None
+            ),
+            "timemodified",
+        )
 
     def competencies(self) -> list[Record]:
         c = self.t.comp
@@ -209,18 +213,15 @@ class ReplicaReader:
             .where(and_(a.c.status == ACHIEVEMENT_ACTIVE, a.c.time_status > since))
             .order_by(a.c.time_status)
         )
-        for rows in self._rows(query):
-            yield (
-                [
-                    CompetencyRating(
-                        self.site,
-                        int(r.user_id),
-                        int(r.competency_id),
-                        proficient=bool(r.proficient),
-                        grade=int(r.scale_value_id) if r.scale_value_id is not None else None,
-                        rated_at=_when(r.time_status),
-                    )
-                    for r in rows
-                ],
-                max(int(r.time_status) for r in rows),
-            )
+        return self._incremental(
+            query,
+            lambda r: CompetencyRating(
+                self.site,
+                int(r.user_id),
+                int(r.competency_id),
+                proficient=bool(r.proficient),
+                grade=int(r.scale_value_id) if r.scale_value_id is not None else None,
+                rated_at=_when(r.time_status),
+            ),
+            "time_status",
+        )

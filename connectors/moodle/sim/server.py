@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 from xml.sax.saxutils import escape
 
@@ -249,9 +249,18 @@ def make_handler(sim: Simulator) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+class Served(Protocol):
+    state: SiteState
+
+
+S = TypeVar("S", bound=Served)
+
+
 @dataclass
-class Running:
-    simulator: Simulator
+class Running(Generic[S]):
+    """A simulator serving in a background thread; ``stop`` also closes what it holds open."""
+
+    simulator: S
     server: ThreadingHTTPServer
     thread: threading.Thread
 
@@ -267,20 +276,28 @@ class Running:
         self.server.shutdown()
         self.server.server_close()
         self.thread.join(5)
+        close = getattr(self.simulator, "close", None)
+        if close is not None:
+            close()
 
 
-def serve(simulator: Simulator, port: int = 0, host: str = "127.0.0.1") -> Running:
-    server = ThreadingHTTPServer((host, port), make_handler(simulator))
+def start(
+    simulator: S, handler: type[BaseHTTPRequestHandler], name: str, port: int = 0, host: str = "127.0.0.1"
+) -> Running[S]:
+    server = ThreadingHTTPServer((host, port), handler)
     server.daemon_threads = True
-    actual = server.server_address[1]
-    simulator.state.url = f"http://{host}:{actual}"
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), name="moodle-simulator", daemon=True)
+    simulator.state.url = f"http://{host}:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), name=name, daemon=True)
     thread.start()
     return Running(simulator, server, thread)
 
 
+def serve(simulator: Simulator, port: int = 0, host: str = "127.0.0.1") -> Running[Simulator]:
+    return start(simulator, make_handler(simulator), "moodle-simulator", port, host)
+
+
 @contextmanager
-def running(state: SiteState, token: str, debug: bool = False) -> Iterator[Running]:
+def running(state: SiteState, token: str, debug: bool = False) -> Iterator[Running[Simulator]]:
     handle = serve(Simulator(state, token, debug))
     try:
         yield handle

@@ -21,10 +21,8 @@ import secrets
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -38,7 +36,7 @@ from graphql import (
     validate,
 )
 
-from connectors.moodle.sim.server import Simulator, make_handler
+from connectors.moodle.sim.server import Running, Simulator, make_handler, start
 from connectors.moodle.sim.state import SimCohort, SiteState
 from connectors.simulation.org import Organisation
 from connectors.totara.graphql import ENDPOINT as GRAPHQL_PATH
@@ -349,6 +347,10 @@ class TotaraSimulator:
 
     # ------------------------------------------------------------------ replica and control
 
+    def close(self) -> None:
+        if self.replica is not None:
+            self.replica.close()
+
     def sync_replica(self) -> None:
         if self.replica is not None:
             with self.state.lock:
@@ -429,41 +431,8 @@ def make_totara_handler(sim: TotaraSimulator) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-@dataclass
-class RunningTotara:
-    simulator: TotaraSimulator
-    server: ThreadingHTTPServer
-    thread: threading.Thread
-
-    @property
-    def url(self) -> str:
-        return self.simulator.state.url
-
-    @property
-    def state(self) -> SiteState:
-        return self.simulator.state
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(5)
-        if self.simulator.replica is not None:
-            self.simulator.replica.close()
+RunningTotara = Running[TotaraSimulator]
 
 
 def serve(simulator: TotaraSimulator, port: int = 0, host: str = "127.0.0.1") -> RunningTotara:
-    server = ThreadingHTTPServer((host, port), make_totara_handler(simulator))
-    server.daemon_threads = True
-    simulator.state.url = f"http://{host}:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), name="totara-simulator", daemon=True)
-    thread.start()
-    return RunningTotara(simulator, server, thread)
-
-
-@contextmanager
-def running(simulator: TotaraSimulator) -> Iterator[RunningTotara]:
-    handle = serve(simulator)
-    try:
-        yield handle
-    finally:
-        handle.stop()
+    return start(simulator, make_totara_handler(simulator), "totara-simulator", port, host)
