@@ -5,13 +5,27 @@ from __future__ import annotations
 import signal
 import threading
 from types import FrameType
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from connectors.moodle.sim.server import Running, Simulator, serve
 from connectors.moodle.sim.state import SiteState
 from connectors.simulation.org import generate
+
+
+def serve_until_stopped(handle: Running[Any], what: str, seed: int, people: int) -> None:
+    """Run a simulator in the foreground until SIGTERM or Ctrl-C."""
+    typer.echo(f"{what} listening on {handle.url} (seed {seed}, {people} people); Ctrl-C to stop", err=True)
+    stop = threading.Event()
+
+    def on_signal(_signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    stop.wait()
+    handle.stop()
 
 
 def start_in_thread(
@@ -51,16 +65,4 @@ def command(
     handle = start_in_thread(
         token, seed, people, courses, release, port, manager_share=manager_share, competencies=competencies
     )
-    typer.echo(
-        f"Moodle {release} simulator listening on {handle.url} (seed {seed}, {people} people); Ctrl-C to stop",
-        err=True,
-    )
-    stop = threading.Event()
-
-    def on_signal(_signum: int, _frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    stop.wait()
-    handle.stop()
+    serve_until_stopped(handle, f"Moodle {release} simulator", seed, people)

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import signal
-import threading
 from pathlib import Path
-from types import FrameType
 from typing import Annotated
 
 import typer
 
 from connectors.moodle.sim.state import SiteState
+from connectors.moodle.simulator import serve_until_stopped
 from connectors.simulation.org import generate
 from connectors.totara.sim.server import RunningTotara, TotaraSimulator, serve
 
@@ -69,16 +67,4 @@ def command(
         replica=replica,
         port=port,
     )
-    typer.echo(
-        f"Totara {release} simulator listening on {handle.url} (seed {seed}, {people} people); Ctrl-C to stop",
-        err=True,
-    )
-    stop = threading.Event()
-
-    def on_signal(_signum: int, _frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    stop.wait()
-    handle.stop()
+    serve_until_stopped(handle, f"Totara {release} simulator", seed, people)
