@@ -291,12 +291,14 @@ def evaluate(
     needs = kpi_needs(mappings)
     waiting: set[str] = set()
     for mp in mappings:
-        missing = [k for k, v in ctx.targets.items() if v is None and k[0] in {r.site for r in mp.recommend}]
+        refs = item_refs(mp)
+        mine = {(r.site, r.kind, r.ref) for r in refs}
+        missing = [k for k, v in ctx.targets.items() if v is None and k in mine]
         for site, kind, ref in missing:
             problem = f"mapping {mp.id}: {kind} '{ref}' was not found on site '{site}'"
             if problem not in report.problems:
                 report.problems.append(problem)
-        if any(ref.site not in synced for ref in item_refs(mp)):
+        if any(ref.site not in synced for ref in refs):
             # Nothing read from that site yet (it was down, or is new): this is not the
             # mapping's first evaluation, and its backfill baseline must wait for the site.
             waiting.add(mp.id)
