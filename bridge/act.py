@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, select, update
 
+from bridge import registry
 from bridge.decide import Decision, LatestRecommendation
 from bridge.facts import Facts
 from bridge.guards import window_options
@@ -18,6 +19,7 @@ from bridge.mapping.loader import MappingSet
 from bridge.outbox import NewAction, action_key, cancel_for_recommendation, enqueue, target_json
 from bridge.ports import ActionKind
 from bridge.records import Target
+from bridge.registry import Refusal
 from bridge.settings import Settings
 from bridge.store import schema as t
 from bridge.timing import next_send_time, zone
@@ -87,8 +89,14 @@ def recommend_actions(
     episode: int,
     settings: Settings,
     now: datetime,
+    refuses: Refusal = lambda _site, _channel, _kind: None,
 ) -> list[NewAction]:
-    """The actions a newly opened recommendation queues, one per target and channel."""
+    """The actions a newly opened recommendation queues, one per target and channel.
+
+    A channel the target's site can never take (a learning plan on Totara, say) is recorded as
+    suppressed with the reason, and the learner is told by message instead unless the mapping
+    already sends one — never dropped silently.
+    """
     person = facts.person
     reason = "; ".join(decision.facts)
     send_at, window = sending_slot(mapping.schedule, person.timezone, settings, now)
@@ -101,13 +109,21 @@ def recommend_actions(
         )
         if target is None:
             continue
-        for channel in rec.channels:
+        refused: dict[str, str | None] = {
+            ch: refuses(rec.site, ch, rec.kind) for ch in rec.channels if ch != "email"
+        }
+        channels = list(rec.channels)
+        if any(refused.values()) and "message" not in channels and not refuses(rec.site, "message", rec.kind):
+            channels.append("message")
+        for channel in channels:
             kind = ActionKind(channel)
             site = "email" if kind is ActionKind.EMAIL else target.site
             account = facts.accounts.get(target.site)
             state, why = "pending", None
             if decision.holdout:
                 state, why = "suppressed", "measurement holdout: deliberately not contacted"
+            elif refused.get(channel):
+                state, why = "suppressed", f"{refused[channel]} (the learner is told by message instead)"
             elif kind is ActionKind.EMAIL and not person.email:
                 state, why = "suppressed", "no work email in the HR record"
             elif kind is not ActionKind.EMAIL and account is None:
@@ -158,6 +174,7 @@ class Actor:
     def __init__(self, mapping_set: MappingSet, settings: Settings) -> None:
         self.mappings = {mp.id: mp for mp in mapping_set.mappings}
         self.settings = settings
+        self.refuses = registry.refusal(settings)
         self.queued = 0
 
     def __call__(
@@ -208,6 +225,7 @@ class Actor:
                         episode,
                         self.settings,
                         now,
+                        self.refuses,
                     )
                     queued.extend(self._not_twice(a, already, d) for a in actions)
         for d in decisions:

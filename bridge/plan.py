@@ -9,6 +9,7 @@ from datetime import datetime
 
 from sqlalchemy import Connection, Engine
 
+from bridge import registry
 from bridge.act import recommend_actions
 from bridge.decide import DecideReport, Decision, LatestRecommendation, evaluate
 from bridge.facts import Facts
@@ -27,6 +28,7 @@ class Planner:
     def __init__(self, mapping_set: MappingSet, settings: Settings) -> None:
         self.mappings = {mp.id: mp for mp in mapping_set.mappings}
         self.settings = settings
+        self.refuses = registry.refusal(settings)
         self.planned: list[PlannedDecision] = []
 
     def __call__(
@@ -50,6 +52,7 @@ class Planner:
                     episode,
                     self.settings,
                     now,
+                    self.refuses,
                 )
             self.planned.append(planned)
 

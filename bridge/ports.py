@@ -230,6 +230,13 @@ class Connector:
     build_sink: SinkFactory | None = None
     doctor: DoctorFactory | None = None
     webhook: WebhookFactory | None = None
+    refuses: RefusalFactory | None = None
+
+
+class RefusalFactory(Protocol):
+    def __call__(self, options: Any, channel: str, item_kind: str) -> str | None:
+        """Why this site can never take ``channel`` for a ``item_kind`` item (None: it can)."""
+        ...
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ A third party ships a connector as its own distribution by registering a
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from importlib.metadata import entry_points
@@ -74,6 +75,22 @@ def configured(settings: Settings) -> list[Configured]:
             if entry.enabled:
                 result.append(_configured(settings, section, name, entry))
     return result
+
+
+Refusal = Callable[[str, str, str], str | None]
+
+
+def refusal(settings: Settings) -> Refusal:
+    """Why a site cannot take a channel for a kind of item, by site name (None: it can)."""
+    sites = {item.name: item for item in configured(settings) if item.section == "sites"}
+
+    def refuses(site: str, channel: str, item_kind: str) -> str | None:
+        item = sites.get(site)
+        if item is None or item.connector.refuses is None:
+            return None
+        return item.connector.refuses(item.options, channel, item_kind)
+
+    return refuses
 
 
 def sources(settings: Settings) -> list[Source]:

@@ -364,7 +364,9 @@ def test_sink_routes_messages_enrolments_audiences_and_refuses_plans_with_reason
 # ---------------------------------------------------------------------- CLI: doctor and sync
 
 
-def config(tmp_path: Path, site: RunningTotara, mappings: Path, *, replica: bool = True) -> Path:
+def config(
+    tmp_path: Path, site: RunningTotara, mappings: Path, *, replica: bool = True, audiences: bool = True
+) -> Path:
     path = tmp_path / "lmsbridge.toml"
     replica_line = f'replica_url = "sqlite:///{tmp_path / "replica.db"}"' if replica else ""
     path.write_text(
@@ -380,7 +382,7 @@ type = "totara"
 url = "{site.url}"
 client_id = "{CLIENT_ID}"
 {replica_line}
-audiences = {{ "certification:CERT-SAFETY" = "AUD-CERT-SAFETY" }}
+{'audiences = { "certification:CERT-SAFETY" = "AUD-CERT-SAFETY" }' if audiences else ""}
 [feeds.hr]
 type = "csv"
 people = "{ROOT / "examples/hr/people.csv"}"
@@ -431,6 +433,27 @@ def test_sync_recommends_recertification_and_assigns_through_the_audience(
     again = run(cfg, "sync", "--once")
     assert again.returncode == 0 and state(totara)["audiences"]["AUD-CERT-SAFETY"] == members
     assert SECRET not in result.stdout + result.stderr + again.stdout + again.stderr
+
+
+def test_a_channel_totara_cannot_take_falls_back_to_a_message_never_silently(
+    totara: RunningTotara, tmp_path: Path, certification_mapping: Path
+) -> None:
+    cert = certification_mapping / "cert.yaml"
+    cert.write_text(cert.read_text().replace("channels: [message, enrol]", "channels: [enrol]"))
+    cfg = config(tmp_path, totara, certification_mapping, audiences=False)
+    assert run(cfg, "db", "upgrade").returncode == 0
+    assert run(cfg, "sync", "--once").returncode == 0
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "state.db") as db:
+        states = dict(
+            db.execute("select kind, state from actions where purpose = 'recommend' group by kind").fetchall()
+        )
+        (reason,) = {r for (r,) in db.execute("select last_error from actions where kind = 'enrol'")}
+    assert states["enrol"] == "suppressed" and "no audience is configured" in reason
+    assert "told by message instead" in reason
+    assert states["message"] in ("sent", "pending")  # the learner hears about it all the same
+    assert state(totara)["messages"] or states["message"] == "pending"
 
 
 def test_doctor_reports_routes_and_what_is_missing(

@@ -17,7 +17,7 @@ from connectors.totara.doctor import checks
 from connectors.totara.graphql import GraphQLClient
 from connectors.totara.oauth import TokenSource
 from connectors.totara.replica import ReplicaReader
-from connectors.totara.sink import TotaraSink
+from connectors.totara.sink import NO_PLANS, TotaraSink
 from connectors.totara.source import TotaraSource
 
 
@@ -160,6 +160,16 @@ def build_sink(name: str, options: Any, settings: Settings) -> Sink:
     )
 
 
+def refuses(options: Any, channel: str, item_kind: str) -> str | None:
+    """What no Totara API can do, whatever the version: plans; and program or certification
+    assignment without an audience configured to carry it."""
+    if channel == "plan":
+        return NO_PLANS
+    if channel == "enrol" and item_kind in ("program", "certification") and not options.audiences:
+        return f"no Totara API assigns a {item_kind} and no audience is configured for it (sites.<name>.audiences)"
+    return None
+
+
 def webhook(options: Any) -> Webhook | None:
     secret = options.webhook_secret
     return Webhook("X-Totara-Signature", secret.get_secret_value()) if secret is not None else None
@@ -180,4 +190,5 @@ connector = Connector(
     build_sink=build_sink,
     doctor=doctor,
     webhook=webhook,
+    refuses=refuses,
 )
