@@ -118,17 +118,20 @@ class MoodleSource:
     # ------------------------------------------------------------------ users
 
     def pull_users(self, ctx: PullContext) -> Iterator[Batch]:
+        """Everyone daily (``users`` cursor); in between, only unlinked people whose HR record
+        changed since the newest one the previous poll saw (``users_since``), so a person with
+        no account is not looked up again on every poll. A poll before any HR data arrived
+        counts for neither."""
         cursor = ctx.cursors.get("users")
         everyone = ctx.full or refresh_due(cursor, USERS_REFRESH, ctx.now)
         linked = set(ctx.view.linked_users().values()) if ctx.view is not None else set()
-        since = datetime.fromisoformat(cursor) if cursor and not everyone else None
+        seen = ctx.cursors.get("users_since")
+        since = datetime.fromisoformat(seen) if seen and not everyone else None
         people = [
             p
             for p in ctx.people
             if everyone
-            or (
-                p.person_id not in linked and (since is None or p.changed_at is None or p.changed_at >= since)
-            )
+            or (p.person_id not in linked and (since is None or p.changed_at is None or p.changed_at > since))
         ]
         found_numbers: set[str] = set()
         found_emails: set[str] = set()
@@ -146,7 +149,9 @@ class MoodleSource:
             yield Batch("users", users)
         missing = [p for p in remaining if p.email and p.email.strip().lower() not in found_emails]
         yield from self._email_like(missing)
-        yield Batch("users", [], cursor=stamp(ctx.now) if everyone else cursor)
+        yield Batch("users", [], cursor=stamp(ctx.now) if everyone and ctx.people else cursor)
+        newest = max((p.changed_at for p in ctx.people if p.changed_at is not None), default=None)
+        yield Batch("users_since", [], cursor=stamp(newest) if newest is not None else seen)
 
     def _by_field(self, field: str, values: Sequence[str]) -> Iterator[list[LmsUser]]:
         for start in range(0, len(values), self.users_chunk):
