@@ -7,7 +7,9 @@ benchmark in its own process (``python -m bench.NAME``) to see a stage's own pea
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
 import platform
 import resource
 import sys
@@ -71,6 +73,17 @@ class Run:
         return path
 
 
+def add_store_options(parser: argparse.ArgumentParser) -> None:
+    """``--store sqlite|postgresql`` and the PostgreSQL server (the tests' server by default)."""
+    parser.add_argument("--store", choices=["sqlite", "postgresql"], default="sqlite")
+    parser.add_argument(
+        "--postgres-url",
+        default=os.environ.get(
+            "LMSBRIDGE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+        ),
+    )
+
+
 @contextmanager
 def scratch_postgres(admin_url: str) -> Iterator[str]:
     """A throwaway database on the PostgreSQL server at ``admin_url``, dropped afterwards."""
@@ -91,8 +104,6 @@ def scratch_postgres(admin_url: str) -> Iterator[str]:
 
 
 def machine() -> dict[str, Any]:
-    import os
-
     return {
         "python": platform.python_version(),
         "platform": platform.platform(),

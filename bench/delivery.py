@@ -11,13 +11,12 @@ Prints messages per second and the HTTP calls made. The simulator runs in its ow
 from __future__ import annotations
 
 import argparse
-import os
 import tempfile
 from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench.common import Run, scratch_postgres
+from bench.common import Run, add_store_options, scratch_postgres
 from bench.organisation import COMPETENCIES, MANAGER_SHARE, TOKEN, calls, free_port, moodle_process
 from bridge import clock, log
 from bridge.cycle import deliver_stage
@@ -36,13 +35,7 @@ NOW = datetime(2026, 11, 3, 10, tzinfo=UTC)
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--messages", type=int, default=10_000)
-    parser.add_argument("--store", choices=["sqlite", "postgresql"], default="sqlite")
-    parser.add_argument(
-        "--postgres-url",
-        default=os.environ.get(
-            "LMSBRIDGE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-        ),
-    )
+    add_store_options(parser)
     args = parser.parse_args()
     log.configure("warning")
     run = Run(f"delivery-{args.store}-{args.messages}")

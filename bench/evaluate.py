@@ -19,7 +19,7 @@ from typing import Any
 
 from sqlalchemy import Engine, func, select, text
 
-from bench.common import Run, scratch_postgres
+from bench.common import Run, add_store_options, scratch_postgres
 from bridge.act import Actor
 from bridge.decide import evaluate
 from bridge.mapping.loader import load_dir
@@ -151,8 +151,7 @@ def seed_store(engine: Engine, people: int, rng: random.Random) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--people", type=int, default=50_000)
-    parser.add_argument("--store", choices=["sqlite", "postgresql"], default="sqlite")
-    parser.add_argument("--postgres-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    add_store_options(parser)
     args = parser.parse_args()
     rng = random.Random(7)
     run = Run(f"evaluate-{args.store}-{args.people}")

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import subprocess
 import sys
@@ -29,7 +28,7 @@ from typing import Any
 
 from sqlalchemy import Engine, func, select
 
-from bench.common import Run, scratch_postgres
+from bench.common import Run, add_store_options, scratch_postgres
 from bridge import clock, log
 from bridge.cycle import decide_stage, deliver_stage, pull_source
 from bridge.mapping.loader import MappingSet, load_dir
@@ -250,13 +249,7 @@ def pipeline(learners: int, store: str, root: Path, url: str, run: Run) -> dict[
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--learners", type=int, default=50_000)
-    parser.add_argument("--store", choices=["sqlite", "postgresql"], default="sqlite")
-    parser.add_argument(
-        "--postgres-url",
-        default=os.environ.get(
-            "LMSBRIDGE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-        ),
-    )
+    add_store_options(parser)
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args()
     log.configure("warning")

@@ -33,7 +33,7 @@ from bridge import clock, health, registry
 from bridge.cycle import decide_stage, deliver_stage, ordered_sources, pull_source
 from bridge.dashboard import Dashboard
 from bridge.delivery import worker_id
-from bridge.errors import BridgeError, MappingError, StoreError
+from bridge.errors import BridgeError, MappingError, StoreError, database_cause
 from bridge.locks import single_process
 from bridge.log import get_logger, redact_text
 from bridge.mapping.loader import MappingSet, load_dir
@@ -115,7 +115,7 @@ class Daemon:
                 log.error(
                     "job could not reach the store; it runs again at its next time",
                     job=name,
-                    error=_first_line(exc),
+                    error=redact_text(database_cause(exc)),
                 )
             except Exception:
                 log.exception("job crashed", job=name)
@@ -260,8 +260,3 @@ class Daemon:
         self.engine.dispose()
         log.info("stopped cleanly")
         return 0
-
-
-def _first_line(exc: BaseException) -> str:
-    cause = getattr(exc, "orig", None) or exc
-    return redact_text(str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__)

@@ -43,5 +43,12 @@ class SourceError(BridgeError):
         self.remedy = remedy
 
 
+def database_cause(exc: BaseException) -> str:
+    """The driver's own first line for a SQLAlchemy error (its wrapper adds the SQL and a link)."""
+    cause = getattr(exc, "orig", None) or exc
+    text = str(cause).strip()
+    return f"{type(cause).__name__}: {text.splitlines()[0]}" if text else type(cause).__name__
+
+
 class StoreError(BridgeError):
     """The state database is unreachable or not at the expected schema version."""

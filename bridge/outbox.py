@@ -27,9 +27,6 @@ from bridge.records import Target
 from bridge.store import schema as t
 from bridge.store.ingest import upsert_statement
 
-ACTIVE_STATES = ("waiting", "pending", "sending")
-FINAL_STATES = ("sent", "dead", "suppressed", "cancelled")
-
 
 def action_key(
     mapping_id: str,

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import requests
+
 from bridge.errors import BridgeError, Remedy
 
 EXPIRED_TOKEN = "Missing, expired or invalid access token"  # noqa: S105 - an error text, not a secret
@@ -71,6 +73,18 @@ class TransportError(TotaraError):
 
 class OperationMissing(TotaraError):
     """The site's schema has no such query or mutation (older version or a disabled feature)."""
+
+
+def post(
+    session: requests.Session, site: str, operation: str, url: str, *, timeout: float, **kwargs: Any
+) -> requests.Response:
+    """POST to the site; a timeout or a failed connection becomes a retryable TransportError."""
+    try:
+        return session.post(url, timeout=timeout, **kwargs)
+    except requests.Timeout:
+        raise TransportError(site, operation, f"no answer within {timeout:g} s") from None
+    except requests.ConnectionError as exc:
+        raise TransportError(site, operation, f"cannot connect ({type(exc).__name__})") from None
 
 
 def error_message(error: dict[str, Any]) -> str:

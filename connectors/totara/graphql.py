@@ -247,14 +247,16 @@ class GraphQLClient:
             "Accept": "application/json",
         }
         body = json.dumps({"operationName": name, "query": text, "variables": variables})
-        try:
-            response = self.session.post(
-                self.url, data=body, headers=headers, timeout=self.timeout, verify=self.verify_tls
-            )
-        except requests.Timeout:
-            raise errors.TransportError(self.site, name, f"no answer within {self.timeout:g} s") from None
-        except requests.ConnectionError as exc:
-            raise errors.TransportError(self.site, name, f"cannot connect ({type(exc).__name__})") from None
+        response = errors.post(
+            self.session,
+            self.site,
+            name,
+            self.url,
+            data=body,
+            headers=headers,
+            timeout=self.timeout,
+            verify=self.verify_tls,
+        )
         retry_after = _retry_after(response.headers.get("Retry-After"))
         if response.status_code == 429:
             raise errors.RateLimited(self.site, name, retry_after)

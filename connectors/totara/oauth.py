@@ -68,16 +68,15 @@ class TokenSource:
             "client_secret": self._secret,
         }
         operation = "the OAuth 2.0 token request"
-        try:
-            response = self.session.post(self.url, data=body, timeout=self.timeout, verify=self.verify_tls)
-        except requests.Timeout:
-            raise errors.TransportError(
-                self.site, operation, f"no answer within {self.timeout:g} s"
-            ) from None
-        except requests.ConnectionError as exc:
-            raise errors.TransportError(
-                self.site, operation, f"cannot connect ({type(exc).__name__})"
-            ) from None
+        response = errors.post(
+            self.session,
+            self.site,
+            operation,
+            self.url,
+            data=body,
+            timeout=self.timeout,
+            verify=self.verify_tls,
+        )
         if response.status_code in (429, 500, 502, 503, 504):
             raise errors.TransportError(self.site, operation, f"HTTP {response.status_code}")
         try:

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import Engine, and_, create_engine, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from bridge.errors import Remedy, SourceError
+from bridge.errors import Remedy, SourceError, database_cause
 from bridge.records import Competency, CompetencyRating, Completion, ItemKind, LearningItem, Record
 from connectors.totara.tables import (
     ACHIEVEMENT_ACTIVE,
@@ -53,10 +53,8 @@ class ReplicaReader:
                 while rows := result.fetchmany(PAGE):
                     yield list(rows)
         except SQLAlchemyError as exc:
-            cause = getattr(exc, "orig", None) or exc
             raise SourceError(
-                f"Totara site '{self.site}': the database replica could not be read "
-                f"({type(cause).__name__}: {str(cause).splitlines()[0]})",
+                f"Totara site '{self.site}': the database replica could not be read ({database_cause(exc)})",
                 Remedy.RETRY,
             ) from None
 
