@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from bridge.errors import BridgeError
 from bridge.ports import DoctorCheck
 from connectors.moodle.doctor import function_check
+from connectors.totara.graphql import GraphQLClient, operation
 from connectors.totara.sink import NO_PLANS, TotaraSink
 from connectors.totara.source import TotaraSource
 
@@ -18,12 +19,15 @@ REPLICA_FIX = (
 )
 
 
-def _version(operations: set[str]) -> str:
-    if {"core_course_courses", "enrol_manual_enrol_user"} & operations:
-        return "18 or later (from the operations it exposes)"
-    if "core_user_users" in operations:
-        return "17 (from the operations it exposes)"
-    return "unknown"
+OPERATIONS = ("users", "job_assignments", "courses", "enrol")  # operations/<name>.graphql lmsbridge runs
+
+
+def _version(api: GraphQLClient) -> str:
+    major = api.version()
+    if major is None:
+        return "unknown (totara_webapi_status did not answer)"
+    later = " or later" if major == "19" else ""
+    return f"{major}{later} (from the root fields it answers)"
 
 
 def checks(source: TotaraSource, sink: TotaraSink, needs: Sequence[str]) -> list[DoctorCheck]:
@@ -32,11 +36,47 @@ def checks(source: TotaraSource, sink: TotaraSink, needs: Sequence[str]) -> list
     offered = _legacy(source, needs, results)
     _reads(source, needs, operations, offered, results)
     _writes(sink, needs, operations, offered, results)
+    results.append(DoctorCheck("routes", True, routes(source, operations, offered), required=False))
     return results
 
 
+def routes(source: TotaraSource, operations: set[str], offered: set[str]) -> str:
+    """Which route each kind of record takes on this site, in one line."""
+    legacy = bool(offered)
+    replica = source.replica is not None
+
+    def pick(*choices: tuple[bool, str]) -> str:
+        return next((text for ok, text in choices if ok), "none")
+
+    parts = {
+        "users": pick(
+            ("users" in operations, "API core_user_users"), (legacy, "legacy core_user_get_users_by_field")
+        ),
+        "courses": pick(
+            ("courses" in operations, "API core_course_courses"),
+            (legacy, "legacy core_course_get_courses_by_field"),
+        ),
+        "course completions": pick(
+            (replica, "replica course_completions"),
+            (legacy, "legacy core_enrol_get_users_courses + core_completion_get_course_completion_status"),
+        ),
+        "program and certification completions": pick((replica, "replica (expired certifications included)")),
+        "enrolment": pick(
+            ("enrol" in operations, "API enrol_manual_enrol_user"),
+            (legacy, "legacy enrol_manual_enrol_users"),
+        ),
+        "program assignment": pick((legacy, "audience membership, legacy core_cohort_add_cohort_members")),
+    }
+    if source.managers:
+        parts["managers"] = pick(
+            ("job_assignments" in operations, "API totara_job_job_assignments"),
+            (replica, "replica job_assignment"),
+        )
+    return "; ".join(f"{k}: {v}" for k, v in parts.items())
+
+
 def _api(source: TotaraSource, results: list[DoctorCheck]) -> set[str]:
-    """The external API's operations (empty without a working API client)."""
+    """The lmsbridge operations the external API will run (empty without a working API client)."""
     if source.api is None:
         results.append(
             DoctorCheck("external API", True, "not configured: legacy web services only", required=False)
@@ -45,16 +85,35 @@ def _api(source: TotaraSource, results: list[DoctorCheck]) -> set[str]:
     try:
         source.api.tokens.token()
         results.append(DoctorCheck("API client valid", True, f"client {source.api.tokens.client_id}"))
-        source.api.execute("status")
-        operations = source.api.operations()
     except BridgeError as exc:
         results.append(DoctorCheck("API client valid", False, str(exc), API_FIX))
         return set()
+    try:
+        source.api.execute("status")
+        operations = source.api.operations()
+        version = _version(source.api)
+        runnable = {name for name in OPERATIONS if source.api.available(name)}
+    except BridgeError as exc:
+        results.append(DoctorCheck("external API reachable", False, str(exc), API_FIX))
+        return set()
     results.append(DoctorCheck("external API reachable", True, "totara_webapi_status: ok"))
-    results.append(DoctorCheck("Totara version", True, _version(operations), required=False))
-    found = f"{', '.join(sorted(operations))} (found by {source.api.discovery})"
+    results.append(DoctorCheck("Totara version", True, version, required=False))
+    found = f"{', '.join(sorted(operations)) or 'none'} (found by {source.api.discovery})"
     results.append(DoctorCheck("operations available", True, found, required=False))
-    return operations
+    for name in OPERATIONS:
+        op = operation(name)
+        missing = source.api.missing_types(name) if op.root in operations else []
+        if missing:
+            results.append(
+                DoctorCheck(
+                    f"operation {op.root}",
+                    False,
+                    f"the site answers {op.root} but has no type {', '.join(missing)}: lmsbridge uses the "
+                    "other route for it (please report this Totara version)",
+                    required=False,
+                )
+            )
+    return runnable
 
 
 def _legacy(source: TotaraSource, needs: Sequence[str], results: list[DoctorCheck]) -> set[str]:
@@ -95,7 +154,7 @@ def _reads(
     offered: set[str],
     results: list[DoctorCheck],
 ) -> None:
-    if "core_user_users" not in operations and offered:
+    if "users" not in operations and offered:
         results.append(function_check("core_user_get_users_by_field", offered))
     if source.replica is not None:
         missing = source.replica.check()
@@ -112,7 +171,13 @@ def _reads(
         for function in ("core_enrol_get_users_courses", "core_completion_get_course_completion_status"):
             results.append(function_check(function, offered))
         results.append(
-            DoctorCheck("course completions", True, "per learner, legacy web services", required=False)
+            DoctorCheck(
+                "course completions",
+                True,
+                "per learner, legacy web services (core_enrol_get_users_courses by userid, then the "
+                "completion status of each enrolled course not yet complete)",
+                required=False,
+            )
         )
     else:
         results.append(
@@ -134,14 +199,17 @@ def _writes(
     if "message" in needs and offered:
         results.append(function_check("core_message_send_instant_messages", offered))
     if "enrol" in needs:
-        if "enrol_manual_enrol_user" in operations:
+        if "enrol" in operations:
             results.append(DoctorCheck("course enrolment", True, "enrol_manual_enrol_user (external API)"))
         elif offered:
             results.append(function_check("enrol_manual_enrol_users", offered))
         else:
             results.append(
                 DoctorCheck(
-                    "course enrolment", False, "no route", "a Totara 18+ API client or a legacy token"
+                    "course enrolment",
+                    False,
+                    "no route: the site's API has no enrol_manual_enrol_user (Totara 18+)",
+                    "set a legacy token (enrol_manual_enrol_users)",
                 )
             )
     if "assign" in needs:

@@ -1,10 +1,15 @@
 """Totara's failures as typed errors that say what the bridge should do about them.
 
-The external API answers GraphQL-style: HTTP 200 with an ``errors`` array (the detail is in
-``errors[].debugMessage`` on 17 and 18 and in ``errors[].extensions.debugMessage`` from 19),
-HTTP 429 when a rate limit is spent, and plain messages for authentication problems. The OAuth
-token endpoint reports problems in the JSON body (``error``), whatever the HTTP status. None of
-these messages ever includes the client secret or a token.
+The external API answers GraphQL-style, nearly always with HTTP 200: an ``errors`` array whose
+``message`` is ``"Internal server error"`` for anything a resolver threw, with the detail in
+``errors[].debugMessage`` on 17 and 18 and in ``errors[].extensions.debugMessage`` from 19 (and
+nowhere when the client's error response is "None"); Totara adds a top-level ``"error"`` string
+for old AJAX callers, which is ignored here. A refused token, the API switched off
+(``Feature api is not available.``) and a lazily loaded type that does not exist
+(``Type "X" not found in document.``) are errors about the whole request (no ``path``). HTTP
+429 (``Too many requests``) comes without Retry-After. The OAuth token endpoint reports problems
+in the JSON body (``error``, ``error_description``, ``hint``) with HTTP 200. None of these
+messages ever includes the client secret or a token.
 """
 
 from __future__ import annotations
@@ -18,6 +23,13 @@ from bridge.errors import BridgeError, Remedy
 EXPIRED_TOKEN = "Missing, expired or invalid access token"  # noqa: S105 - an error text, not a secret
 MISSING_HEADER = "did not contain the required Authorization header"
 COMPLEXITY = "Query complexity exceeded"
+FEATURE_OFF = "Feature api is not available"
+MISSING_TYPE = ("not found in document", "cannot be used as an input type", "Unknown type")
+NO_CLIENT = (
+    "Couldn't identify API client",
+    "Couldn't identify OAuth2 client provider",
+    "API user is invalid",
+)
 
 
 class TotaraError(BridgeError):
@@ -35,8 +47,9 @@ class TotaraError(BridgeError):
 class ClientRejected(TotaraError):
     """The token endpoint refused the client id and secret (or the client is disabled)."""
 
-    def __init__(self, site: str, error: str, description: str) -> None:
-        super().__init__(site, "the OAuth 2.0 token request", f"{description} ({error})")
+    def __init__(self, site: str, error: str, description: str, hint: str = "") -> None:
+        detail = f"{description} ({error}{'; ' + hint if hint else ''})"
+        super().__init__(site, "the OAuth 2.0 token request", detail)
 
     def __str__(self) -> str:
         return (
@@ -72,7 +85,26 @@ class TransportError(TotaraError):
 
 
 class OperationMissing(TotaraError):
-    """The site's schema has no such query or mutation (older version or a disabled feature)."""
+    """The site's schema has no such query, mutation or type (older version or a disabled feature)."""
+
+
+class ApiDisabled(TotaraError):
+    """The site's external API is switched off (``Feature api is not available.``)."""
+
+    def __str__(self) -> str:
+        return (
+            f"Totara site '{self.site}' has its external API switched off ({self.detail}): enable it under "
+            "Quick-access menu > Configure features > Shared services > Enable API, or remove client_id "
+            "to use the legacy web services only"
+        )
+
+
+class HeaderStripped(TotaraError):
+    """The request reached Totara without its Authorization header."""
+
+
+class ClientInvalid(TotaraError):
+    """The token was accepted but the API client or its service account is not usable."""
 
 
 def post(
@@ -98,17 +130,29 @@ def error_message(error: dict[str, Any]) -> str:
 
 
 def from_errors(site: str, operation: str, errors: list[dict[str, Any]]) -> TotaraError:
-    text = "; ".join(error_message(e) for e in errors)
+    text = "; ".join(error_message(e) for e in errors if isinstance(e, dict)) or "unknown error"
+    if FEATURE_OFF in text:
+        return ApiDisabled(site, operation, text)
     if EXPIRED_TOKEN in text:
         return TokenExpired(site, operation, text)
+    if any(marker in text for marker in NO_CLIENT):
+        return ClientInvalid(
+            site,
+            operation,
+            text + " — check the API client is enabled and its service account is an ordinary, active user",
+        )
     if COMPLEXITY in text:
         return QueryTooComplex(site, operation, text)
-    if "Cannot query field" in text:
+    if "Cannot query field" in text or any(marker in text for marker in MISSING_TYPE):
         return OperationMissing(site, operation, text)
     if MISSING_HEADER in text:
-        return TotaraError(
+        return HeaderStripped(
             site,
             operation,
             text + " — the web server in front of Totara strips the Authorization header; pass it through",
         )
     return TotaraError(site, operation, text)
+
+
+# Errors about the whole request, never about one field: raised however the answer looks.
+REQUEST_LEVEL = (ApiDisabled, TokenExpired, ClientInvalid, HeaderStripped, QueryTooComplex)

@@ -23,7 +23,16 @@ from importlib import resources
 from typing import Any
 
 import requests
-from graphql import FieldNode, OperationDefinitionNode, OperationType, parse
+from graphql import (
+    FieldNode,
+    ListTypeNode,
+    NamedTypeNode,
+    NonNullTypeNode,
+    OperationDefinitionNode,
+    OperationType,
+    TypeNode,
+    parse,
+)
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
 from bridge import metrics
@@ -37,7 +46,11 @@ log = get_logger(__name__)
 ENDPOINT = "/api/graphql.php"
 QUERY_COST = 5
 MUTATION_COST = 10
-INTROSPECTION = "query lmsbridge_introspection { __schema { queryType { fields { name } } mutationType { fields { name } } } }"
+INTROSPECTION = (
+    "query lmsbridge_introspection { __schema { queryType { fields { name } } "
+    "mutationType { fields { name } } types { name } } }"
+)
+RATE_LIMIT_PAUSE = 15.0  # per attempt, after a 429 without Retry-After (Totara's budgets are per minute)
 
 
 @dataclass(frozen=True)
@@ -48,6 +61,7 @@ class Operation:
     root: str  # the query or mutation field it calls
     mutation: bool
     item_fields: int  # leaf fields per returned item (for paged queries), or of the whole answer
+    variable_types: tuple[str, ...] = ()  # the named types its variables declare
 
     @property
     def base_cost(self) -> int:
@@ -55,6 +69,13 @@ class Operation:
 
     def cost(self, items: int = 1) -> int:
         return self.base_cost + self.item_fields * max(1, items) + 3  # total, next_cursor, ...
+
+
+def _named(node: TypeNode) -> str:
+    while isinstance(node, NonNullTypeNode | ListTypeNode):
+        node = node.type
+    assert isinstance(node, NamedTypeNode)
+    return node.name.value
 
 
 def _leaves(node: FieldNode) -> int:
@@ -84,6 +105,7 @@ def operation(name: str) -> Operation:
         root=root.name.value,
         mutation=definition.operation is OperationType.MUTATION,
         item_fields=_leaves(items) if items is not None else _leaves(root),
+        variable_types=tuple(_named(v.type) for v in definition.variable_definitions or ()),
     )
 
 
@@ -156,6 +178,7 @@ class GraphQLClient:
         attempts: int = 5,
         max_wait: float = 60.0,
         budget: ComplexityBudget | None = None,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.site = site
         self.url = url.rstrip("/") + ENDPOINT
@@ -170,7 +193,10 @@ class GraphQLClient:
         self.budget = budget or ComplexityBudget(client_rate_limit)
         self.calls: Counter[str] = Counter()
         self.spent = 0
+        self.sleep = sleep
         self._operations: set[str] | None = None
+        self._type_names: set[str] | None = None  # from introspection
+        self._types_checked: dict[str, list[str]] = {}
         self.discovery: str | None = None  # "introspection" or "probing"
 
     # ------------------------------------------------------------------ calling
@@ -184,12 +210,19 @@ class GraphQLClient:
             retry=retry_if_exception(_retryable),
             stop=stop_after_attempt(self.attempts),
             wait=self._wait,
+            sleep=self.sleep,
             reraise=True,
         )
         data = retrying(self._post, op.operation_name, op.text, dict(variables or {}), op.cost(items))
         answer = data.get(op.root)
+        if op.root not in data:  # Totara skips a root field it does not have, without an error
+            raise errors.OperationMissing(
+                self.site,
+                op.operation_name,
+                f"the site does not answer {op.root} (not in this Totara version)",
+            )
         if not isinstance(answer, dict):
-            raise errors.TotaraError(self.site, name, f"the answer has no {op.root}")
+            raise errors.TotaraError(self.site, op.operation_name, f"the answer has no {op.root}")
         return answer
 
     def pages(self, name: str, query: Mapping[str, Any] | None = None) -> Iterator[list[dict[str, Any]]]:
@@ -221,6 +254,8 @@ class GraphQLClient:
         retry_after = getattr(exc, "retry_after", None)
         if retry_after is not None:
             backoff = max(float(retry_after), backoff)
+        elif isinstance(exc, errors.RateLimited):  # Totara's 429 has no Retry-After; its budget is per minute
+            backoff = max(backoff, RATE_LIMIT_PAUSE * state.attempt_number)
         return float(min(backoff, self.max_wait))
 
     def _post(self, name: str, text: str, variables: dict[str, Any], cost: int) -> dict[str, Any]:
@@ -240,6 +275,20 @@ class GraphQLClient:
             metrics.lms_calls.labels(self.site, name, outcome).observe(time.monotonic() - started)
 
     def _request(self, name: str, text: str, variables: dict[str, Any]) -> dict[str, Any]:
+        """The ``data`` of the answer; any error in it is raised as a typed error."""
+        payload = self._exchange(name, text, variables)
+        problems = payload.get("errors")
+        if problems:
+            raise errors.from_errors(self.site, name, problems)
+        return _data(self.site, name, payload)
+
+    def _exchange(self, name: str, text: str, variables: dict[str, Any]) -> dict[str, Any]:
+        """One POST; the decoded answer (``data`` and ``errors`` as Totara sent them).
+
+        Failures that say nothing about the query are raised here whatever the HTTP status:
+        Totara answers most of them with HTTP 200 (a refused token, the API switched off), 429
+        comes without Retry-After, and a proxy may answer 5xx or HTML.
+        """
         token = self.tokens.token()
         headers = {
             "Authorization": f"Bearer {token}",
@@ -269,25 +318,30 @@ class GraphQLClient:
             raise errors.TransportError(
                 self.site, name, f"the answer is not JSON (starts {snippet!r})"
             ) from None
-        problems = payload.get("errors") if isinstance(payload, dict) else None
-        if problems:
-            error = errors.from_errors(self.site, name, problems)
-            if isinstance(error, errors.TokenExpired):
+        if not isinstance(payload, dict):
+            raise errors.TotaraError(self.site, name, f"HTTP {response.status_code}: not a GraphQL answer")
+        problems = payload.get("errors")
+        if problems and not isinstance(problems, list):
+            raise errors.TotaraError(
+                self.site, name, f"HTTP {response.status_code}: errors of an unknown shape"
+            )
+        general = [e for e in problems or () if isinstance(e, dict) and not e.get("path")]
+        if general:
+            failure = errors.from_errors(self.site, name, general)
+            if isinstance(failure, errors.TokenExpired):
                 self.tokens.invalidate(token)
-            raise error
-        if (
-            response.status_code != 200
-            or not isinstance(payload, dict)
-            or not isinstance(payload.get("data"), dict)
-        ):
-            raise errors.TotaraError(self.site, name, f"HTTP {response.status_code} without data")
-        return dict(payload["data"])
+            if isinstance(failure, errors.REQUEST_LEVEL):
+                raise failure
+        if response.status_code != 200:
+            raise errors.TotaraError(self.site, name, f"HTTP {response.status_code}")
+        return payload
 
     # ------------------------------------------------------------------ discovery
 
     def operations(self) -> set[str]:
-        """The queries and mutations this site exposes: by introspection where the site allows
-        it (``enable_introspection``, off by default), otherwise by probing each one we use."""
+        """The root fields this site answers, among those lmsbridge knows: from introspection
+        where the site allows it (``enable_introspection``, off by default), otherwise by
+        probing each one in a way Totara cannot fool (see :meth:`_probe`)."""
         if self._operations is None:
             self._operations = self._discover()
         return self._operations
@@ -295,54 +349,143 @@ class GraphQLClient:
     def has(self, root: str) -> bool:
         return root in self.operations()
 
+    def available(self, name: str) -> bool:
+        """Whether operation ``name`` (``operations/<name>.graphql``) will run on this site: its
+        root field answers and every type its variables name exists there."""
+        op = operation(name)
+        return self.has(op.root) and not self.missing_types(name)
+
+    def missing_types(self, name: str) -> list[str]:
+        """The variable types of operation ``name`` this site does not have (empty when all do)."""
+        if name not in self._types_checked:
+            op = operation(name)
+            if self._type_names is not None:
+                missing = [t for t in op.variable_types if t not in self._type_names]
+            elif op.variable_types and not self._types_exist(op.variable_types):
+                missing = [t for t in op.variable_types if not self._types_exist((t,))]
+            else:
+                missing = []
+            self._types_checked[name] = missing
+        return self._types_checked[name]
+
+    def version(self) -> str | None:
+        """Totara's major version as the answering root fields show it, or None."""
+        found = self.operations()
+        if "totara_webapi_status" not in found:
+            return None
+        return next((major for major, markers in VERSION_MARKERS if markers & found), None)
+
     def _discover(self) -> set[str]:
         try:
             data = self._post_raw("lmsbridge_introspection", INTROSPECTION)
             schema = data["__schema"]
             self.discovery = "introspection"
+            self._type_names = {str(t["name"]) for t in schema.get("types") or () if t.get("name")}
             return {
                 f["name"]
                 for kind in ("queryType", "mutationType")
                 for f in ((schema.get(kind) or {}).get("fields") or [])
+                if f["name"] in KNOWN_ROOTS
             }
         except errors.TotaraError as exc:
-            if exc.remedy is Remedy.RETRY:
+            if exc.remedy is Remedy.RETRY or isinstance(exc, errors.REQUEST_LEVEL):
                 raise
+        except (KeyError, TypeError, AttributeError):
+            pass  # introspection answered in an unexpected shape: probe instead
         self.discovery = "probing"
         return {root for root in KNOWN_ROOTS if self._probe(root)}
 
     def _probe(self, root: str) -> bool:
-        """Ask for the field without a selection: validation fails either way (nothing runs),
-        but only an absent field says "Cannot query field"."""
-        keyword = "mutation" if root in MUTATIONS else "query"
-        try:
-            self._post_raw(f"lmsbridge_probe_{root}", f"{keyword} lmsbridge_probe_{root} {{ {root} }}")
-        except errors.OperationMissing:
-            return False
-        except errors.TotaraError as exc:
-            if exc.remedy is Remedy.RETRY:
-                raise
+        """Whether the site answers root field ``root``.
+
+        Totara's external endpoint does not validate field names (only query depth and
+        introspection): a query for a field that does not exist is answered ``{"data": []}``
+        with no error. So a root counts as present only when its key comes back in ``data``, or
+        when an error is reported *at that field* (``path`` = the field): graphql-php only
+        reports errors at fields that exist. Mutations are asked with an argument of the wrong
+        kind, so they fail in argument coercion and nothing runs.
+        """
+        keyword, arguments = KNOWN_ROOTS[root]
+        name = f"lmsbridge_probe_{root}"
+        text = f"{keyword} {name} {{ {root}{arguments} {{ __typename }} }}"
+        payload = self._probe_post(name, text)
+        data = payload.get("data")
+        if isinstance(data, dict) and root in data:
             return True
-        return True
+        problems = [e for e in payload.get("errors") or () if isinstance(e, dict)]
+        if any((e.get("path") or [None])[0] == root for e in problems):
+            return True
+        general = [e for e in problems if not e.get("path")]
+        if general:  # an answer about the request, not the field: cannot tell
+            raise errors.from_errors(self.site, name, general)
+        return False
+
+    def _types_exist(self, types: tuple[str, ...]) -> bool:
+        """Ask for nothing but ``__typename`` with variables of these types: Totara resolves each
+        variable's type before running anything, and fails the request for a type it lacks
+        (``Type "X" not found in document.``)."""
+        name = "lmsbridge_probe_types"
+        declared = ", ".join(f"$v{i}: {t}" for i, t in enumerate(types))
+        payload = self._probe_post(name, f"query {name}({declared}) {{ __typename }}")
+        data = payload.get("data")
+        if isinstance(data, dict) and data.get("__typename"):
+            return True
+        text = "; ".join(errors.error_message(e) for e in payload.get("errors") or () if isinstance(e, dict))
+        if any(marker in text for marker in errors.MISSING_TYPE):
+            return False
+        raise errors.TotaraError(self.site, name, text or "no answer to a type check")
+
+    def _probe_post(self, name: str, text: str) -> dict[str, Any]:
+        retrying = Retrying(
+            retry=retry_if_exception(_retryable),
+            stop=stop_after_attempt(self.attempts),
+            wait=self._wait,
+            sleep=self.sleep,
+            reraise=True,
+        )
+        return retrying(self._post_payload, name, text)
+
+    def _post_payload(self, name: str, text: str) -> dict[str, Any]:
+        self.budget.take(QUERY_COST)
+        self.calls[name] += 1
+        return self._exchange(name, text, {})
 
     def _post_raw(self, name: str, text: str) -> dict[str, Any]:
         retrying = Retrying(
             retry=retry_if_exception(_retryable),
             stop=stop_after_attempt(self.attempts),
             wait=self._wait,
+            sleep=self.sleep,
             reraise=True,
         )
         return retrying(self._post, name, text, {}, QUERY_COST)
 
 
-MUTATIONS = frozenset({"enrol_manual_enrol_user", "perform_goal_create_goal", "core_user_update_user"})
-KNOWN_ROOTS = (
-    "totara_webapi_status",
-    "core_user_users",
-    "core_course_courses",
-    "totara_job_job_assignments",
-    "enrol_manual_enrol_user",
-    "perform_goal_create_goal",
+def _data(site: str, name: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """``data`` as a dict: PHP encodes an empty result as ``[]``."""
+    data = payload.get("data")
+    if isinstance(data, dict):
+        return dict(data)
+    if data in (None, []):
+        return {}
+    raise errors.TotaraError(site, name, "the answer's data is not an object")
+
+
+# The root fields lmsbridge knows: how to ask for each without running anything that changes
+# the site (keyword, arguments). Markers of a version are only read, never used for data.
+KNOWN_ROOTS: dict[str, tuple[str, str]] = {
+    "totara_webapi_status": ("query", ""),
+    "core_user_users": ("query", ""),
+    "totara_job_job_assignments": ("query", ""),
+    "core_course_courses": ("query", ""),
+    "enrol_manual_enrol_user": ("mutation", "(input: 0)"),
+    "totara_job_job_assignment": ("query", "(target_job: 0)"),
+}
+# Highest first: the first whose marker answers names the version.
+VERSION_MARKERS: tuple[tuple[str, frozenset[str]], ...] = (
+    ("19", frozenset({"totara_job_job_assignment"})),
+    ("18", frozenset({"core_course_courses", "enrol_manual_enrol_user"})),
+    ("17", frozenset({"core_user_users", "totara_job_job_assignments"})),
 )
 
 

@@ -91,6 +91,7 @@ class TokenSource:
                 self.site,
                 str(data.get("error") or f"HTTP {response.status_code}"),
                 str(data.get("error_description") or data.get("message") or "no access token in the answer"),
+                str(data.get("hint") or ""),
             )
         self.fetched += 1
         lifetime = float(data.get("expires_in") or 3600)

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, and_, create_engine, select
+from sqlalchemy import Engine, and_, create_engine, func, or_, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from bridge.errors import Remedy, SourceError, database_cause
@@ -22,7 +22,9 @@ from connectors.totara.tables import (
     ACHIEVEMENT_ACTIVE,
     CERTIF_COMPLETED,
     CERTIF_EXPIRED,
+    CERTIF_INPROGRESS,
     PROGRAM_COMPLETE,
+    RENEWAL_EXPIRED,
     tables,
 )
 
@@ -74,8 +76,10 @@ class ReplicaReader:
             self.t.prog,
             self.t.prog_completion,
             self.t.certif_completion,
+            self.t.certif_completion_history,
             self.t.comp,
             self.t.achievement,
+            self.t.job_assignment,
         ):
             try:
                 with self.engine.connect() as conn:
@@ -146,39 +150,87 @@ class ReplicaReader:
         )
 
     def certification_completions(self, since: int) -> Iterator[tuple[list[Record], int]]:
-        """Certified (or expired) records with their expiry and recertification-window dates."""
-        cc, p = self.t.certif_completion, self.t.prog
+        """Certified, window-open and expired records, with their expiry and window dates.
+
+        An expired record (``status`` EXPIRED, or INPROGRESS with ``renewalstatus`` EXPIRED) has
+        ``timecompleted = 0`` and no dates of its own: it is reported with the date it lapsed
+        (the program's ``prog_completion.timedue``, else the newest history expiry, else when the
+        row changed) and the completion that lapsed (from ``certif_completion_history``), so
+        ``certification_due`` fires for people who already lapsed. Assigned-only rows (never
+        certified) are not completions and are skipped.
+        """
+        cc, p, pc, h = (
+            self.t.certif_completion,
+            self.t.prog,
+            self.t.prog_completion,
+            self.t.certif_completion_history,
+        )
+        history = (
+            select(
+                h.c.certifid,
+                h.c.userid,
+                func.max(h.c.timecompleted).label("last_completed"),
+                func.max(h.c.timeexpires).label("last_expiry"),
+            )
+            .group_by(h.c.certifid, h.c.userid)
+            .subquery()
+        )
+        expired = or_(
+            cc.c.status == CERTIF_EXPIRED,
+            and_(cc.c.status == CERTIF_INPROGRESS, cc.c.renewalstatus == RENEWAL_EXPIRED),
+        )
         query = (
             select(
                 cc.c.userid,
                 p.c.id.label("programid"),
+                cc.c.status,
+                cc.c.renewalstatus,
                 cc.c.timecompleted,
                 cc.c.timewindowopens,
                 cc.c.timeexpires,
                 cc.c.timemodified,
+                pc.c.timedue,
+                history.c.last_completed,
+                history.c.last_expiry,
             )
             .join(p, p.c.certifid == cc.c.certifid)
-            .where(and_(cc.c.status.in_((CERTIF_COMPLETED, CERTIF_EXPIRED)), cc.c.timemodified > since))
+            .outerjoin(pc, and_(pc.c.programid == p.c.id, pc.c.userid == cc.c.userid, pc.c.coursesetid == 0))
+            .outerjoin(history, and_(history.c.certifid == cc.c.certifid, history.c.userid == cc.c.userid))
+            .where(and_(or_(cc.c.status == CERTIF_COMPLETED, expired), cc.c.timemodified > since))
             .order_by(cc.c.timemodified)
         )
-        return self._incremental(
-            query,
-            lambda r: (
-                (
-                    Completion(
-                        self.site,
-                        int(r.userid),
-                        int(r.programid),
-                        completed_at=_at(r.timecompleted),
-                        kind=ItemKind.CERTIFICATION,
-                        expires_at=_when(r.timeexpires),
-                        window_opens_at=_when(r.timewindowopens),
-                    )
-                )
-                if r.timecompleted
-                else None
-            ),
-            "timemodified",
+        return self._incremental(query, self._certification, "timemodified")
+
+    def _certification(self, r: Any) -> Completion | None:
+        lapsed = int(r.status) == CERTIF_EXPIRED or (
+            int(r.status) == CERTIF_INPROGRESS and int(r.renewalstatus or 0) == RENEWAL_EXPIRED
+        )
+        if not lapsed:
+            if not r.timecompleted or int(r.timecompleted) <= 0:
+                return None  # an inconsistent row Totara's own completion checker reports
+            return Completion(
+                self.site,
+                int(r.userid),
+                int(r.programid),
+                completed_at=_at(r.timecompleted),
+                kind=ItemKind.CERTIFICATION,
+                expires_at=_when(r.timeexpires),
+                window_opens_at=_when(r.timewindowopens),
+            )
+        expiry = next(
+            (int(v) for v in (r.timedue, r.last_expiry, r.timemodified) if v is not None and int(v) > 0), None
+        )
+        if expiry is None:
+            return None
+        completed = int(r.last_completed) if r.last_completed and int(r.last_completed) > 0 else expiry
+        return Completion(
+            self.site,
+            int(r.userid),
+            int(r.programid),
+            completed_at=_at(completed),
+            kind=ItemKind.CERTIFICATION,
+            expires_at=_at(expiry),
+            window_opens_at=None,
         )
 
     def competencies(self) -> list[Record]:

@@ -10,6 +10,7 @@ import typer
 from connectors.moodle.sim.state import SiteState
 from connectors.moodle.simulator import serve_until_stopped
 from connectors.simulation.org import generate
+from connectors.totara.sim.schema import release as totara_release
 from connectors.totara.sim.server import RunningTotara, TotaraSimulator, serve
 
 
@@ -50,21 +51,30 @@ def command(
     seed: Annotated[int, typer.Option("--seed", help="Seed of the synthetic organisation.")] = 1,
     people: Annotated[int, typer.Option("--people", help="People in the organisation.")] = 80,
     release: Annotated[
-        str, typer.Option("--release", help="Totara release to behave as: 17.0, 18.0, 19.0.")
-    ] = "19.0",
+        str,
+        typer.Option(
+            "--version",
+            "--release",
+            help="Totara release to behave as: 17.3 (the reference schema), 18 or 19; a major means its known release.",
+        ),
+    ] = "19",
     replica: Annotated[
         Path | None, typer.Option("--replica", help="Write Totara's completion tables to this SQLite file.")
     ] = None,
 ) -> None:
     """Serve a simulated Totara site: OAuth 2.0, the external GraphQL API and legacy web services."""
+    try:
+        name = totara_release(release).name
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--version") from None
     handle = start_in_thread(
         client_id,
         client_secret,
         token=token,
         seed=seed,
         people=people,
-        release=release,
+        release=name,
         replica=replica,
         port=port,
     )
-    serve_until_stopped(handle, f"Totara {release} simulator", seed, people)
+    serve_until_stopped(handle, f"Totara {name} simulator", seed, people)

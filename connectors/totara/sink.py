@@ -2,8 +2,8 @@
 
 - Messages: the legacy ``core_message_send_instant_messages`` (Totara's external API has no
   messaging mutation), with the same reference marker and crash reconciliation as Moodle.
-- Course enrolment: ``enrol_manual_enrol_user`` on the external API (18+), else the legacy
-  ``enrol_manual_enrol_users``.
+- Course enrolment: ``enrol_manual_enrol_user`` on the external API where the site answers it
+  (18+), else the legacy ``enrol_manual_enrol_users``.
 - Program and certification assignment: no Totara API assigns them. An administrator ties the
   program's assignment to an audience; lmsbridge adds the learner to that audience with the
   legacy ``core_cohort_add_cohort_members`` and Totara assigns the program on its next cron run.
@@ -22,6 +22,7 @@ from connectors.moodle.client import MoodleClient
 from connectors.moodle.sink import MoodleSink, enrolment_dates
 from connectors.totara import errors
 from connectors.totara.graphql import GraphQLClient
+from connectors.totara.legacy import users_courses
 
 NO_PLANS = "Totara has no web service or API that adds items to learning plans; use a message or an audience-assigned program instead"
 
@@ -93,7 +94,7 @@ class TotaraSink:
             return self._dead(action, "no Totara user or learning item to assign")
         if target.kind in ("program", "certification"):
             return self._assign_by_audience(action)
-        if self.api is not None and self.api.has("enrol_manual_enrol_user"):
+        if self.api is not None and self.api.available("enrol"):
             try:
                 answer = self.api.execute(
                     "enrol",
@@ -121,7 +122,10 @@ class TotaraSink:
             )
         if self.legacy is not None:
             return self.legacy.deliver([action])[0]
-        return self._dead(action, "no enrolment route: Totara 18+ API client or a legacy token is needed")
+        return self._dead(
+            action,
+            "no enrolment route: the site's API has no enrol_manual_enrol_user (18+) and no legacy token is set",
+        )
 
     def _assign_by_audience(self, action: OutgoingAction) -> DeliveryOutcome:
         target = action.target
@@ -156,6 +160,23 @@ class TotaraSink:
         )
 
     def reconcile(self, action: OutgoingAction) -> DeliveryOutcome | None:
-        if action.kind is ActionKind.MESSAGE and self.legacy is not None:
+        """Whether an action whose outcome is unknown happened on the site.
+
+        Messages are looked up by their reference (as for Moodle). A course enrolment is looked
+        up in the learner's courses with ``core_enrol_get_users_courses`` and only ``userid``
+        (Totara's parameter list); audience memberships are idempotent, so sending again is safe.
+        """
+        if self.legacy is None or action.recipient_user_id is None:
+            return None
+        if action.kind is ActionKind.MESSAGE:
             return self.legacy.reconcile(action)
-        return None  # enrolments and audience memberships are idempotent: sending again is safe
+        target = action.target
+        if action.kind is ActionKind.ENROL and target is not None and target.kind == "course":
+            courses = users_courses(self.legacy.client, action.recipient_user_id)
+            if any(int(c["id"]) == target.item_id for c in courses):
+                return DeliveryOutcome(
+                    action.key,
+                    OutcomeStatus.SENT,
+                    external_id=f"enrol:{action.recipient_user_id}:{target.item_id}",
+                )
+        return None

@@ -1,14 +1,17 @@
 """Reading a Totara site through the routes that exist (see the README's Totara section).
 
+Each route is used only where the site answers it (``GraphQLClient.available``: the root field
+comes back and every variable type exists), so one configuration works on 17, 18 and 19.
+
 - ``users``: the external API's ``core_user_users`` (17+) pages through every account the
   service account may see (the API cannot filter by id number), refreshed daily or when HR
   people are still unlinked; without an API client, the legacy functions as for Moodle.
+- ``managers``: ``totara_job_job_assignments`` (17+), else the replica's ``job_assignment``.
 - ``courses``: ``core_course_courses`` (18+) hourly, else the legacy function.
 - ``completions`` (courses): the replica's ``course_completions`` when a replica is configured,
-  else the legacy per-learner feed (``core_enrol_get_users_courses`` then
-  ``core_completion_get_course_completion_status`` for newly completed courses).
-- ``programs``, ``program_completions``, ``certification_completions``, ``competencies`` and
-  ``ratings``: only through the read-only replica — no Totara API returns them.
+  else Totara's legacy per-learner feed (:mod:`connectors.totara.legacy`).
+- ``programs``, ``program_completions``, ``certification_completions`` (expired ones included),
+  ``competencies`` and ``ratings``: only through the read-only replica — no Totara API returns them.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from bridge.records import ItemKind, LearningItem, LmsManager, LmsUser, Record
 from connectors.moodle.feeds import stamp
 from connectors.moodle.source import MoodleSource, refresh_due, unexpected_answers
 from connectors.totara.graphql import GraphQLClient
+from connectors.totara.legacy import TotaraLearnerFeed
 from connectors.totara.replica import ReplicaReader
 
 log = get_logger(__name__)
@@ -61,6 +65,7 @@ class TotaraSource:
         self.legacy = legacy
         self.replica = replica
         self.lookback = lookback
+        self._feed: TotaraLearnerFeed | None = None
 
     def pull(self, ctx: PullContext) -> Iterator[Batch]:
         with unexpected_answers(f"Totara site '{self.name}'"):
@@ -77,7 +82,7 @@ class TotaraSource:
     # ------------------------------------------------------------------ users and courses
 
     def pull_users(self, ctx: PullContext) -> Iterator[Batch]:
-        if self.api is None or not self.api.has("core_user_users"):
+        if self.api is None or not self.api.available("users"):
             if self.legacy is not None:
                 yield from self.legacy.pull_users(ctx)
             return
@@ -96,11 +101,12 @@ class TotaraSource:
 
     def pull_managers(self, ctx: PullContext) -> Iterator[Batch]:
         """Each user's manager from their first job assignment (Totara's own manager relation),
-        through the API (18+) or the replica's ``job_assignment`` table; daily."""
+        through the API (``totara_job_job_assignments``, 17+) or the replica's ``job_assignment``
+        table; daily."""
         if not (ctx.full or refresh_due(ctx.cursors.get("managers"), USERS_REFRESH, ctx.now)):
             return
         assignments: list[tuple[int, int, int | None]] = []
-        if self.api is not None and self.api.has("totara_job_job_assignments"):
+        if self.api is not None and self.api.available("job_assignments"):
             for items in self.api.pages("job_assignments"):
                 assignments.extend(
                     (
@@ -115,7 +121,7 @@ class TotaraSource:
             for rows in self.replica.job_assignments():
                 assignments.extend(rows)
         else:
-            log.warning("no route to Totara job assignments (API 18+ or replica needed)", site=self.name)
+            log.warning("no route to Totara job assignments (API client or replica needed)", site=self.name)
             return
         owner = {ja: user for ja, user, _ in assignments}
         first: dict[int, int | None] = {}
@@ -127,7 +133,7 @@ class TotaraSource:
         yield Batch("managers", records, cursor=stamp(ctx.now))
 
     def pull_courses(self, ctx: PullContext) -> Iterator[Batch]:
-        if self.api is None or not self.api.has("core_course_courses"):
+        if self.api is None or not self.api.available("courses"):
             if self.legacy is not None:
                 yield from self.legacy.pull_courses(ctx)
             return
@@ -155,8 +161,19 @@ class TotaraSource:
     def pull_course_completions(self, ctx: PullContext) -> Iterator[Batch]:
         if self.replica is not None:
             yield from self._incremental(ctx, "completions", self.replica.course_completions)
-        elif self.legacy is not None:
-            yield from self.legacy.pull_completions(ctx)
+        elif self.legacy is not None and ctx.view is not None:
+            refs = ctx.scope.course_refs
+            in_scope = ctx.view.course_ids(refs) if refs is not None else None
+            if in_scope is not None and not in_scope:
+                yield Batch("completions", [], cursor=stamp(ctx.now))
+                return
+            yield from self.legacy_feed().pull(ctx, in_scope)
+
+    def legacy_feed(self) -> TotaraLearnerFeed:
+        assert self.legacy is not None
+        if self._feed is None:
+            self._feed = TotaraLearnerFeed(self.name, self.legacy.client)
+        return self._feed
 
     def pull_programs(self, ctx: PullContext) -> Iterator[Batch]:
         assert self.replica is not None

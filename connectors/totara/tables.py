@@ -1,10 +1,19 @@
 """The Totara database tables lmsbridge reads from a read-only replica or reporting copy.
 
 Column names follow Totara's schema (``course_completions``, ``prog``, ``prog_completion``, ``certif_completion``,
-``comp``, ``totara_competency_achievement``); the table prefix is the site's ``$CFG->prefix``
-(``ttr_`` on a default install). Status values are Totara's constants:
-``STATUS_PROGRAM_COMPLETE = 1``, ``CERTIFSTATUS_COMPLETED = 3``, ``CERTIFSTATUS_EXPIRED = 4``;
-an achievement's ``status`` 0 is the active record (1 archived, 2 superseded).
+``certif_completion_history``, ``comp``, ``totara_competency_achievement``, ``job_assignment``); the table
+prefix is the site's ``$CFG->prefix`` (``ttr_`` on a default install). Status values are Totara's
+constants (``totara/certification/lib.php``, ``totara/program/lib.php``):
+``STATUS_PROGRAM_INCOMPLETE = 0``, ``STATUS_PROGRAM_COMPLETE = 1``; ``CERTIFSTATUS_ASSIGNED = 1``,
+``CERTIFSTATUS_INPROGRESS = 2``, ``CERTIFSTATUS_COMPLETED = 3``, ``CERTIFSTATUS_EXPIRED = 4``;
+``CERTIFRENEWALSTATUS_NOTDUE = 0``, ``_DUE = 1``, ``_EXPIRED = 2``; ``CERTIFPATH_CERT = 1``,
+``CERTIFPATH_RECERT = 2``. An achievement's ``status`` 0 is the active record (1 archived, 2 superseded).
+
+A certification's state is Totara's ``certif_get_completion_state()``: *expired* is
+``status = EXPIRED``, or ``status = INPROGRESS`` with ``renewalstatus = EXPIRED`` (working on it
+again after it lapsed). An expired row has ``timecompleted``, ``timewindowopens`` and
+``timeexpires`` all 0: the date it lapsed stays in the program's ``prog_completion.timedue``, and
+the completion that lapsed is kept in ``certif_completion_history``.
 """
 
 from __future__ import annotations
@@ -13,9 +22,17 @@ from dataclasses import dataclass
 
 from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table
 
+PROGRAM_INCOMPLETE = 0
 PROGRAM_COMPLETE = 1
+CERTIF_ASSIGNED = 1
+CERTIF_INPROGRESS = 2
 CERTIF_COMPLETED = 3
 CERTIF_EXPIRED = 4
+RENEWAL_NOTDUE = 0
+RENEWAL_DUE = 1
+RENEWAL_EXPIRED = 2
+CERTIFPATH_CERT = 1
+CERTIFPATH_RECERT = 2
 ACHIEVEMENT_ACTIVE = 0
 ID = BigInteger().with_variant(Integer, "sqlite")  # SQLite autoincrements only INTEGER keys
 
@@ -27,6 +44,7 @@ class TotaraTables:
     prog: Table
     prog_completion: Table
     certif_completion: Table
+    certif_completion_history: Table
     comp: Table
     achievement: Table
     job_assignment: Table
@@ -84,6 +102,22 @@ def tables(prefix: str = "ttr_") -> TotaraTables:
             Column("timeexpires", BigInteger, default=0),
             Column("baselinetimeexpires", BigInteger, default=0),
             Column("timemodified", BigInteger, default=0),
+        ),
+        certif_completion_history=Table(
+            f"{prefix}certif_completion_history",
+            md,
+            Column("id", ID, primary_key=True),
+            Column("certifid", BigInteger),
+            Column("userid", BigInteger),
+            Column("certifpath", Integer, default=2),
+            Column("status", Integer),
+            Column("renewalstatus", Integer, default=0),
+            Column("timecompleted", BigInteger, default=0),
+            Column("timewindowopens", BigInteger, default=0),
+            Column("timeexpires", BigInteger, default=0),
+            Column("baselinetimeexpires", BigInteger, default=0),
+            Column("timemodified", BigInteger, default=0),
+            Column("unassigned", Integer, default=0),
         ),
         comp=Table(
             f"{prefix}comp",

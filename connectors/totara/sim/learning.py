@@ -3,13 +3,18 @@
 Derived from the synthetic organisation (same seed, same answers): one programme for Customer
 Service, one certification for Warehouse Operations with a one-year validity and a 60-day
 recertification window, and Totara competency achievements from the organisation's ratings.
-Written as rows of Totara's own tables into a SQLite file that plays the read-only replica.
+Written as rows of Totara's own tables into a SQLite file that plays the read-only replica, in
+the shapes Totara's certification state machine leaves them (``certif_get_completion_errors()``
+lists what each state requires): certified, window open (the completion copied to history, the
+program record reset), expired (``timecompleted``, ``timewindowopens`` and ``timeexpires`` all 0,
+the lapse date in ``prog_completion.timedue``, the lapsed completion in history) and assigned.
 """
 
 from __future__ import annotations
 
 import random
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,9 +24,16 @@ from sqlalchemy import Engine, create_engine, delete, insert
 from connectors.simulation.org import COMPETENCY_FRAMEWORK, Organisation
 from connectors.totara.tables import (
     ACHIEVEMENT_ACTIVE,
+    CERTIF_ASSIGNED,
     CERTIF_COMPLETED,
     CERTIF_EXPIRED,
+    CERTIFPATH_CERT,
+    CERTIFPATH_RECERT,
     PROGRAM_COMPLETE,
+    PROGRAM_INCOMPLETE,
+    RENEWAL_DUE,
+    RENEWAL_EXPIRED,
+    RENEWAL_NOTDUE,
     tables,
 )
 
@@ -49,6 +61,9 @@ PROGRAMS = [
 class TotaraLearning:
     program_completions: dict[tuple[int, int], int] = field(default_factory=dict)  # (user, program) -> time
     certifications: dict[tuple[int, int], int] = field(default_factory=dict)  # (user, certifid) -> completed
+    # (user, certifid) assigned through the audience, and when each record was last written
+    assigned: set[tuple[int, int]] = field(default_factory=set)
+    changed: dict[tuple[int, int], int] = field(default_factory=dict)
     achievements: dict[tuple[int, int], tuple[bool, int, int]] = field(default_factory=dict)
     competencies: list[tuple[int, str, str]] = field(default_factory=list)
     managers: dict[int, int | None] = field(default_factory=dict)  # user -> manager's job assignment
@@ -66,9 +81,11 @@ class TotaraLearning:
             if person.department == "Customer Service" and rng.random() < 0.3:
                 when = anchor - timedelta(days=rng.randrange(20, 300))
                 learning.program_completions[(person.user_id, 1)] = int(when.timestamp())
-            if person.department == "Warehouse Operations" and rng.random() < 0.8:
-                when = anchor - timedelta(days=rng.randrange(30, 500))
-                learning.certifications[(person.user_id, 1)] = int(when.timestamp())
+            if person.department == "Warehouse Operations":
+                learning.assigned.add((person.user_id, 1))
+                if rng.random() < 0.8:
+                    when = anchor - timedelta(days=rng.randrange(30, 500))
+                    learning.certifications[(person.user_id, 1)] = int(when.timestamp())
         for user_id, ratings in org.plan_ratings.items():
             for competency_id, grade in ratings:
                 if grade is not None:
@@ -78,7 +95,80 @@ class TotaraLearning:
 
     def certify(self, user_id: int, certifid: int, when: int) -> None:
         with self.lock:
+            self.assigned.add((user_id, certifid))
             self.certifications[(user_id, certifid)] = when
+            self.changed[(user_id, certifid)] = int(time.time())
+
+    def expire(self, user_id: int, certifid: int, when: int) -> None:
+        """The certification lapses at ``when`` (its completion moves back one validity period)."""
+        with self.lock:
+            self.assigned.add((user_id, certifid))
+            self.certifications[(user_id, certifid)] = when - int(CERTIFICATION_VALID.total_seconds())
+            self.changed[(user_id, certifid)] = int(time.time())
+
+
+def certification_rows(
+    certifid: int, program_id: int, user_id: int, completed: int | None, now: int
+) -> tuple[dict[str, int], dict[str, int], dict[str, int] | None]:
+    """The ``certif_completion``, ``prog_completion`` and (if any) ``certif_completion_history``
+    rows Totara keeps for one assigned user, in the state ``now`` puts them."""
+    base = {"certifid": certifid, "userid": user_id}
+    program = {
+        "programid": program_id,
+        "userid": user_id,
+        "coursesetid": 0,
+        "timestarted": 0,
+        "timecreated": 0,
+    }
+    if completed is None:
+        cert = {
+            **base,
+            "status": CERTIF_ASSIGNED,
+            "renewalstatus": RENEWAL_NOTDUE,
+            "certifpath": CERTIFPATH_CERT,
+        }
+        cert |= {"timecompleted": 0, "timewindowopens": 0, "timeexpires": 0, "baselinetimeexpires": 0}
+        cert["timemodified"] = now - 86400 * 400
+        return cert, {**program, "status": PROGRAM_INCOMPLETE, "timedue": -1, "timecompleted": 0}, None
+    expires = completed + int(CERTIFICATION_VALID.total_seconds())
+    opens = expires - int(RECERT_WINDOW.total_seconds())
+    history = {
+        **base,
+        "certifpath": CERTIFPATH_CERT,
+        "status": CERTIF_COMPLETED,
+        "renewalstatus": RENEWAL_NOTDUE,
+        "timecompleted": completed,
+        "timewindowopens": opens,
+        "timeexpires": expires,
+        "baselinetimeexpires": expires,
+        "timemodified": opens,
+        "unassigned": 0,
+    }
+    if now >= expires:  # the certification cron ran at expiry
+        cert = {
+            **base,
+            "status": CERTIF_EXPIRED,
+            "renewalstatus": RENEWAL_EXPIRED,
+            "certifpath": CERTIFPATH_CERT,
+        }
+        cert |= {"timecompleted": 0, "timewindowopens": 0, "timeexpires": 0, "baselinetimeexpires": 0}
+        cert["timemodified"] = expires
+        return (
+            cert,
+            {**program, "status": PROGRAM_INCOMPLETE, "timedue": expires, "timecompleted": 0},
+            history,
+        )
+    cert = {**base, "status": CERTIF_COMPLETED, "certifpath": CERTIFPATH_RECERT, "timecompleted": completed}
+    cert |= {"timewindowopens": opens, "timeexpires": expires, "baselinetimeexpires": expires}
+    if now >= opens:  # window open: the completion is copied to history, the program record reset
+        cert |= {"renewalstatus": RENEWAL_DUE, "timemodified": opens}
+        return (
+            cert,
+            {**program, "status": PROGRAM_INCOMPLETE, "timedue": expires, "timecompleted": 0},
+            history,
+        )
+    cert |= {"renewalstatus": RENEWAL_NOTDUE, "timemodified": completed}
+    return cert, {**program, "status": PROGRAM_COMPLETE, "timedue": expires, "timecompleted": completed}, None
 
 
 class Replica:
@@ -121,21 +211,18 @@ class Replica:
                 }
                 for (uid, pid), when in sorted(learning.program_completions.items())
             ]
-            cert_rows = []
-            for (uid, certifid), when in sorted(learning.certifications.items()):
-                expires = when + int(CERTIFICATION_VALID.total_seconds())
-                cert_rows.append(
-                    {
-                        "certifid": certifid,
-                        "userid": uid,
-                        "status": CERTIF_COMPLETED if expires > now else CERTIF_EXPIRED,
-                        "timecompleted": when,
-                        "timewindowopens": expires - int(RECERT_WINDOW.total_seconds()),
-                        "timeexpires": expires,
-                        "baselinetimeexpires": expires,
-                        "timemodified": when,
-                    }
+            cert_rows: list[dict[str, int]] = []
+            history_rows: list[dict[str, int]] = []
+            by_certif = {p.certifid: p.id for p in PROGRAMS if p.certifid is not None}
+            for uid, certifid in sorted(learning.assigned | set(learning.certifications)):
+                cert, program, history = certification_rows(
+                    certifid, by_certif[certifid], uid, learning.certifications.get((uid, certifid)), now
                 )
+                cert["timemodified"] = max(cert["timemodified"], learning.changed.get((uid, certifid), 0))
+                cert_rows.append(cert)
+                prog_rows.append(program)
+                if history is not None:
+                    history_rows.append(history)
             comp_rows = [
                 {
                     "id": cid,
@@ -170,6 +257,7 @@ class Replica:
                 (t.prog, programs),
                 (t.prog_completion, prog_rows),
                 (t.certif_completion, cert_rows),
+                (t.certif_completion_history, history_rows),
                 (t.comp, comp_rows),
                 (t.achievement, achievement_rows),
             ):
