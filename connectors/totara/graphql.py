@@ -471,6 +471,10 @@ def _data(site: str, name: str, payload: dict[str, Any]) -> dict[str, Any]:
     raise errors.TotaraError(site, name, "the answer's data is not an object")
 
 
+# The first Totara release whose external API has each operation (operations/<name>.graphql);
+# tests validate every operation for 17 against Totara 17.3's own schema.
+SINCE: dict[str, int] = {"status": 17, "users": 17, "job_assignments": 17, "courses": 18, "enrol": 18}
+
 # The root fields lmsbridge knows: how to ask for each without running anything that changes
 # the site (keyword, arguments). Markers of a version are only read, never used for data.
 KNOWN_ROOTS: dict[str, tuple[str, str]] = {
