@@ -9,7 +9,11 @@ Lower bound: no Totara API pushes or lists other learners' completions, so the c
 poll reads them from the replica; one query per stream that changed is the floor (3 streams:
 course, program and certification completions), and zero requests to the web server.
 
-    python -m bench.totara_calls [--learners 10000]
+Legacy-only sites read course completions per learner (``core_enrol_get_users_courses`` by
+``userid``, the one parameter Totara takes, then the completion status of each enrolled course
+not yet complete), so that route grows with learners times open enrolments.
+
+    python -m bench.totara_calls [--learners 10000] [--version 17.3|18|19]
 """
 
 from __future__ import annotations
@@ -68,10 +72,12 @@ def counted(handle: Any) -> dict[str, int]:
     }
 
 
-def route_run(route: str, learners: int, run: Run) -> dict[str, Any]:
+def route_run(route: str, learners: int, run: Run, release: str = "19") -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as raw:
         root = Path(raw)
-        handle = start_in_thread(CLIENT_ID, SECRET, token=TOKEN, people=learners, replica=root / "replica.db")
+        handle = start_in_thread(
+            CLIENT_ID, SECRET, token=TOKEN, people=learners, replica=root / "replica.db", release=release
+        )
         try:
             org = generate(1, people=learners)
             export(org, root / "hr")
@@ -128,11 +134,15 @@ def route_run(route: str, learners: int, run: Run) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--learners", type=int, default=10_000)
+    parser.add_argument("--version", default="19", help="Totara release the simulator behaves as")
     args = parser.parse_args()
     log.configure("warning")
-    run = Run(f"totara-calls-{args.learners}")
-    print(f"Totara routes: {args.learners} learners")
-    results = {route: route_run(route, args.learners, run) for route in ("api+replica", "legacy")}
+    suffix = "" if args.version == "19" else f"-totara-{args.version}"
+    run = Run(f"totara-calls-{args.learners}{suffix}")
+    print(f"Totara {args.version} routes: {args.learners} learners")
+    results = {
+        route: route_run(route, args.learners, run, args.version) for route in ("api+replica", "legacy")
+    }
     print("\nroute         stage     legacy calls  GraphQL requests  GraphQL points  replica queries")
     for route, r in results.items():
         for stage in ("initial", "steady"):

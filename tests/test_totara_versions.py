@@ -42,7 +42,9 @@ VERSIONS = ("17.3", "18", "19")
 
 @pytest.fixture(params=("18", "19"))
 def modern_site(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RunningTotara]:
-    handle = start_in_thread(CLIENT_ID, SECRET, token=TOKEN, release=request.param, replica=tmp_path / "replica.db")
+    handle = start_in_thread(
+        CLIENT_ID, SECRET, token=TOKEN, release=request.param, replica=tmp_path / "replica.db"
+    )
     yield handle
     handle.stop()
 
@@ -399,7 +401,10 @@ def test_doctor_and_sync_use_the_routes_each_release_has(site: RunningTotara, tm
     assert seen["audiences"]["AUD-CERT-SAFETY"] and seen["audiences"]["AUD-PROG-CX"]
     by_api = seen["graphql"]["operations"].get("lmsbridge_enrol", 0)
     by_legacy = seen["calls"].get("enrol_manual_enrol_users", 0)
-    assert (by_api > 0, by_legacy > 0) == ((True, False) if major != "17" else (False, True)), (by_api, by_legacy)
+    assert (by_api > 0, by_legacy > 0) == ((True, False) if major != "17" else (False, True)), (
+        by_api,
+        by_legacy,
+    )
     assert "lmsbridge_probe_enrol_manual_enrol_user" in seen["graphql"]["operations"]
     assert "invalid_parameter" not in result.stdout + result.stderr
 
