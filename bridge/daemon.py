@@ -139,10 +139,12 @@ class Daemon:
             values["last_status"] = status
         # From the trigger, not scheduler.get_job: that takes the scheduler's job-store lock, which
         # shutdown(wait=True) holds while it waits for this very job to finish.
+        # The scheduler runs on the machine's clock; what is stored is on the bridge's clock.
         trigger_ = self.triggers.get(job)
-        upcoming = trigger_.get_next_fire_time(None, datetime.now(UTC)) if trigger_ is not None else None
+        machine_now = datetime.now(UTC)
+        upcoming = trigger_.get_next_fire_time(None, machine_now) if trigger_ is not None else None
         if upcoming is not None:
-            values["next_run_at"] = upcoming.astimezone(UTC)
+            values["next_run_at"] = clock.now() + (upcoming - machine_now)
         with self.engine.begin() as conn:
             stmt = upsert_statement(conn, t.job_runs, ["job"], list(values))
             conn.execute(stmt, values)

@@ -92,6 +92,8 @@ def deliver(
         if guards.paused(conn, settings):
             report.paused = True
             return report
+    with engine.begin() as conn:
+        outbox.address_waiting(conn, clock.now())
     reconcile(engine, sinks, settings, report)
     failed_sites: set[str] = set()
     while not stop():

@@ -147,7 +147,7 @@ def match_identities(conn: Connection, site: str, order: Sequence[str]) -> Match
         ]
         for start in range(0, len(rows), 500):
             conn.execute(stmt, rows[start : start + 500])
-        report.released = address_waiting(conn, site, {pid: uid for pid, (uid, _) in changed.items()}, now)
+        report.released = address_waiting(conn, now, site)
     report.changed = len(gone) + len(changed)
     mark_dirty(conn, [*gone, *changed], now)
     return report

@@ -135,23 +135,30 @@ def cancel_for_recommendation(conn: Connection, recommendation_id: int, reason: 
     return result.rowcount or 0
 
 
-def address_waiting(conn: Connection, site: str, links: dict[str, int], now: datetime) -> int:
-    """Release the actions that waited for these people's accounts on ``site``.
+def address_waiting(conn: Connection, now: datetime, site: str | None = None) -> int:
+    """Release the actions that waited for an account that is now linked (on ``site``, or any).
 
     HR records often arrive before the LMS account exists (a new hire, an account created by a
     nightly sync). The recommendation stays open; once the account is linked its actions become
     due, and the delivery guards still check staleness and the sending window as for any other.
+    One set-based statement, run when links change and again before every delivery, so an
+    action queued as waiting while another replica was linking its account is never stranded.
     """
-    a = t.actions
-    released = 0
-    for person_id, user_id in links.items():
-        result = conn.execute(
-            update(a)
-            .where(and_(a.c.state == "waiting", a.c.site == site, a.c.recipient_person_id == person_id))
-            .values(state="pending", recipient_user_id=user_id, last_error=None, updated_at=now)
-        )
-        released += result.rowcount or 0
-    return released
+    a, i = t.actions, t.identities
+    account = (
+        select(i.c.user_id)
+        .where(and_(i.c.person_id == a.c.recipient_person_id, i.c.site == a.c.site))
+        .scalar_subquery()
+    )
+    condition = and_(a.c.state == "waiting", account.is_not(None))
+    if site is not None:
+        condition = and_(condition, a.c.site == site)
+    result = conn.execute(
+        update(a)
+        .where(condition)
+        .values(state="pending", recipient_user_id=account, last_error=None, updated_at=now)
+    )
+    return result.rowcount or 0
 
 
 def claim(conn: Connection, worker: str, now: datetime, limit: int) -> list[Any]:

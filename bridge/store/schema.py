@@ -29,6 +29,8 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
+from bridge import clock
+
 metadata = MetaData(
     naming_convention={
         "ix": "ix_%(column_0_label)s",
@@ -63,7 +65,8 @@ class UtcDateTime(TypeDecorator[datetime]):
 
 
 def _now() -> datetime:
-    return datetime.now(UTC)
+    """Column defaults ask the bridge's clock too, so a pinned or replayed time holds everywhere."""
+    return clock.now()
 
 
 def updated_at() -> Column[datetime]:

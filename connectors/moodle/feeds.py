@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from bridge import clock
 from bridge.errors import Remedy, SourceError
 from bridge.log import get_logger
 from bridge.ports import Batch, PullContext
@@ -245,4 +246,4 @@ def completion_time(client: MoodleClient, site: str, user_id: int, course_id: in
     if not completion.get("completed"):
         return None
     times = [c.get("timecompleted") for c in completion.get("completions", []) if c.get("timecompleted")]
-    return datetime.fromtimestamp(max(times), UTC) if times else datetime.now(UTC)
+    return datetime.fromtimestamp(max(times), UTC) if times else clock.now()

@@ -33,6 +33,9 @@ log = get_logger(__name__)
 
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 USERS_REFRESH = timedelta(hours=24)
+# HR rows are stamped when written and seen when committed; a look-back covers the gap (and a
+# clock pinned for a replay, where every HR change carries the same instant).
+HR_LOOKBACK = timedelta(minutes=5)
 COURSES_REFRESH = timedelta(hours=1)
 LIKE_FALLBACK_LIMIT = 50
 FeedName = Literal["auto", "report", "per_learner", "per_course"]
@@ -131,7 +134,10 @@ class MoodleSource:
             p
             for p in ctx.people
             if everyone
-            or (p.person_id not in linked and (since is None or p.changed_at is None or p.changed_at > since))
+            or (
+                p.person_id not in linked
+                and (since is None or p.changed_at is None or p.changed_at > since - HR_LOOKBACK)
+            )
         ]
         found_numbers: set[str] = set()
         found_emails: set[str] = set()
