@@ -101,14 +101,12 @@ def recommend_actions(
     reason = "; ".join(decision.facts)
     send_at, window = sending_slot(mapping.schedule, person.timezone, settings, now)
     actions: list[NewAction] = []
-    by_ref = {(tg.site, tg.item_id, tg.kind): tg for tg in decision.targets}
-    for rec in mapping.recommend:
-        target = next(
-            (tg for (site, _, kind), tg in by_ref.items() if site == rec.site and kind == rec.kind),
-            None,
-        )
-        if target is None:
-            continue
+    # The assessment resolves every `recommend:` entry in order, and a recommendation opens only
+    # when all of them resolved: entry and target pair up by position (two courses on one site
+    # are two targets, each with its own actions).
+    if len(decision.targets) != len(mapping.recommend):
+        return []
+    for rec, target in zip(mapping.recommend, decision.targets, strict=True):
         refused: dict[str, str | None] = {
             ch: refuses(rec.site, ch, rec.kind) for ch in rec.channels if ch != "email"
         }

@@ -20,6 +20,7 @@ from sqlalchemy import Connection, Engine, and_, select, update
 
 from bridge.act import message_context, sending_slot
 from bridge.facts import NO_KPIS, Facts, iter_facts, load_people
+from bridge.mapping import evaluate as ev
 from bridge.mapping import model as m
 from bridge.mapping import templates
 from bridge.mapping.loader import MappingSet
@@ -52,9 +53,20 @@ def _learner_channels(mapping: m.Mapping, target: Target) -> list[str]:
     return ["message"]
 
 
+def completed_target(rec: Any, facts: Facts) -> Target | None:
+    """The item whose completion closed the recommendation (not simply the first one listed)."""
+    targets = [tg for tg in (target_from_json(x) for x in rec.targets or []) if tg is not None]
+    done = [(tg, ev.completed_at(facts, tg)) for tg in targets]
+    exact = [tg for tg, when in done if when is not None and when == rec.completed_at]
+    any_done = [tg for tg, when in done if when is not None]
+    chosen = exact or any_done or targets
+    return chosen[0] if chosen else None
+
+
 def _learner_actions(
     mapping: m.Mapping,
     rec: Any,
+    target: Target,
     facts: Facts,
     purpose: str,
     steps: list[int],
@@ -64,8 +76,7 @@ def _learner_actions(
 ) -> list[NewAction]:
     """The latest due step is queued; earlier unsent steps are recorded as superseded."""
     person = facts.person
-    target = target_from_json(rec.targets[0]) if rec.targets else None
-    if target is None or not steps:
+    if not steps:
         return []
     template_kind = "reminder" if purpose == "reminder" else "reinforcement"
     rendered = templates.render(templates.template_for(mapping, template_kind, person.locale), context)  # type: ignore[arg-type]
@@ -191,7 +202,7 @@ def _chunk(
         context = message_context(mapping, person_facts, target, reason, rec.opened_at)
         steps = _due_steps(rec.opened_at, mapping.follow_up.remind_after_days, now)
         actions.extend(
-            _learner_actions(mapping, rec, person_facts, "reminder", steps, context, settings, now)
+            _learner_actions(mapping, rec, target, person_facts, "reminder", steps, context, settings, now)
         )
         escalate = mapping.follow_up.escalate_to_manager_after_days
         manager = managers.get(person_facts.person.manager_id or "")
@@ -206,13 +217,15 @@ def _chunk(
         mapping, person_facts = mappings[rec.mapping_id], facts.get(rec.person_id)
         if person_facts is None or not person_facts.person.active or not rec.targets:
             continue
-        target = target_from_json(rec.targets[0])
+        target = completed_target(rec, person_facts)
         assert target is not None
         context = message_context(mapping, person_facts, target, rec.close_reason or "", rec.opened_at)
         context["completed_on"] = rec.completed_at.date().isoformat()
         steps = _due_steps(rec.completed_at, mapping.follow_up.reinforce_after_days, now)
         actions.extend(
-            _learner_actions(mapping, rec, person_facts, "reinforcement", steps, context, settings, now)
+            _learner_actions(
+                mapping, rec, target, person_facts, "reinforcement", steps, context, settings, now
+            )
         )
         after = mapping.follow_up.manager_observe_after_days
         manager = managers.get(person_facts.person.manager_id or "")
