@@ -26,7 +26,7 @@ from bridge.records import Target
 from bridge.settings import Settings
 from bridge.store import schema as t
 
-Outcome = Literal["open", "close", "suppress", "lapse"]
+Outcome = Literal["open", "close", "suppress", "lapse", "wait"]
 FULL_EVERY = timedelta(hours=24)
 
 
@@ -194,6 +194,10 @@ def decide_one(
         return None
     if not a.matches or a.missing_targets or a.completed is not None or a.proficient:
         return None
+    if sites := unknown_history(a):
+        # Shown by plan, sync and why; nothing is stored, the person is decided again once linked.
+        reason = f"waiting for an account on site {', '.join(repr(x) for x in sites)} to be linked (learning history not known yet)"
+        return decision("wait", reason, a.trigger.facts, audience=a.audience.facts)
     if not _in_schedule(mapping.schedule, ctx.now):
         return None
     cooling = latest is not None and latest.state == "closed" and latest.closed_at is not None
@@ -204,6 +208,16 @@ def decide_one(
         return decision("suppress", reason, a.trigger.facts, audience=a.audience.facts)
     holdout = in_holdout(mapping, person.person_id)
     return decision("open", mapping.title, a.trigger.facts, holdout=holdout, audience=a.audience.facts)
+
+
+def unknown_history(a: Assessment) -> list[str]:
+    """Sites of the recommended items where the person's learning history is not known yet.
+
+    Without a linked account the site's completions and ratings cannot be attached to the
+    person, so "has not completed" would be a guess: no recommendation opens until the link
+    appears (linking marks the person for re-evaluation).
+    """
+    return sorted({tg.site for tg in a.targets if tg.site not in a.facts.accounts})
 
 
 def _in_schedule(schedule: m.Schedule, now: datetime) -> bool:

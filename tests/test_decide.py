@@ -54,27 +54,43 @@ def test_plan_agrees_with_sync_and_leaves_no_trace(engine: Engine, tmp_path: Pat
     store(engine, CS101, *agent("P1", 3.6, user_id=11), *agent("P3", 3.9))
     link(engine, "P1", 11)
     _report, planned = plan(engine, mappings, settings(), T0)
-    assert [(p.decision.person_id, p.decision.outcome) for p in planned] == [("P1", "open"), ("P3", "open")]
-    assert [a.state for a in planned[1].actions] == ["waiting"]  # P3 has no LMS account yet
+    assert [(p.decision.person_id, p.decision.outcome) for p in planned] == [("P1", "open"), ("P3", "wait")]
+    assert planned[1].actions == []  # P3 has no LMS account yet: their history there is unknown
+    assert "waiting for an account on site 'moodle'" in planned[1].decision.reason
     assert rows(engine, t.recommendations) == [] and rows(engine, t.actions) == []
     assert len(rows(engine, t.dirty_people)) == 2
-    assert sync(engine, mappings, T0) == [("P1", "csat", "open"), ("P3", "csat", "open")]
+    assert sync(engine, mappings, T0) == [("P1", "csat", "open"), ("P3", "csat", "wait")]
 
 
-def test_actions_waiting_for_an_account_go_out_once_it_is_linked(engine: Engine, tmp_path: Path) -> None:
+def test_an_unlinked_person_is_recommended_only_once_their_history_is_known(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """No "never completed" guess for someone whose account is not linked yet (issue 13)."""
     mappings = write_mapping(tmp_path, "csat", CSAT_MAPPING)
     store(engine, CS101, *agent("P3", 3.9, email="p3@example.com"))
-    assert sync(engine, mappings, T0) == [("P3", "csat", "open")]
-    (action,) = rows(engine, t.actions)
-    assert (action.state, action.recipient_user_id) == ("waiting", None)
-    assert action.last_error == "waiting for an account on site 'moodle' to be linked"
+    assert sync(engine, mappings, T0) == [("P3", "csat", "wait")]
+    assert rows(engine, t.recommendations) == [] and rows(engine, t.actions) == []
+    # The account appears with a completion from months ago: nothing is recommended.
+    store(engine, LmsUser("moodle", 33, username="p3", email="P3@example.com"))
+    store(engine, completion(33, T0 - timedelta(days=20)))
+    with engine.begin() as conn:
+        match_identities(conn, "moodle", ["email"])
+    assert sync(engine, mappings, T0 + timedelta(hours=1)) == []
+    assert rows(engine, t.recommendations) == []
+
+
+def test_a_linked_person_without_the_completion_is_recommended_once_linked(
+    engine: Engine, tmp_path: Path
+) -> None:
+    mappings = write_mapping(tmp_path, "csat", CSAT_MAPPING)
+    store(engine, CS101, *agent("P3", 3.9, email="p3@example.com"))
+    assert sync(engine, mappings, T0) == [("P3", "csat", "wait")]
     store(engine, LmsUser("moodle", 33, username="p3", email="P3@example.com"))
     with engine.begin() as conn:
-        report = match_identities(conn, "moodle", ["email"])
-    assert report.released == 1 and "1 waiting action(s) released" in str(report)
+        match_identities(conn, "moodle", ["email"])
+    assert sync(engine, mappings, T0 + timedelta(hours=1)) == [("P3", "csat", "open")]
     (action,) = rows(engine, t.actions)
-    assert (action.state, action.recipient_user_id, action.last_error) == ("pending", 33, None)
-    assert sync(engine, mappings, T0 + timedelta(hours=1)) == []  # still the same recommendation
+    assert (action.state, action.recipient_user_id) == ("pending", 33)
 
 
 def test_completion_closes_and_cancels_pending_actions(engine: Engine, tmp_path: Path) -> None:

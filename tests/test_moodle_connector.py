@@ -289,3 +289,42 @@ def test_competency_ratings_from_learning_plans(moodle: Running) -> None:
     assert {cid: r.proficient for cid, r in ratings.items()} == {
         cid: (None if g is None else g == 2) for cid, g in expected.items()
     }
+
+
+class PartialIndexView(View):
+    """A view whose stored users lack some people (their accounts were not found yet)."""
+
+    def __init__(self, hidden: set[int]) -> None:
+        super().__init__({})
+        self.hidden = hidden
+
+    def index(self) -> SiteIndex:
+        full = super().index()
+        return SiteIndex(
+            users_by_idnumber={k: v for k, v in full.users_by_idnumber.items() if v not in self.hidden},
+            users_by_email={k: v for k, v in full.users_by_email.items() if v not in self.hidden},
+            courses_by_shortname=full.courses_by_shortname,
+        )
+
+
+def test_report_rows_of_hr_people_not_linked_yet_are_read_again_not_lost(moodle: Running) -> None:
+    """Issue 13: the cursor never passes a completion it could not attach to an HR person."""
+    org = generate(1)
+    people = [PersonKeys(p.person_id, p.employee_number, p.email) for p in org.people]
+    done = sorted(moodle.state.completions.items(), key=lambda kv: kv[1])
+    (old_user, old_course), old_time = done[0]  # the oldest completion on the site
+    source = MoodleSource("moodle", client(moodle))
+    hidden = PartialIndexView({old_user})
+    first = list(source.pull_completions(PullContext({}, PullScope(), NOW, people=people, view=hidden)))
+    stored = {(r.user_id, r.item_id) for b in first for r in b.records if isinstance(r, Completion)}
+    assert (old_user, old_course) not in stored
+    cursor = first[-1].cursor
+    assert cursor is not None and datetime.fromisoformat(cursor) <= datetime.fromtimestamp(old_time, UTC)
+    # The account is found later: the next poll, from the held cursor, stores the old completion.
+    again = list(
+        source.pull_completions(
+            PullContext({"completions": cursor}, PullScope(), NOW, people=people, view=View({}))
+        )
+    )
+    assert (old_user, old_course) in {(r.user_id, r.item_id) for b in again for r in b.records}
+    assert datetime.fromisoformat(again[-1].cursor or "") > datetime.fromisoformat(cursor)

@@ -100,6 +100,13 @@ def print_report(engine: Engine, report: CycleReport) -> None:
             "(they go out once the account appears)",
             highlight=False,
         )
+    unlinked = len({d.person_id for d in decisions if d.outcome == "wait"})
+    if unlinked:
+        console.print(
+            f"{unlinked} person(s) match a mapping but have no linked LMS account yet: nothing is "
+            "recommended until their history on the site is known (`lmsbridge doctor` shows why accounts are not found)",
+            highlight=False,
+        )
     opened = sum(1 for d in decisions if d.outcome == "open")
     closed = sum(1 for d in decisions if d.outcome == "close")
     sent = delivery.states.get("sent", 0) if delivery else 0

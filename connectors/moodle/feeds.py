@@ -86,6 +86,12 @@ class ReportFeed:
         since = datetime.fromisoformat(cursor) - self.lookback if cursor else None
         index = ctx.view.index()
         newest = datetime.fromisoformat(cursor) if cursor else None
+        # A row of an HR person whose account is not linked yet cannot be stored by user id: the
+        # cursor is held at the oldest such row, so it is read again once the link appears.
+        hr_numbers = {p.employee_number.strip() for p in ctx.people if p.employee_number}
+        hr_emails = {p.email.strip().lower() for p in ctx.people if p.email}
+        held: datetime | None = None
+        kept = 0
         page = 0
         while True:
             answer = self.client.call(
@@ -110,10 +116,16 @@ class ReportFeed:
                     reached_cursor = True
                     break
                 newest = max(newest, when) if newest else when
-                user_id = index.users_by_idnumber.get((columns[at["idnumber"]] or "").strip())
-                if user_id is None and "email" in at:
-                    user_id = index.users_by_email.get((columns[at["email"]] or "").strip().lower())
+                idnumber = (columns[at["idnumber"]] or "").strip()
+                email = (columns[at["email"]] or "").strip().lower() if "email" in at else ""
+                user_id = index.users_by_idnumber.get(idnumber)
+                if user_id is None and email:
+                    user_id = index.users_by_email.get(email)
                 course_id = index.courses_by_shortname.get(columns[at["course"]] or "")
+                if user_id is None and (idnumber in hr_numbers or email in hr_emails):
+                    held = min(held, when) if held else when
+                    kept += 1
+                    continue
                 if (
                     user_id is None
                     or course_id is None
@@ -123,7 +135,15 @@ class ReportFeed:
                 records.append(Completion(self.site, user_id, course_id, when))
             last_page = (page + 1) * self.page_size >= int(data.get("totalrowcount", 0)) or not rows
             if reached_cursor or last_page:
-                yield Batch("completions", records, cursor=stamp(newest) if newest else None)
+                if kept:
+                    log.info(
+                        "completions of HR people without a linked account are read again next poll",
+                        site=self.site,
+                        rows=kept,
+                        held_at=stamp(held) if held else None,
+                    )
+                until = min(newest, held) if newest and held else newest
+                yield Batch("completions", records, cursor=stamp(until) if until else None)
                 return
             yield Batch("completions", records)
             page += 1

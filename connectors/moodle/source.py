@@ -36,6 +36,7 @@ USERS_REFRESH = timedelta(hours=24)
 # HR rows are stamped when written and seen when committed; a look-back covers the gap (and a
 # clock pinned for a replay, where every HR change carries the same instant).
 HR_LOOKBACK = timedelta(minutes=5)
+UNLINKED_REFRESH = timedelta(hours=1)
 COURSES_REFRESH = timedelta(hours=1)
 LIKE_FALLBACK_LIMIT = 50
 FeedName = Literal["auto", "report", "per_learner", "per_course"]
@@ -129,7 +130,10 @@ class MoodleSource:
         everyone = ctx.full or refresh_due(cursor, USERS_REFRESH, ctx.now)
         linked = set(ctx.view.linked_users().values()) if ctx.view is not None else set()
         seen = ctx.cursors.get("users_since")
-        since = datetime.fromisoformat(seen) if seen and not everyone else None
+        # Everyone still unlinked is looked up again hourly: a capability granted on the site
+        # (moodle/user:viewalldetails, say) then links people without waiting for an HR change.
+        retry = ctx.full or refresh_due(ctx.cursors.get("unlinked"), UNLINKED_REFRESH, ctx.now)
+        since = datetime.fromisoformat(seen) if seen and not (everyone or retry) else None
         people = [
             p
             for p in ctx.people
@@ -158,6 +162,8 @@ class MoodleSource:
         yield Batch("users", [], cursor=stamp(ctx.now) if everyone and ctx.people else cursor)
         newest = max((p.changed_at for p in ctx.people if p.changed_at is not None), default=None)
         yield Batch("users_since", [], cursor=stamp(newest) if newest is not None else seen)
+        if retry and ctx.people:
+            yield Batch("unlinked", [], cursor=stamp(ctx.now))
 
     def _by_field(self, field: str, values: Sequence[str]) -> Iterator[list[LmsUser]]:
         for start in range(0, len(values), self.users_chunk):
