@@ -246,6 +246,8 @@ def record(conn: Connection, row: Any, outcome: DeliveryOutcome, now: datetime, 
         }
     elif outcome.status is OutcomeStatus.DEAD:
         values = {"state": "dead", "last_error": outcome.error}
+    elif outcome.status is OutcomeStatus.SKIPPED:
+        values = {"state": "suppressed", "last_error": outcome.error}
     elif outcome.status is OutcomeStatus.UNKNOWN:
         # Left claimed: the next delivery run reconciles it with the site before any resend.
         values = {

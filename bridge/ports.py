@@ -134,6 +134,7 @@ class OutcomeStatus(StrEnum):
     RETRY = "retry"
     DEAD = "dead"
     UNKNOWN = "unknown"  # the request may have been carried out: check the site before resending
+    SKIPPED = "skipped"  # deliberately not carried out, the site's own state decides (the reason says why)
 
 
 def deliver_in_groups(

@@ -328,3 +328,38 @@ def test_report_rows_of_hr_people_not_linked_yet_are_read_again_not_lost(moodle:
     )
     assert (old_user, old_course) in {(r.user_id, r.item_id) for b in again for r in b.records}
     assert datetime.fromisoformat(again[-1].cursor or "") > datetime.fromisoformat(cursor)
+
+
+def test_enrolments_the_site_already_has_are_left_as_the_site_keeps_them(moodle: Running) -> None:
+    """Issue 13: re-enrolling rewrites an enrolment (re-activated, end date removed): never send it."""
+    sink = MoodleSink("moodle", client(moodle))
+    active, suspended, new = 103, 104, 105
+    for user in (active, suspended):
+        moodle.state.enrolments.setdefault(user, {})[2] = 1_700_000_000
+        moodle.state.participants[2].add(user)
+    moodle.state.suspended_enrolments.add((suspended, 2))
+    for user in (new,):
+        moodle.state.enrolments.get(user, {}).pop(2, None)
+        moodle.state.participants[2].discard(user)
+
+    def enrol(user: int) -> OutgoingAction:
+        return OutgoingAction(
+            key=f"enrol-{user}",
+            kind=ActionKind.ENROL,
+            site="moodle",
+            recipient_user_id=user,
+            recipient_email=None,
+            subject="",
+            body_html="",
+            body_text="",
+            target=Target("moodle", "course", 2, "C"),
+        )
+
+    outcomes = {o.key: o for o in sink.deliver([enrol(active), enrol(suspended), enrol(new)])}
+    assert outcomes[f"enrol-{new}"].status is OutcomeStatus.SENT
+    assert outcomes[f"enrol-{active}"].status is OutcomeStatus.SKIPPED
+    assert outcomes[f"enrol-{active}"].error == "already enrolled on the site"
+    assert outcomes[f"enrol-{suspended}"].status is OutcomeStatus.SKIPPED
+    assert "suspended on the site" in (outcomes[f"enrol-{suspended}"].error or "")
+    assert (suspended, 2) in moodle.state.suspended_enrolments  # not re-activated
+    assert [e["userid"] for e in moodle.state.enrolled] == [new]

@@ -201,12 +201,23 @@ def plan(
     fmt: Annotated[Format, typer.Option("--format", help="table, json or csv.")] = Format.table,
     mappings: Annotated[Path | None, typer.Option("--mappings", help="Mappings directory.")] = None,
 ) -> None:
-    """Show who would get what and why, sending nothing."""
+    """Show who would get what and why, sending nothing.
+
+    It first reads the sources and stores what they hold (records and cursors, as `sync` does),
+    so the plan is about today's data; it never decides, queues or sends. --no-pull plans from
+    what is stored and changes nothing.
+    """
     st = state(ctx)
     settings = st.settings
     mapping_set = load_mappings(settings, mappings)
     engine = st.engine()
     if not no_pull:
+        if fmt is Format.table:
+            console.print(
+                "Reading the sources first (their records and cursors are stored as by sync; "
+                "nothing is decided or sent; --no-pull to plan from stored data only)",
+                highlight=False,
+            )
         for p in pull(engine, settings, mapping_set):
             if p.error:
                 console.print(f"[yellow]warning:[/] {p.source}: {p.error}", highlight=False)

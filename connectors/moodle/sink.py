@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from bridge import clock
-from bridge.errors import Remedy
+from bridge.errors import BridgeError, Remedy
 from bridge.log import get_logger
 from bridge.ports import ActionKind, DeliveryOutcome, OutcomeStatus, OutgoingAction, deliver_in_groups
 from connectors.moodle import errors
@@ -122,15 +122,50 @@ class MoodleSink:
             **enrolment_dates(action),
         }
 
+    def _participants(self, course_id: int) -> tuple[set[int], set[int]]:
+        """Everyone enrolled in the course (any status), and those whose enrolment is suspended."""
+        fields = {"name": "userfields", "value": "id"}
+        everyone = self.client.call(
+            "core_enrol_get_enrolled_users", {"courseid": course_id, "options": [fields]}
+        )
+        suspended = self.client.call(
+            "core_enrol_get_enrolled_users",
+            {"courseid": course_id, "options": [fields, {"name": "onlysuspended", "value": 1}]},
+        )
+        return {int(u["id"]) for u in everyone}, {int(u["id"]) for u in suspended}
+
+    def _already_enrolled(self, actions: Sequence[OutgoingAction]) -> dict[str, DeliveryOutcome]:
+        """Enrolments the site already has are left exactly as the site keeps them.
+
+        ``enrol_manual_enrol_users`` on an existing manual enrolment re-activates a suspended
+        one, removes its end date and resets its start: the site's decisions would be undone.
+        """
+        skipped: dict[str, DeliveryOutcome] = {}
+        for course_id in sorted({a.target.item_id for a in actions if a.target is not None}):
+            enrolled, suspended = self._participants(course_id)
+            for action in actions:
+                if action.target is None or action.target.item_id != course_id:
+                    continue
+                if action.recipient_user_id in suspended:
+                    reason = "already enrolled, suspended on the site: left as the site decided"
+                elif action.recipient_user_id in enrolled:
+                    reason = "already enrolled on the site"
+                else:
+                    continue
+                skipped[action.key] = DeliveryOutcome(action.key, OutcomeStatus.SKIPPED, error=reason)
+        return skipped
+
     def _enrol_batch(self, batch: Sequence[OutgoingAction]) -> list[DeliveryOutcome]:
         """Many enrolments in one call; Moodle applies them all or none, so a refused batch is
         sent again one by one to find the enrolment at fault and keep the others."""
-        ready = [a for a in batch if a.recipient_user_id is not None and a.target is not None]
+        possible = [a for a in batch if a.recipient_user_id is not None and a.target is not None]
+        skipped = self._already_enrolled(possible)
+        ready = [a for a in possible if a.key not in skipped]
         outcomes = [
             DeliveryOutcome(a.key, OutcomeStatus.DEAD, error="no Moodle user or course to enrol")
             for a in batch
-            if a not in ready
-        ]
+            if a not in possible
+        ] + list(skipped.values())
         if len(ready) > 1:
             try:
                 self.client.call(
@@ -157,6 +192,15 @@ class MoodleSink:
         try:
             self.client.call("enrol_manual_enrol_users", {"enrolments": [self._enrolment(action)]})
         except errors.MoodleError as exc:
+            if exc.errorcode == "wsusercannotassign":
+                # Every enrolment on the site fails the same way until the role is fixed: the
+                # actions wait (released, not dead) and the cycle reports how to fix it.
+                raise BridgeError(
+                    f"site '{self.name}' refused to enrol: the web-service user may not assign role "
+                    f"{self._enrolment(action)['roleid']}. Give its role moodle/role:assign and allow it "
+                    "to assign that role (Site administration > Users > Permissions > Define roles > "
+                    "Allow role assignments)"
+                ) from None
             if exc.errorcode == "wsnoinstance":
                 return DeliveryOutcome(
                     action.key,

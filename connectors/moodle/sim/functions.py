@@ -378,6 +378,8 @@ def users_courses(state: SiteState, p: dict[str, Any]) -> list[dict[str, Any]]:
         raise missing_record(state, "user")
     result = []
     for course_id in sorted(state.enrolments.get(user_id, {}), reverse=True):
+        if (user_id, course_id) in state.suspended_enrolments:
+            continue  # enrol_get_users_courses(..., onlyactive=true): active enrolments only
         course = state.courses[course_id]
         completed, progress = _progress(state, user_id, course)
         item: dict[str, Any] = {
@@ -435,7 +437,13 @@ def enrolled_users(state: SiteState, p: dict[str, Any]) -> list[dict[str, Any]]:
     ids = sorted(state.participants.get(course.id, ()))
     ids = [uid for uid in ids if state.live_user(uid) is not None]
     if options.get("onlyactive") in ("1", "true"):
-        ids = [uid for uid in ids if not state.users[uid].suspended]
+        ids = [
+            uid
+            for uid in ids
+            if not state.users[uid].suspended and (uid, course.id) not in state.suspended_enrolments
+        ]
+    if options.get("onlysuspended") in ("1", "true"):  # Moodle 3.11+
+        ids = [uid for uid in ids if (uid, course.id) in state.suspended_enrolments]
     ids = ids[start : start + limit] if limit else ids[start:]
     result = []
     for uid in ids:
@@ -657,6 +665,9 @@ def manual_enrol(state: SiteState, p: dict[str, Any]) -> None:
             if state.live_user(e["userid"]) is None:
                 raise missing_record(state, "user")
         for e in p["enrolments"]:
+            # As Moodle's enrol_user on an existing manual enrolment: re-activated, end removed,
+            # start reset — the rewrite lmsbridge must never cause.
+            state.suspended_enrolments.discard((e["userid"], e["courseid"]))
             state.enrolments.setdefault(e["userid"], {})[e["courseid"]] = e.get("timestart") or int(
                 time.time()
             )

@@ -71,6 +71,7 @@ class SiteState:
     course_by_shortname: dict[str, int] = field(default_factory=dict)
     enrolments: dict[int, dict[int, int]] = field(default_factory=dict)  # user -> course -> timestart
     participants: dict[int, set[int]] = field(default_factory=lambda: defaultdict(set))
+    suspended_enrolments: set[tuple[int, int]] = field(default_factory=set)  # (user, course)
     completions: dict[tuple[int, int], int] = field(default_factory=dict)
     plans: dict[int, SimPlan] = field(default_factory=dict)
     user_competency: dict[tuple[int, int], int | None] = field(default_factory=dict)  # grade, 2 = proficient
