@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, SecretStr
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from bridge.ports import Connector, DoctorCheck, Sink, Source
 from bridge.settings import Settings
@@ -55,6 +56,20 @@ class MoodleOptions(BaseModel):
         default=1440, ge=0, description="Re-read completions this far behind the cursor (late writes)."
     )
     message_batch: int = Field(default=50, ge=1, le=500, description="Messages sent per call.")
+    report_timezone: str = Field(
+        default="UTC",
+        description="The zone the completion report's dates are shown in: UTC, unless the site forces a "
+        "time zone (Site administration > General > Location > Force timezone); then that zone.",
+    )
+
+    @field_validator("report_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (an IANA name such as 'Europe/Berlin')") from None
+        return value
 
 
 def client(name: str, options: MoodleOptions) -> MoodleClient:
@@ -78,6 +93,7 @@ def build_source(name: str, options: Any, settings: Settings) -> Source:
         report=options.completion_report,
         report_columns=ReportColumns(columns.idnumber, columns.email, columns.course, columns.completed),
         lookback=timedelta(minutes=options.lookback_minutes),
+        report_zone=ZoneInfo(options.report_timezone),
     )
 
 

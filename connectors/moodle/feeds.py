@@ -19,7 +19,7 @@ localised strings with minute precision, so the feed asks for English and UTC, a
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
 from bridge import clock
@@ -39,8 +39,23 @@ def stamp(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="seconds")
 
 
-def parse_report_date(text: str) -> datetime:
-    return datetime.strptime(text.strip(), REPORT_DATE).replace(tzinfo=UTC)
+def parse_report_date(text: str, zone: tzinfo = UTC) -> datetime:
+    """A report date in the zone it is shown in (UTC unless the site forces a time zone)."""
+    local = datetime.strptime(text.strip(), REPORT_DATE).replace(tzinfo=zone)
+    return local.astimezone(UTC)
+
+
+def report_offset(shown: datetime, exact: datetime) -> timedelta | None:
+    """How far a report time (minute precision) is from the exact time, to the quarter hour.
+
+    None when the two are not a whole number of quarter hours apart (a late write, say, not a
+    time zone); ``timedelta(0)`` when the report is in the zone lmsbridge reads it in.
+    """
+    difference = (shown - exact.replace(second=0, microsecond=0)).total_seconds()
+    quarters = round(difference / 900)
+    if abs(difference - quarters * 900) > 90:
+        return None
+    return timedelta(seconds=quarters * 900)
 
 
 class ReportColumns:
@@ -72,6 +87,7 @@ class ReportFeed:
         columns: ReportColumns,
         lookback: timedelta,
         page_size: int = 500,
+        zone: tzinfo = UTC,
     ) -> None:
         self.site = site
         self.client = client
@@ -79,6 +95,36 @@ class ReportFeed:
         self.columns = columns
         self.lookback = lookback
         self.page_size = page_size
+        self.zone = zone
+        self.times_checked: str | None = None  # what the time zone check found (doctor shows it)
+
+    def check_times(self, samples: list[tuple[int, int, datetime]]) -> None:
+        """Compare report times with each completion's exact time, once per process.
+
+        With *Force timezone* set, Moodle ignores the UTC the feed asks for and shows every date
+        in the forced zone; read as UTC they would all be hours off. Two rows off by the same
+        whole quarter hours mean exactly that: the pull stops with the fix, nothing is stored.
+        """
+        if self.times_checked is not None:
+            return
+        offsets = []
+        for user_id, course_id, shown in samples[:2]:
+            exact = exact_completion_time(self.client, user_id, course_id)
+            if exact is not None:
+                offsets.append(report_offset(shown, exact))
+        if not offsets or None in offsets:
+            self.times_checked = "not checkable (no completion with an exact time to compare)"
+            return
+        if len(set(offsets)) == 1 and offsets[0]:
+            hours = offsets[0].total_seconds() / 3600
+            raise SourceError(
+                f"the completion report on site '{self.site}' shows times {hours:+g} h from "
+                f"{self.zone}: the site forces a time zone (Site administration > General > Location > "
+                "Force timezone), so every completion would be stored hours off. Set "
+                f'report_timezone under [sites.{self.site}] to the forced zone (e.g. "Europe/Berlin")',
+                Remedy.FIX_CONFIG,
+            )
+        self.times_checked = f"report times agree with exact completion times ({self.zone})"
 
     def pull(self, ctx: PullContext, in_scope: set[int] | None) -> Iterator[Batch]:
         assert ctx.view is not None
@@ -108,7 +154,7 @@ class ReportFeed:
             for row in rows:
                 columns = row.get("columns", [])
                 try:
-                    when = parse_report_date(columns[at["completed"]] or "")
+                    when = parse_report_date(columns[at["completed"]] or "", self.zone)
                 except (ValueError, IndexError):
                     log.warning("report row without a readable completion time", site=self.site, row=columns)
                     continue
@@ -133,6 +179,10 @@ class ReportFeed:
                 ):
                     continue  # not a person or course any mapping needs
                 records.append(Completion(self.site, user_id, course_id, when))
+            if page == 0 and self.times_checked is None:
+                self.check_times(
+                    [(r.user_id, r.item_id, r.completed_at) for r in records if isinstance(r, Completion)]
+                )
             last_page = (page + 1) * self.page_size >= int(data.get("totalrowcount", 0)) or not rows
             if reached_cursor or last_page:
                 if kept:
@@ -252,18 +302,30 @@ def learners(ctx: PullContext) -> set[int]:
     return set(linked)
 
 
-def completion_time(client: MoodleClient, site: str, user_id: int, course_id: int) -> datetime | None:
-    """Moodle returns no course-level time; the latest criterion time is the best proxy."""
+def _completion_status(client: MoodleClient, user_id: int, course_id: int) -> tuple[bool, datetime | None]:
+    """Whether the course is complete, and its latest criterion time (Moodle has no course-level one)."""
     try:
         status: dict[str, Any] = client.call(
             "core_completion_get_course_completion_status", {"courseid": course_id, "userid": user_id}
         )
     except errors.MoodleError as exc:
         if exc.remedy is Remedy.SKIP_ITEM:
-            return None
+            return False, None
         raise
     completion = status.get("completionstatus", {})
-    if not completion.get("completed"):
-        return None
     times = [c.get("timecompleted") for c in completion.get("completions", []) if c.get("timecompleted")]
-    return datetime.fromtimestamp(max(times), UTC) if times else clock.now()
+    latest = datetime.fromtimestamp(max(times), UTC) if times else None
+    return bool(completion.get("completed")), latest
+
+
+def exact_completion_time(client: MoodleClient, user_id: int, course_id: int) -> datetime | None:
+    completed, latest = _completion_status(client, user_id, course_id)
+    return latest if completed else None
+
+
+def completion_time(client: MoodleClient, site: str, user_id: int, course_id: int) -> datetime | None:
+    """The latest criterion time is the best proxy for when the course was completed."""
+    completed, latest = _completion_status(client, user_id, course_id)
+    if not completed:
+        return None
+    return latest or clock.now()

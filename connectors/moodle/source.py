@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any, Literal
 
 from bridge.errors import Remedy, SourceError
@@ -99,6 +99,7 @@ class MoodleSource:
         report: int | str | None = None,
         report_columns: ReportColumns | None = None,
         lookback: timedelta = timedelta(days=1),
+        report_zone: tzinfo = UTC,
     ) -> None:
         self.name = name
         self.client = client
@@ -109,6 +110,7 @@ class MoodleSource:
             "ID number", "Email address", "Course short name", "Time completed"
         )
         self.lookback = lookback
+        self.report_zone = report_zone
         self._feed: ReportFeed | PerLearnerFeed | PerCourseFeed | None = None
 
     def pull(self, ctx: PullContext) -> Iterator[Batch]:
@@ -225,7 +227,14 @@ class MoodleSource:
         if choice in ("auto", "report") and self.client.has_function("core_reportbuilder_retrieve_report"):
             report_id = self._report_id()
             if report_id is not None:
-                return ReportFeed(self.name, self.client, report_id, self.report_columns, self.lookback)
+                return ReportFeed(
+                    self.name,
+                    self.client,
+                    report_id,
+                    self.report_columns,
+                    self.lookback,
+                    zone=self.report_zone,
+                )
             if choice == "report":
                 raise SourceError(
                     f"site '{self.name}': completion report {self.report!r} was not found", Remedy.FIX_CONFIG
