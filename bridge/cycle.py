@@ -59,6 +59,16 @@ class StoreSiteView:
             )
             return {(r.user_id, r.item_id) for r in rows}
 
+    def active_enrolments(self, course_ids: set[int]) -> set[tuple[int, int]]:
+        e = t.enrolments
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(e.c.user_id, e.c.item_id).where(
+                    and_(e.c.site == self.site, e.c.active, e.c.item_id.in_(sorted(course_ids)))
+                )
+            )
+            return {(r.user_id, r.item_id) for r in rows}
+
     def index(self) -> SiteIndex:
         u, items = t.lms_users, t.learning_items
         with self.engine.connect() as conn:

@@ -62,6 +62,10 @@ class SiteView(Protocol):
         """Stored course ids for mapping references (shortname, ``id:N`` or ``idnumber:X``)."""
         ...
 
+    def active_enrolments(self, course_ids: set[int]) -> set[tuple[int, int]]:
+        """(user id, course id) pairs stored as active enrolments in these courses."""
+        ...
+
     def index(self) -> SiteIndex:
         """Stored users and courses by the keys a report shows instead of ids."""
         ...

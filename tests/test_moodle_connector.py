@@ -363,3 +363,34 @@ def test_enrolments_the_site_already_has_are_left_as_the_site_keeps_them(moodle:
     assert "suspended on the site" in (outcomes[f"enrol-{suspended}"].error or "")
     assert (suspended, 2) in moodle.state.suspended_enrolments  # not re-activated
     assert [e["userid"] for e in moodle.state.enrolled] == [new]
+
+
+class EnrolmentView(View):
+    def __init__(self, stored: set[tuple[int, int]]) -> None:
+        super().__init__({}, courses={2})
+        self.stored = stored
+
+    def active_enrolments(self, course_ids: set[int]) -> set[tuple[int, int]]:
+        return {pair for pair in self.stored if pair[1] in course_ids}
+
+
+def test_report_feed_reads_enrolment_state_hourly_so_reminders_can_stop(moodle: Running) -> None:
+    """Issue 13, item 9: the report has no enrolment state; unenrolled and suspended are seen."""
+    c = client(moodle)
+    source = MoodleSource("moodle", c)
+    participants = set(moodle.state.participants[2])
+    gone, paused = sorted(participants)[:2]
+    moodle.state.participants[2].discard(gone)
+    moodle.state.enrolments[gone].pop(2, None)
+    moodle.state.suspended_enrolments.add((paused, 2))
+    view = EnrolmentView({(gone, 2), (paused, 2)})
+    ctx = PullContext({}, PullScope(course_refs=frozenset({"x"})), NOW, view=view)
+    (batch,) = list(source.pull_enrolments(ctx))
+    states = {(r.user_id, r.item_id): r.active for r in batch.records if isinstance(r, Enrolment)}
+    assert states[(gone, 2)] is False and states[(paused, 2)] is False
+    assert sum(states.values()) == len(participants) - 2
+    calls = c.calls["core_enrol_get_enrolled_users"]
+    assert calls == 2  # everyone, and those suspended: two calls per course in scope
+    later = PullContext({"enrolments": batch.cursor}, PullScope(course_refs=frozenset({"x"})), NOW, view=view)
+    assert list(source.pull_enrolments(later)) == []  # within the hour: no call at all
+    assert c.calls["core_enrol_get_enrolled_users"] == calls

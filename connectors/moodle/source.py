@@ -24,7 +24,7 @@ from typing import Any, Literal
 from bridge.errors import Remedy, SourceError
 from bridge.log import get_logger
 from bridge.ports import Batch, PersonKeys, PullContext
-from bridge.records import Competency, CompetencyRating, ItemKind, LearningItem, LmsUser, Record
+from bridge.records import Competency, CompetencyRating, Enrolment, ItemKind, LearningItem, LmsUser, Record
 from connectors.moodle import errors
 from connectors.moodle.client import MoodleClient
 from connectors.moodle.feeds import PerCourseFeed, PerLearnerFeed, ReportColumns, ReportFeed, learners, stamp
@@ -38,6 +38,8 @@ USERS_REFRESH = timedelta(hours=24)
 HR_LOOKBACK = timedelta(minutes=5)
 UNLINKED_REFRESH = timedelta(hours=1)
 COURSES_REFRESH = timedelta(hours=1)
+ENROLMENTS_REFRESH = timedelta(hours=1)
+ENROLMENT_PAGE = 1000
 LIKE_FALLBACK_LIMIT = 50
 FeedName = Literal["auto", "report", "per_learner", "per_course"]
 
@@ -118,6 +120,7 @@ class MoodleSource:
             yield from self.pull_users(ctx)
             yield from self.pull_courses(ctx)
             yield from self.pull_completions(ctx)
+            yield from self.pull_enrolments(ctx)
             if ctx.scope.competencies:
                 yield from self.pull_competencies(ctx)
 
@@ -272,6 +275,59 @@ class MoodleSource:
             yield Batch("completions", [], cursor=stamp(ctx.now))
             return
         yield from self.feed().pull(ctx, in_scope)
+
+    # ------------------------------------------------------------------ enrolments
+
+    def pull_enrolments(self, ctx: PullContext) -> Iterator[Batch]:
+        """Who is enrolled in the courses the mappings use, hourly, for the report feed.
+
+        The report carries no enrolment state, yet reminders must stop when a learner is
+        unenrolled or suspended: two calls per course in scope (everyone enrolled, and those
+        suspended), and stored enrolments no longer listed are marked ended. The other feeds
+        read enrolments as they read completions.
+        """
+        if ctx.view is None or not isinstance(self.feed(), ReportFeed):
+            return
+        if not (ctx.full or refresh_due(ctx.cursors.get("enrolments"), ENROLMENTS_REFRESH, ctx.now)):
+            return
+        refs = ctx.scope.course_refs
+        courses = (
+            ctx.view.course_ids(refs)
+            if refs is not None
+            else set(ctx.view.index().courses_by_shortname.values())
+        )
+        stored = ctx.view.active_enrolments(courses)
+        records: list[Record] = []
+        for course_id in sorted(courses):
+            enrolled = self._course_participants(course_id, [])
+            suspended = self._course_participants(course_id, [{"name": "onlysuspended", "value": 1}])
+            records += [Enrolment(self.name, uid, course_id, active=uid not in suspended) for uid in enrolled]
+            records += [
+                Enrolment(self.name, uid, course_id, active=False)
+                for uid, cid in stored
+                if cid == course_id and uid not in enrolled
+            ]
+        yield Batch("enrolments", records, cursor=stamp(ctx.now))
+
+    def _course_participants(self, course_id: int, options: list[dict[str, Any]]) -> set[int]:
+        found: set[int] = set()
+        page = ENROLMENT_PAGE
+        while True:
+            answer = self.client.call(
+                "core_enrol_get_enrolled_users",
+                {
+                    "courseid": course_id,
+                    "options": [
+                        {"name": "userfields", "value": "id"},
+                        {"name": "limitfrom", "value": len(found)},
+                        {"name": "limitnumber", "value": page},
+                        *options,
+                    ],
+                },
+            )
+            found.update(int(u["id"]) for u in answer)
+            if len(answer) < page:
+                return found
 
     # ------------------------------------------------------------------ competencies
 
