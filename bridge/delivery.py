@@ -44,8 +44,16 @@ def _policy(settings: Settings) -> outbox.RetryPolicy:
     return outbox.RetryPolicy(d.max_attempts, d.backoff_base_seconds, d.backoff_max_seconds)
 
 
-def reconcile(engine: Engine, sinks: Mapping[str, Sink], settings: Settings, report: DeliveryReport) -> None:
+def reconcile(
+    engine: Engine, sinks: Mapping[str, Sink], settings: Settings, report: DeliveryReport
+) -> set[str]:
+    """Check unknown outcomes on their sites; returns the sites that could not be reached.
+
+    A site that fails once is not asked again in this run (a circuit per site): with it down,
+    every row would otherwise wait out the client's retries in turn.
+    """
     now = clock.now()
+    unreachable: set[str] = set()
     # One SQLite file has one worker: anything in `sending` when delivery starts is orphaned.
     lease = (
         timedelta(0)
@@ -55,12 +63,14 @@ def reconcile(engine: Engine, sinks: Mapping[str, Sink], settings: Settings, rep
     with engine.begin() as conn:
         for row in outbox.stale_sending(conn, now - lease + timedelta(microseconds=1)):
             sink = sinks.get(row.site)
-            if sink is None:
+            if sink is None or row.site in unreachable:
                 continue
             try:
                 found = sink.reconcile(outbox.to_outgoing(row))
             except BridgeError as exc:
-                report.errors.append(f"reconcile {row.key}: {exc}")
+                report.errors.append(f"reconcile {row.key}: {redact_text(str(exc))}")
+                if exc.remedy is Remedy.RETRY:
+                    unreachable.add(row.site)
                 continue
             if found is not None and found.status is OutcomeStatus.SENT:
                 outbox.record(conn, row, found, now, _policy(settings))
@@ -75,6 +85,7 @@ def reconcile(engine: Engine, sinks: Mapping[str, Sink], settings: Settings, rep
                 )
             report.reconciled += 1
             log.info("reconciled", key=row.key, found=found is not None)
+    return unreachable
 
 
 def deliver(
@@ -94,8 +105,7 @@ def deliver(
             return report
     with engine.begin() as conn:
         outbox.address_waiting(conn, clock.now())
-    reconcile(engine, sinks, settings, report)
-    failed_sites: set[str] = set()
+    failed_sites = reconcile(engine, sinks, settings, report)
     while not stop():
         now = clock.now()
         with engine.begin() as conn:
