@@ -158,8 +158,14 @@ def scope_for(site: str, mapping_set: MappingSet, engine: Engine | None = None) 
     concerned = [mp for mp in mapping_set.enabled if site in {ref.site for ref in item_refs(mp)}]
     refs = {r.ref for r in all_item_refs(concerned) if r.site == site and r.kind != "competency"}
     people = audience_members(engine, concerned) if engine is not None else None
+    rated = [mp for mp in concerned if uses_competencies([mp], site)]
+    competency_refs = {r.ref for r in all_item_refs(rated) if r.site == site and r.kind == "competency"}
     return PullScope(
-        course_refs=frozenset(refs), person_ids=people, competencies=uses_competencies(concerned, site)
+        course_refs=frozenset(refs),
+        person_ids=people,
+        competencies=bool(rated),
+        competency_refs=frozenset(competency_refs),
+        competency_person_ids=audience_members(engine, rated) if engine is not None and rated else None,
     )
 
 

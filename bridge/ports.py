@@ -35,6 +35,10 @@ class PullScope:
     course_refs: frozenset[str] | None = None
     person_ids: frozenset[str] | None = None
     competencies: bool = False
+    # The competencies the mappings name (shortname, idnumber or ``id:N``) and the people of the
+    # mappings that use them: ratings are read for those alone, not for every audience.
+    competency_refs: frozenset[str] | None = None
+    competency_person_ids: frozenset[str] | None = None
 
 
 @dataclass(frozen=True)

@@ -394,3 +394,39 @@ def test_report_feed_reads_enrolment_state_hourly_so_reminders_can_stop(moodle: 
     later = PullContext({"enrolments": batch.cursor}, PullScope(course_refs=frozenset({"x"})), NOW, view=view)
     assert list(source.pull_enrolments(later)) == []  # within the hour: no call at all
     assert c.calls["core_enrol_get_enrolled_users"] == calls
+
+
+def test_a_rating_outside_any_plan_is_read_for_the_competencies_the_mappings_name(moodle: Running) -> None:
+    """Issue 13, items 11 and 12: direct ratings count; one call per learner and named competency."""
+    c = client(moodle)
+    source = MoodleSource("moodle", c)
+    org = generate(1)
+    agent = next(p for p in org.people if p.department == "Customer Service")
+    other = next(p for p in org.people if p.department != "Customer Service" and p.user_id != agent.user_id)
+    in_plans = {cid for cid, _g in org.plan_ratings.get(other.user_id, [])}
+    competencies = [
+        r
+        for b in source.pull_competencies(
+            PullContext({}, PullScope(competencies=True, competency_refs=frozenset()), NOW, view=View({}))
+        )
+        for r in b.records
+        if isinstance(r, Competency)
+    ]
+    direct = next(x for x in competencies if x.competency_id not in in_plans)
+    moodle.state.user_competency[(other.user_id, direct.competency_id)] = 2  # rated outside a plan
+    scope = PullScope(
+        competencies=True,
+        competency_refs=frozenset({direct.shortname}),
+        competency_person_ids=frozenset({other.person_id}),
+    )
+    linked = {agent.user_id: agent.person_id, other.user_id: other.person_id}
+    before = c.calls["tool_lp_data_for_user_competency_summary"]
+    records = [
+        r for b in source.pull_competencies(PullContext({}, scope, NOW, view=View(linked))) for r in b.records
+    ]
+    ratings = [r for r in records if isinstance(r, CompetencyRating)]
+    assert [(r.user_id, r.competency_id, r.proficient) for r in ratings] == [
+        (other.user_id, direct.competency_id, True)
+    ]
+    assert c.calls["tool_lp_data_for_user_competency_summary"] - before == 1
+    assert c.calls["core_competency_list_user_plans"] == 0

@@ -293,12 +293,13 @@ class PerCourseFeed:
             start += self.page_size
 
 
-def learners(ctx: PullContext) -> set[int]:
-    """LMS users linked to people some mapping's audience can reach."""
+def learners(ctx: PullContext, people: frozenset[str] | None = None) -> set[int]:
+    """LMS users linked to people some mapping's audience can reach (or to ``people``)."""
     assert ctx.view is not None
     linked = ctx.view.linked_users()
-    if ctx.scope.person_ids is not None:
-        return {uid for uid, pid in linked.items() if pid in ctx.scope.person_ids}
+    wanted = people if people is not None else ctx.scope.person_ids
+    if wanted is not None:
+        return {uid for uid, pid in linked.items() if pid in wanted}
     return set(linked)
 
 

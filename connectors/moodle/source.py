@@ -114,6 +114,7 @@ class MoodleSource:
         self.lookback = lookback
         self.report_zone = report_zone
         self._feed: ReportFeed | PerLearnerFeed | PerCourseFeed | None = None
+        self._competencies: list[Competency] | None = None
 
     def pull(self, ctx: PullContext) -> Iterator[Batch]:
         with unexpected_answers(f"Moodle site '{self.name}'"):
@@ -332,15 +333,46 @@ class MoodleSource:
     # ------------------------------------------------------------------ competencies
 
     def pull_competencies(self, ctx: PullContext) -> Iterator[Batch]:
-        if ctx.full or refresh_due(ctx.cursors.get("competencies"), COURSES_REFRESH, ctx.now):
-            yield Batch("competencies", list(self._frameworks()), cursor=stamp(ctx.now))
+        """Ratings of the competencies the mappings name, for the people of those mappings.
+
+        ``tool_lp_data_for_user_competency_summary`` reads a learner's rating of one competency
+        wherever Moodle keeps it (in a plan or rated directly, outside any plan): one call per
+        learner and competency. Moodle has no bulk or "since" function for ratings. Without it
+        in the service, the plans route reads ratings inside plans only (two calls a learner).
+        """
+        if (
+            self._competencies is None
+            or ctx.full
+            or refresh_due(ctx.cursors.get("competencies"), COURSES_REFRESH, ctx.now)
+        ):
+            self._competencies = list(self._frameworks())
+            yield Batch("competencies", list(self._competencies), cursor=stamp(ctx.now))
+        wanted = competency_ids(self._competencies, ctx.scope.competency_refs)
+        people = ctx.scope.competency_person_ids
+        users = learners(ctx) if people is None else learners(ctx, people)
+        summary = self.client.has_function(SUMMARY)
         records: list[Record] = []
-        for count, user_id in enumerate(sorted(learners(ctx)), start=1):
-            records.extend(self._plan_ratings(user_id))
+        for count, user_id in enumerate(sorted(users), start=1):
+            if summary:
+                records.extend(r for c in sorted(wanted) if (r := self._summary_rating(user_id, c)))
+            else:
+                records.extend(r for r in self._plan_ratings(user_id) if r.competency_id in wanted)
             if count % 200 == 0:
                 yield Batch("ratings", records)
                 records = []
         yield Batch("ratings", records, cursor=stamp(ctx.now))
+
+    def _summary_rating(self, user_id: int, competency_id: int) -> CompetencyRating | None:
+        try:
+            answer = self.client.call(SUMMARY, {"userid": user_id, "competencyid": competency_id})
+        except errors.MoodleError as exc:
+            if exc.remedy is Remedy.SKIP_ITEM:
+                return None
+            raise
+        uc = answer.get("usercompetency") or {}
+        if not uc:
+            return None
+        return rating(self.name, user_id, competency_id, uc, in_plan=False)
 
     def _frameworks(self) -> Iterator[Competency]:
         frameworks = self.client.call(
@@ -370,7 +402,7 @@ class MoodleSource:
                     break
                 skip += 200
 
-    def _plan_ratings(self, user_id: int) -> list[Record]:
+    def _plan_ratings(self, user_id: int) -> list[CompetencyRating]:
         try:
             plans = self.client.call("core_competency_list_user_plans", {"userid": user_id})
         except errors.MoodleError as exc:
@@ -384,15 +416,39 @@ class MoodleSource:
             for item in self.client.call("core_competency_list_plan_competencies", {"id": plan["id"]}):
                 uc = item.get("usercompetency") or {}
                 competency_id = int(item["competency"]["id"])
-                modified = uc.get("timemodified")
-                ratings[competency_id] = CompetencyRating(
-                    site=self.name,
-                    user_id=user_id,
-                    competency_id=competency_id,
-                    proficient=None if uc.get("proficiency") is None else bool(uc.get("proficiency")),
-                    grade=number(uc.get("grade")),
-                    grade_name=text(uc.get("gradename")) if uc.get("grade") else None,
-                    rated_at=datetime.fromtimestamp(modified, UTC) if modified and uc.get("grade") else None,
-                    in_plan=True,
-                )
+                ratings[competency_id] = rating(self.name, user_id, competency_id, uc, in_plan=True)
         return list(ratings.values())
+
+
+SUMMARY = "tool_lp_data_for_user_competency_summary"
+
+
+def rating(
+    site: str, user_id: int, competency_id: int, uc: dict[str, Any], *, in_plan: bool
+) -> CompetencyRating:
+    """A user competency as Moodle exports it (the same shape in plans and in the summary)."""
+    modified = uc.get("timemodified")
+    return CompetencyRating(
+        site=site,
+        user_id=user_id,
+        competency_id=competency_id,
+        proficient=None if uc.get("proficiency") is None else bool(uc.get("proficiency")),
+        grade=number(uc.get("grade")),
+        grade_name=text(uc.get("gradename")) if uc.get("grade") else None,
+        rated_at=datetime.fromtimestamp(modified, UTC) if modified and uc.get("grade") else None,
+        in_plan=in_plan,
+    )
+
+
+def competency_ids(competencies: Sequence[Competency], refs: frozenset[str] | None) -> set[int]:
+    """The site's ids for the mappings' competency references (every competency without refs)."""
+    if refs is None:
+        return {c.competency_id for c in competencies}
+    return {
+        c.competency_id
+        for c in competencies
+        if c.shortname in refs
+        or (c.idnumber and c.idnumber in refs)
+        or f"id:{c.competency_id}" in refs
+        or (c.idnumber and f"idnumber:{c.idnumber}" in refs)
+    }
