@@ -180,6 +180,7 @@ def test_enrolment_and_no_manual_instance(moodle: Running) -> None:
 
 
 def test_enrolment_with_a_role_and_an_end_date(moodle: Running) -> None:
+    moodle.state.assignable_roles.add(4)  # the site allows the lmsbridge role to assign role 4 too
     sink = MoodleSink("moodle", client(moodle))
     action = OutgoingAction(
         key="dated",

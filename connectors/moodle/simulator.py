@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import signal
 import threading
+from pathlib import Path
 from types import FrameType
 from typing import Annotated, Any
 
 import typer
 
+from connectors.moodle.sim import capabilities as caps
 from connectors.moodle.sim.server import Running, Simulator, serve
 from connectors.moodle.sim.state import SiteState
+from connectors.moodle.sim.versions import DEFAULT, SPECS
 from connectors.simulation.org import generate
 
 
@@ -33,17 +36,24 @@ def start_in_thread(
     seed: int = 1,
     people: int = 80,
     courses: int = 12,
-    release: str = "4.4",
+    release: str = DEFAULT,
     port: int = 0,
     *,
     manager_share: float = 0.11,
     competencies: int = 6,
+    capabilities: set[str] | frozenset[str] | None = None,
+    forcetimezone: str | None = None,
 ) -> Running[Simulator]:
-    """A simulator serving on 127.0.0.1 in a background thread (port 0: any free port)."""
+    """A simulator serving on 127.0.0.1 in a background thread (port 0: any free port).
+
+    ``capabilities``: the web-service user's (default: exactly README > Moodle's lmsbridge role);
+    change them later through ``handle.state.capabilities``, like ``handle.state.forcetimezone``.
+    """
     org = generate(
         seed, people=people, courses=courses, manager_share=manager_share, competencies=competencies
     )
-    state = SiteState.build(org, release=release)
+    state = SiteState.build(org, release=release, capabilities=capabilities)
+    state.forcetimezone = forcetimezone
     return serve(Simulator(state, token), port)
 
 
@@ -54,15 +64,44 @@ def command(
     people: Annotated[int, typer.Option("--people", help="People in the organisation.")] = 80,
     courses: Annotated[int, typer.Option("--courses", help="Courses besides the named ones.")] = 12,
     release: Annotated[
-        str, typer.Option("--release", help="Moodle release to behave as: 3.11, 4.1, 4.4, 4.5, 5.0, 5.1.")
-    ] = "4.4",
+        str,
+        typer.Option("--version", "--release", help=f"Moodle release to behave as: {', '.join(SPECS)}."),
+    ] = DEFAULT,
+    capabilities: Annotated[
+        Path | None,
+        typer.Option(
+            "--capabilities",
+            help="File listing the web-service user's capabilities (JSON array, or one a line); "
+            "default: exactly those README > Moodle lists for the lmsbridge role.",
+            exists=True,
+            dir_okay=False,
+        ),
+    ] = None,
+    forcetimezone: Annotated[
+        str | None,
+        typer.Option("--forcetimezone", help="Behave as a site with Force timezone set, e.g. Europe/Berlin."),
+    ] = None,
     manager_share: Annotated[
         float, typer.Option("--manager-share", help="Chance that a person manages a team.")
     ] = 0.11,
     competencies: Annotated[int, typer.Option("--competencies", help="Competencies in the framework.")] = 6,
 ) -> None:
     """Serve a simulated Moodle site over the real REST protocol on 127.0.0.1."""
+    if release not in SPECS:
+        raise typer.BadParameter(
+            f"unknown Moodle release {release!r}; known: {', '.join(SPECS)}", param_hint="--version"
+        )
+    granted = caps.load(capabilities) if capabilities is not None else None
     handle = start_in_thread(
-        token, seed, people, courses, release, port, manager_share=manager_share, competencies=competencies
+        token,
+        seed,
+        people,
+        courses,
+        release,
+        port,
+        manager_share=manager_share,
+        competencies=competencies,
+        capabilities=granted,
+        forcetimezone=forcetimezone,
     )
     serve_until_stopped(handle, f"Moodle {release} simulator", seed, people)

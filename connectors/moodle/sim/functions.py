@@ -9,24 +9,20 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import re
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from connectors.moodle.sim.capabilities import NAMES, visible_fields
 from connectors.moodle.sim.spec import DEFAULT, OPTIONAL, Multiple, Struct, Value
 from connectors.moodle.sim.state import SimUser, SiteState
+from connectors.moodle.sim.versions import SPECS
 from connectors.simulation.org import CATEGORIES, WS_USER_ID
 
 MESSAGE_MAX_LENGTH = 4096
-RELEASES = {
-    "3.11": ("3.11.18 (Build: 20231211)", "2021051718.00"),
-    "4.1": ("4.1.14 (Build: 20241007)", "2022112814.00"),
-    "4.4": ("4.4.3 (Build: 20240812)", "2024042203.00"),
-    "4.5": ("4.5.1 (Build: 20241209)", "2024100701.00"),
-    "5.0": ("5.0.6+ (Build: 20260403)", "2025041406.11"),
-    "5.1": ("5.1.1 (Build: 20251215)", "2025100601.00"),
-}
+RELEASES = {name: (spec.release, spec.version) for name, spec in SPECS.items()}
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
@@ -55,24 +51,52 @@ def missing_record(state: SiteState, table: str) -> SimError:
     )
 
 
+def required_capability(state: SiteState, capability: str) -> SimError:
+    """Moodle's require_capability() refusal: ``nopermissions`` naming the capability."""
+    exception = (
+        "core\\exception\\required_capability_exception"
+        if state.namespaced
+        else "required_capability_exception"
+    )
+    name = NAMES.get(capability, capability)
+    return SimError(
+        exception, "nopermissions", f"Sorry, but you do not currently have permissions to do that ({name})."
+    )
+
+
+def require(state: SiteState, *capabilities: str) -> None:
+    for capability in capabilities:
+        if capability not in state.capabilities:
+            raise required_capability(state, capability)
+
+
 @dataclass(frozen=True)
 class Function:
     name: str
     params: Struct
     handler: Callable[[SiteState, dict[str, Any]], Any]
     since: str = "3.6"
+    requires: tuple[str, ...] = ()  # capabilities checked (after parameter validation) before it runs
 
 
 REGISTRY: dict[str, Function] = {}
 
+# Per-call web-service settings (moodlewssettinglang, moodlewssettingtimezone) of the call in flight.
+CALL = threading.local()
+
+
+def call_setting(name: str) -> str | None:
+    settings: dict[str, str] = getattr(CALL, "settings", {})
+    return settings.get(name)
+
 
 def function(
-    name: str, params: dict[str, Any], since: str = "3.6"
+    name: str, params: dict[str, Any], since: str = "3.6", requires: tuple[str, ...] = ()
 ) -> Callable[[Callable[[SiteState, dict[str, Any]], Any]], Callable[[SiteState, dict[str, Any]], Any]]:
     def register(
         handler: Callable[[SiteState, dict[str, Any]], Any],
     ) -> Callable[[SiteState, dict[str, Any]], Any]:
-        REGISTRY[name] = Function(name, Struct(params), handler, since)
+        REGISTRY[name] = Function(name, Struct(params), handler, since, requires)
         return handler
 
     return register
@@ -82,7 +106,8 @@ def picture(state: SiteState, size: str) -> str:
     return f"{state.url}/theme/image.php/boost/core/1795378138/u/{size}"
 
 
-def user_struct(state: SiteState, user: SimUser) -> dict[str, Any]:
+def user_struct(state: SiteState, user: SimUser, fields: frozenset[str] | None = None) -> dict[str, Any]:
+    """A user as ``user_get_user_details`` returns it; ``fields``: only those the caller may see."""
     data = {
         "id": user.id,
         "username": user.username,
@@ -104,9 +129,18 @@ def user_struct(state: SiteState, user: SimUser) -> dict[str, Any]:
         "profileimageurlsmall": picture(state, "f2"),
         "profileimageurl": picture(state, "f1"),
     }
-    if state.namespaced:
-        data["trackforums"] = 0
+    for extra in state.spec.user_extra_fields:
+        data[extra] = 0
+    if fields is not None:
+        data = {k: v for k, v in data.items() if k in fields}
+    if not user.idnumber:
+        data.pop("idnumber", None)  # only a non-empty idnumber is returned
     return data
+
+
+def caller_sees(state: SiteState) -> frozenset[str] | None:
+    """The user fields the web-service user may see at system level (None: no one at all)."""
+    return visible_fields(state.capabilities, state.show_identity)
 
 
 # ---------------------------------------------------------------------- site and users
@@ -130,8 +164,7 @@ def site_info(state: SiteState, _p: dict[str, Any]) -> dict[str, Any]:
         {"name": "enableglobalsearch", "value": 0},
         {"name": "mnet_dispatcher_mode", "value": 0},
     ]
-    if state.namespaced:
-        advanced.append({"name": "enablecompetencies", "value": 1})
+    advanced.extend({"name": feature, "value": 1} for feature in state.spec.site_features)
     ws = state.users[WS_USER_ID]
     return {
         "sitename": state.sitename,
@@ -198,7 +231,13 @@ def users_by_field(state: SiteState, p: dict[str, Any]) -> list[dict[str, Any]]:
             user = state.live_user(uid)
             if user is not None:
                 found[uid] = user
-    return [user_struct(state, u) for u in found.values()]
+    # "Return the user only if the searched field is returned. Otherwise it means that the $USER
+    # was not allowed to search the returned user." (user/externallib.php)
+    fields = caller_sees(state)
+    if fields is None:
+        return []
+    answers = (user_struct(state, u, fields) for u in found.values())
+    return [a for a in answers if a.get(field)]
 
 
 def _ipe(state: SiteState) -> str:
@@ -230,13 +269,22 @@ def get_users(state: SiteState, p: dict[str, Any]) -> dict[str, Any]:
         seen.add(key)
         checks.append((key, value))
     users = []
-    if checks:
+    fields = caller_sees(state)
+    if checks and fields is not None:
         for user in state.users.values():
             if user.deleted:
                 continue
             if all(_matches(user, key, value) for key, value in checks):
-                users.append(user_struct(state, user))
+                answer = user_struct(state, user, fields)
+                # Only users for whom every searched field is returned (user/externallib.php).
+                if all(answer.get(key) for key, _value in checks):
+                    users.append(answer)
     return {"users": users, "warnings": warnings}
+
+
+def _truthy(value: Any) -> bool:
+    """PHP's !empty() on an option value."""
+    return value not in (None, "", "0", 0, False)
 
 
 def _matches(user: SimUser, key: str, value: str) -> bool:
@@ -378,7 +426,7 @@ def users_courses(state: SiteState, p: dict[str, Any]) -> list[dict[str, Any]]:
         raise missing_record(state, "user")
     result = []
     for course_id in sorted(state.enrolments.get(user_id, {}), reverse=True):
-        if (user_id, course_id) in state.suspended_enrolments:
+        if not state.enrolment_active(user_id, course_id):
             continue  # enrol_get_users_courses(..., onlyactive=true): active enrolments only
         course = state.courses[course_id]
         completed, progress = _progress(state, user_id, course)
@@ -425,35 +473,48 @@ def users_courses(state: SiteState, p: dict[str, Any]) -> list[dict[str, Any]]:
         "options": Multiple(Struct({"name": Value("text"), "value": Value("raw")}), DEFAULT),
     },
     since="2.1",
+    requires=("moodle/course:viewparticipants",),
 )
 def enrolled_users(state: SiteState, p: dict[str, Any]) -> list[dict[str, Any]]:
     course = state.courses.get(p["courseid"])
     if course is None:
         raise missing_record(state, "course")
-    options = {o["name"]: o["value"] for o in p["options"]}
+    options = {o["name"]: o["value"] for o in p["options"] if o["name"] in state.spec.enrolled_users_options}
     fields = [f.strip() for f in options.get("userfields", "").split(",") if f.strip()]
     start = int(options.get("limitfrom", 0) or 0)
     limit = int(options.get("limitnumber", 0) or 0)
+    onlyactive = _truthy(options.get("onlyactive"))
+    onlysuspended = _truthy(options.get("onlysuspended"))  # Moodle 3.11+
+    if onlyactive or onlysuspended:
+        require(state, "moodle/course:enrolreview")
+    if onlyactive and onlysuspended:
+        raise SimError(
+            "coding_exception",
+            "codingerror",
+            "Coding error detected, it must be fixed by a programmer: Both onlyactive and onlysuspended are set, this is probably not what you want!",
+        )
     ids = sorted(state.participants.get(course.id, ()))
     ids = [uid for uid in ids if state.live_user(uid) is not None]
-    if options.get("onlyactive") in ("1", "true"):
+    if onlyactive:  # active enrolment status, started and not ended, and an active account
         ids = [
-            uid
-            for uid in ids
-            if not state.users[uid].suspended and (uid, course.id) not in state.suspended_enrolments
+            uid for uid in ids if not state.users[uid].suspended and state.enrolment_active(uid, course.id)
         ]
-    if options.get("onlysuspended") in ("1", "true"):  # Moodle 3.11+
-        ids = [uid for uid in ids if (uid, course.id) in state.suspended_enrolments]
+    if onlysuspended:  # the rest: suspended, not started or ended enrolments, or suspended accounts
+        ids = [uid for uid in ids if state.users[uid].suspended or not state.enrolment_active(uid, course.id)]
     ids = ids[start : start + limit] if limit else ids[start:]
     result = []
+    seen = caller_sees(state) or frozenset({"id", "fullname"})
+    if "moodle/course:useremail" in state.capabilities:  # course context: email shown
+        seen = seen | {"email"}
     for uid in ids:
         user = state.users[uid]
         enrolled = [
             {"id": c, "fullname": state.courses[c].fullname, "shortname": state.courses[c].shortname}
             for c in sorted(state.enrolments.get(uid, {}), reverse=True)
+            if state.enrolment_active(uid, c)
         ]
         full = {
-            **user_struct(state, user),
+            **user_struct(state, user, seen),
             "lastcourseaccess": 0,
             "roles": [{"roleid": 5, "name": "", "shortname": "student", "sortorder": 0}],
             "enrolledcourses": enrolled,
@@ -466,6 +527,7 @@ def enrolled_users(state: SiteState, p: dict[str, Any]) -> list[dict[str, Any]]:
     "core_completion_get_course_completion_status",
     {"courseid": Value("int"), "userid": Value("int")},
     since="2.9",
+    requires=("report/completion:view",),
 )
 def completion_status(state: SiteState, p: dict[str, Any]) -> dict[str, Any]:
     course = state.courses.get(p["courseid"])
@@ -521,6 +583,7 @@ def completion_status(state: SiteState, p: dict[str, Any]) -> dict[str, Any]:
         )
     },
     since="2.2",
+    requires=("moodle/site:sendmessage",),
 )
 def send_instant_messages(state: SiteState, p: dict[str, Any]) -> list[dict[str, Any]]:
     results = []
@@ -533,12 +596,17 @@ def send_instant_messages(state: SiteState, p: dict[str, Any]) -> list[dict[str,
                     "msgid": -1,
                     "errormessage": f"You cannot send a message to a user ID ({to}) that doesn't exist.",
                 }
-                if state.namespaced:
+                if state.spec.cantsendtouser:
                     result["cantsendtouser"] = ""
             elif len(message["text"].encode()) > MESSAGE_MAX_LENGTH:
-                result = {"msgid": -1, "errormessage": "The message is too long"}
-            elif to in state.blocked_users:
-                result = {"msgid": -1, "errormessage": "You are unable to message this user"}
+                result = {"msgid": -1, "errormessage": "The message is longer than the maximum allowed."}
+            elif not can_contact(state, to):
+                user = state.users[to]
+                result = {
+                    "msgid": -1,
+                    "errormessage": f"You can't message {user.firstname} {user.lastname} due to their message "
+                    "preferences. Try adding them as a contact.",
+                }
             else:
                 conversation = state.conversations.setdefault((WS_USER_ID, to), len(state.conversations) + 1)
                 msgid = len(state.messages) + 1
@@ -566,6 +634,24 @@ def send_instant_messages(state: SiteState, p: dict[str, Any]) -> list[dict[str,
             result["candeletemessagesforallusers"] = False
             results.append(result)
     return results
+
+
+def can_contact(state: SiteState, to: int) -> bool:
+    """core_message\\api::can_contact_user for the web-service user (message/classes/api.php, 5.0).
+
+    ``moodle/site:messageanyuser`` bypasses privacy and blocks; otherwise a block refuses, and so
+    does the learner's privacy preference: "anyone on the site" (only with messagingallusers), or
+    "my contacts and anyone in my courses" (the default) — and the web-service user shares no
+    course with learners and is nobody's contact.
+    """
+    if "moodle/site:messageanyuser" in state.capabilities or to == WS_USER_ID:
+        return True
+    if to in state.blocked_users:
+        return False
+    privacy = state.message_privacy.get(to, 0)
+    if privacy == 2 and state.messagingallusers:
+        return True
+    return any(WS_USER_ID in state.participants.get(c, ()) for c in state.enrolments.get(to, {}))
 
 
 @function(
@@ -647,29 +733,49 @@ def get_messages(state: SiteState, p: dict[str, Any]) -> dict[str, Any]:
     since="2.2",
 )
 def manual_enrol(state: SiteState, p: dict[str, Any]) -> None:
+    """enrol_manual_external::enrol_users (enrol/manual/externallib.php, 5.0), all or nothing.
+
+    Per enrolment: ``enrol/manual:enrol``, an active user, the role among the caller's assignable
+    roles (``moodle/role:assign`` and *Allow role assignments*), an enabled manual instance. Then
+    ``enrol_user()``: on an existing enrolment, start, end and status are overwritten with what
+    was sent (start 0 = now, end 0 = none, active unless ``suspend``) — a suspended enrolment
+    comes back active and loses its end date.
+    """
     with state.lock:
         for e in p["enrolments"]:  # all or nothing: check everything before writing anything
             course = state.courses.get(e["courseid"])
-            if course is None or not course.manual_enrolment:
-                raise SimError(
-                    "core\\exception\\moodle_exception" if state.namespaced else "moodle_exception",
-                    "wsnoinstance",
-                    "Manual enrolment plugin instance doesn't exist or is disabled for the course (id = {$a->courseid})",
-                )
-            if e["roleid"] not in (3, 4, 5):
+            if course is None:
+                raise missing_record(state, "course")
+            require(state, "enrol/manual:enrol")
+            user = state.users.get(e["userid"])
+            if user is None:
+                raise missing_record(state, "user")
+            if user.deleted:
+                raise moodle_exception(state, "userdeleted", "User deleted")
+            if "moodle/role:assign" not in state.capabilities or e["roleid"] not in state.assignable_roles:
                 raise moodle_exception(
                     state,
                     "wsusercannotassign",
-                    f"You don't have the permission to assign this role ({e['roleid']}) to this user ({e['userid']}) in this course({e['courseid']}).",
+                    f"You don't have the permission to assign this role ({e['roleid']}) to this user ({e['userid']}) in this course ({e['courseid']}).",
                 )
-            if state.live_user(e["userid"]) is None:
-                raise missing_record(state, "user")
+            if not course.manual_enrolment:
+                raise moodle_exception(
+                    state,
+                    "wsnoinstance",
+                    f"Manual enrolment plugin instance doesn't exist or is disabled for the course (id = {e['courseid']})",
+                )
         for e in p["enrolments"]:
-            # As Moodle's enrol_user on an existing manual enrolment: re-activated, end removed,
-            # start reset — the rewrite lmsbridge must never cause.
-            state.suspended_enrolments.discard((e["userid"], e["courseid"]))
+            key = (e["userid"], e["courseid"])
             state.enrolments.setdefault(e["userid"], {})[e["courseid"]] = e.get("timestart") or int(
                 time.time()
             )
+            if e.get("suspend"):
+                state.suspended_enrolments.add(key)
+            else:
+                state.suspended_enrolments.discard(key)
+            if e.get("timeend"):
+                state.enrolment_ends[key] = e["timeend"]
+            else:
+                state.enrolment_ends.pop(key, None)
             state.participants[e["courseid"]].add(e["userid"])
             state.enrolled.append({**e, "time": int(time.time())})

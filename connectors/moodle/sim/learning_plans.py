@@ -3,16 +3,24 @@
 The custom report is the one administrators are asked to build (see README, "Moodle"):
 "Course participants" source, columns user ID number, email, course short name and completion
 time, condition "time completed is not empty", sorted by time completed, newest first. Its dates
-are formatted as Moodle formats them for an English-language caller in UTC.
+are formatted as Moodle formats them for an English-language caller, in the time zone the call
+asks for (``moodlewssettingtimezone``) unless the site forces one (*Force timezone*), which wins.
 """
 
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from connectors.moodle.sim.functions import SimError, function, missing_record, moodle_exception
+from connectors.moodle.sim.functions import (
+    SimError,
+    call_setting,
+    function,
+    missing_record,
+    moodle_exception,
+)
 from connectors.moodle.sim.spec import DEFAULT, OPTIONAL, Multiple, Struct, Value
 from connectors.moodle.sim.state import SimPlan, SiteState
 
@@ -21,10 +29,20 @@ REPORT_NAME = "Course completions (lmsbridge)"
 REPORT_HEADERS = ["ID number", "Email address", "Course short name", "Time completed"]
 
 
-def userdate(timestamp: int) -> str:
+def userdate(timestamp: int, zone: str = "UTC") -> str:
     """Moodle's ``strftimedaydatetime`` in English: 'Friday, 20 November 2026, 7:05 PM'."""
-    moment = datetime.fromtimestamp(timestamp, UTC)
+    moment = datetime.fromtimestamp(timestamp, ZoneInfo(zone))
     return f"{moment:%A}, {moment.day} {moment:%B %Y}, {int(moment.strftime('%I'))}:{moment:%M %p}"
+
+
+def display_zone(state: SiteState) -> str:
+    """The zone dates are shown in: the forced one, else the call's, else the caller's (99 = site's)."""
+    if state.forcetimezone:
+        return state.forcetimezone
+    asked = call_setting("timezone")
+    if asked and asked != "99":
+        return asked
+    return state.timezone
 
 
 def report_details(state: SiteState) -> dict[str, Any]:
@@ -70,7 +88,9 @@ def report_details(state: SiteState) -> dict[str, Any]:
     since="4.1",
 )
 def list_reports(state: SiteState, p: dict[str, Any]) -> dict[str, Any]:
-    reports = [report_details(state)] if p["page"] == 0 else []
+    # Only the reports the caller may view: none at all without moodle/reportbuilder:view.
+    visible = "moodle/reportbuilder:view" in state.capabilities
+    reports = [report_details(state)] if p["page"] == 0 and visible else []
     return {"reports": reports, "warnings": []}
 
 
@@ -78,6 +98,7 @@ def list_reports(state: SiteState, p: dict[str, Any]) -> dict[str, Any]:
     "core_reportbuilder_retrieve_report",
     {"reportid": Value("int"), "page": Value("int", DEFAULT, 0), "perpage": Value("int", DEFAULT, 10)},
     since="4.1",
+    requires=("moodle/reportbuilder:view",),
 )
 def retrieve_report(state: SiteState, p: dict[str, Any]) -> dict[str, Any]:
     if p["reportid"] != REPORT_ID:
@@ -85,12 +106,13 @@ def retrieve_report(state: SiteState, p: dict[str, Any]) -> dict[str, Any]:
     with state.lock:
         done = sorted(state.completions.items(), key=lambda item: (-item[1], item[0]))
     start = p["page"] * p["perpage"]
+    zone = display_zone(state)
     rows = []
     for (user_id, course_id), when in done[start : start + p["perpage"]] if p["perpage"] else done[start:]:
         user, course = state.users.get(user_id), state.courses.get(course_id)
         if user is None or course is None or user.deleted:
             continue
-        rows.append({"columns": [user.idnumber, user.email, course.shortname, userdate(when)]})
+        rows.append({"columns": [user.idnumber, user.email, course.shortname, userdate(when, zone)]})
     return {
         "details": report_details(state),
         "data": {"headers": REPORT_HEADERS, "rows": rows, "totalrowcount": len(done)},
@@ -149,6 +171,7 @@ def _competencies(state: SiteState) -> list[dict[str, Any]]:
         "query": Value("text", DEFAULT, ""),
     },
     since="3.1",
+    requires=("moodle/competency:competencyview",),
 )
 def list_frameworks(state: SiteState, p: dict[str, Any]) -> list[dict[str, Any]]:
     framework_id, name, idnumber = state.framework
@@ -186,6 +209,7 @@ def list_frameworks(state: SiteState, p: dict[str, Any]) -> list[dict[str, Any]]
         "limit": Value("int", DEFAULT, 0),
     },
     since="3.1",
+    requires=("moodle/competency:competencyview",),
 )
 def list_competencies(state: SiteState, p: dict[str, Any]) -> list[dict[str, Any]]:
     allowed = {"id", "shortname", "description", "sortorder", "idnumber", "parentid", "competencyframeworkid"}
@@ -200,7 +224,12 @@ def list_competencies(state: SiteState, p: dict[str, Any]) -> list[dict[str, Any
     return found[p["skip"] : p["skip"] + p["limit"] if p["limit"] else None]
 
 
-@function("core_competency_read_competency", {"id": Value("int")}, since="3.1")
+@function(
+    "core_competency_read_competency",
+    {"id": Value("int")},
+    since="3.1",
+    requires=("moodle/competency:competencyview",),
+)
 def read_competency(state: SiteState, p: dict[str, Any]) -> dict[str, Any]:
     for competency in _competencies(state):
         if competency["id"] == p["id"]:
@@ -236,7 +265,12 @@ def plan_struct(state: SiteState, plan: SimPlan) -> dict[str, Any]:
     }
 
 
-@function("core_competency_list_user_plans", {"userid": Value("int")}, since="3.1")
+@function(
+    "core_competency_list_user_plans",
+    {"userid": Value("int")},
+    since="3.1",
+    requires=("moodle/competency:planview",),
+)
 def list_user_plans(state: SiteState, p: dict[str, Any]) -> list[dict[str, Any]]:
     if state.live_user(p["userid"]) is None:
         raise missing_record(state, "user")
@@ -244,7 +278,12 @@ def list_user_plans(state: SiteState, p: dict[str, Any]) -> list[dict[str, Any]]
         return [plan_struct(state, plan) for plan in state.plans.values() if plan.userid == p["userid"]]
 
 
-@function("core_competency_list_plan_competencies", {"id": Value("int")}, since="3.1")
+@function(
+    "core_competency_list_plan_competencies",
+    {"id": Value("int")},
+    since="3.1",
+    requires=("moodle/competency:planview",),
+)
 def list_plan_competencies(state: SiteState, p: dict[str, Any]) -> list[dict[str, Any]]:
     plan = state.plans.get(p["id"])
     if plan is None:
@@ -295,6 +334,7 @@ def list_plan_competencies(state: SiteState, p: dict[str, Any]) -> list[dict[str
         )
     },
     since="3.1",
+    requires=("moodle/competency:planmanage",),
 )
 def create_plan(state: SiteState, p: dict[str, Any]) -> dict[str, Any]:
     data = p["plan"]
@@ -325,6 +365,7 @@ def create_plan(state: SiteState, p: dict[str, Any]) -> dict[str, Any]:
     "core_competency_add_competency_to_plan",
     {"planid": Value("int"), "competencyid": Value("int")},
     since="3.1",
+    requires=("moodle/competency:planmanage",),
 )
 def add_competency_to_plan(state: SiteState, p: dict[str, Any]) -> bool:
     with state.lock:

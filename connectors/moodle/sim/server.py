@@ -20,12 +20,14 @@ from urllib.parse import parse_qsl, urlsplit
 from xml.sax.saxutils import escape
 
 from connectors.moodle.params import decode
-from connectors.moodle.sim import cohorts, learning_plans  # noqa: F401 - register their functions
+from connectors.moodle.sim import cohorts, learning_plans, user_competencies  # noqa: F401 - register their functions
 from connectors.moodle.sim.functions import (
+    CALL,
     REGISTRY,
     SimError,
     missing_record,
     moodle_exception,
+    require,
     service_functions,
 )
 from connectors.moodle.sim.spec import InvalidParameter, validate
@@ -71,13 +73,23 @@ class Simulator:
         as_json = fmt == "json"
         token = params.pop("wstoken", None)
         name = str(params.pop("wsfunction", ""))
-        for key in [k for k in params if k.startswith("moodlewssetting")]:
-            params.pop(key)
+        settings = {
+            k.removeprefix("moodlewssetting"): str(params.pop(k))
+            for k in list(params)
+            if k.startswith("moodlewssetting")
+        }
         with self.state.lock:
             self.state.calls[name] += 1
         try:
             if token != self.token or self.faults.mode == "expire_token":
                 raise moodle_exception(self.state, "invalidtoken", "Invalid token - token not found")
+            if "webservice/rest:use" not in self.state.capabilities:
+                raise SimError(
+                    "webservice_access_exception",
+                    "accessexception",
+                    "Access control exception",
+                    "You are not allowed to use the rest protocol (missing capability: webservice/rest:use)",
+                )
             function = REGISTRY.get(name)
             if function is None:
                 raise missing_record(self.state, "external_functions")
@@ -94,7 +106,12 @@ class Simulator:
                 raise SimError(
                     exception, "invalidparameter", "Invalid parameter value detected", str(exc)
                 ) from None
-            return function.handler(self.state, cleaned), as_json
+            require(self.state, *function.requires)
+            CALL.settings = settings
+            try:
+                return function.handler(self.state, cleaned), as_json
+            finally:
+                CALL.settings = {}
         except SimError as exc:
             body: dict[str, Any] = {
                 "exception": exc.exception,
@@ -128,6 +145,27 @@ class Simulator:
         if path == "suspend":
             with self.state.lock:
                 self.state.users[int(body["userid"])].suspended = bool(body.get("suspended", True))
+            return {"ok": True}
+        if path == "suspend-enrolment":
+            self.state.suspend_enrolment(
+                int(body["userid"]), int(body["courseid"]), int(body.get("timeend", 0))
+            )
+            return {"ok": True}
+        if path == "capabilities":  # {"grant": [...], "revoke": [...]} or {"set": [...]}
+            with self.state.lock:
+                if "set" in body:
+                    self.state.capabilities = set(body["set"])
+                self.state.capabilities |= set(body.get("grant", []))
+                self.state.capabilities -= set(body.get("revoke", []))
+                return {"capabilities": sorted(self.state.capabilities)}
+        if path == "forcetimezone":  # {"zone": "Europe/Berlin"} or {"zone": null}
+            with self.state.lock:
+                self.state.forcetimezone = body.get("zone")
+            return {"ok": True}
+        if path == "rate":
+            self.state.rate(
+                int(body["userid"]), int(body["competencyid"]), body.get("grade"), body.get("time")
+            )
             return {"ok": True}
         raise KeyError(path)
 

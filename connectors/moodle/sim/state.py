@@ -13,6 +13,8 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
+from connectors.moodle.sim.capabilities import DEFAULT_SHOW_IDENTITY, README_ROLE
+from connectors.moodle.sim.versions import DEFAULT, VersionSpec, spec
 from connectors.simulation.org import (
     COMPETENCY_FRAMEWORK,
     PROFICIENCY_SCALE,
@@ -62,7 +64,7 @@ class SimCohort:
 class SiteState:
     org: Organisation
     url: str = "http://127.0.0.1"
-    release: str = "4.4"
+    release: str = DEFAULT
     users: dict[int, SimUser] = field(default_factory=dict)
     by_idnumber: dict[str, int] = field(default_factory=dict)
     by_email: dict[str, list[int]] = field(default_factory=dict)
@@ -86,10 +88,32 @@ class SiteState:
     sitename: str = "Simulated Moodle"
     cohorts: dict[int, SimCohort] = field(default_factory=dict)
     cohort_writes: list[dict[str, Any]] = field(default_factory=list)
+    # What the site enforces (README > Moodle is the default set-up): the web-service user's
+    # capabilities, the roles its role may assign (Define roles > Allow role assignments), the
+    # identity fields shown (Show user identity), Force timezone, and learners' messaging privacy
+    # (0 = my contacts and anyone in my courses, the default; 1 = my contacts only; 2 = anyone).
+    capabilities: set[str] = field(default_factory=lambda: set(README_ROLE))
+    assignable_roles: set[int] = field(default_factory=lambda: {5})
+    show_identity: set[str] = field(default_factory=lambda: set(DEFAULT_SHOW_IDENTITY))
+    forcetimezone: str | None = None
+    timezone: str = "UTC"  # the site's default time zone (users with timezone 99)
+    message_privacy: dict[int, int] = field(default_factory=dict)
+    messagingallusers: bool = False
+    enrolment_ends: dict[tuple[int, int], int] = field(default_factory=dict)  # (user, course) -> timeend
+    rating_times: dict[tuple[int, int], int] = field(default_factory=dict)  # (user, competency) -> rated
 
     @classmethod
-    def build(cls, org: Organisation, url: str = "http://127.0.0.1", release: str = "4.4") -> SiteState:
+    def build(
+        cls,
+        org: Organisation,
+        url: str = "http://127.0.0.1",
+        release: str = DEFAULT,
+        capabilities: set[str] | frozenset[str] | None = None,
+    ) -> SiteState:
+        spec(release)  # an unknown release fails here, not at the first call
         state = cls(org=org, url=url, release=release)
+        if capabilities is not None:
+            state.capabilities = set(capabilities)
         state._add(SimUser(2, "admin", "Admin", "User", "admin@example.org", ""))
         state._add(SimUser(WS_USER_ID, "lmsbridge", "Learning", "Team", "learning@example.org", ""))
         for p in org.people:
@@ -144,9 +168,37 @@ class SiteState:
     # ------------------------------------------------------------------ helpers
 
     @property
+    def spec(self) -> VersionSpec:
+        return spec(self.release)
+
+    @property
     def namespaced(self) -> bool:
         """Moodle 5.0 answers with namespaced exception classes."""
-        return tuple(int(x) for x in self.release.split(".")[:2]) >= (5, 0)
+        return self.spec.namespaced_exceptions
+
+    def enrolment_active(self, user_id: int, course_id: int, now: int | None = None) -> bool:
+        """As Moodle's get_enrolled_sql(onlyactive): status active, started, not ended."""
+        start = self.enrolments.get(user_id, {}).get(course_id)
+        if start is None or (user_id, course_id) in self.suspended_enrolments:
+            return False
+        moment = int(time.time()) if now is None else now
+        end = self.enrolment_ends.get((user_id, course_id), 0)
+        return start <= moment and (end == 0 or end > moment)
+
+    def suspend_enrolment(self, user_id: int, course_id: int, timeend: int = 0) -> None:
+        """Suspend an existing enrolment (status suspended, optional end), as an administrator does."""
+        with self.lock:
+            if course_id not in self.enrolments.get(user_id, {}):
+                raise KeyError(f"user {user_id} is not enrolled in course {course_id}")
+            self.suspended_enrolments.add((user_id, course_id))
+            if timeend:
+                self.enrolment_ends[(user_id, course_id)] = timeend
+
+    def rate(self, user_id: int, competency_id: int, grade: int | None, when: int | None = None) -> None:
+        """Rate a learner's competency directly (in the user's context, not in a plan)."""
+        with self.lock:
+            self.user_competency[(user_id, competency_id)] = grade
+            self.rating_times[(user_id, competency_id)] = when or int(time.time())
 
     def live_user(self, user_id: int) -> SimUser | None:
         user = self.users.get(user_id)
@@ -168,6 +220,8 @@ class SiteState:
         with self.lock:
             return {
                 "release": self.release,
+                "capabilities": sorted(self.capabilities),
+                "forcetimezone": self.forcetimezone,
                 "users": len(self.users),
                 "courses": len(self.courses),
                 "messages": list(self.messages),

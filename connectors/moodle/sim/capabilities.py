@@ -1,0 +1,85 @@
+"""The web-service user's capabilities, as a set, and what Moodle shows or refuses because of them.
+
+``README_ROLE`` is the single source of truth for the lmsbridge role: the simulator grants
+exactly these by default, and a test checks that README > Moodle lists exactly this set, so a
+README that forgets a capability fails the tests instead of a real site's first hour.
+The visibility rules follow ``user_get_user_details()`` in Moodle 5.0's ``user/lib.php``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+README_ROLE: frozenset[str] = frozenset(
+    {
+        "webservice/rest:use",
+        "moodle/user:viewdetails",
+        "moodle/user:viewhiddendetails",
+        "moodle/user:viewalldetails",
+        "moodle/site:viewuseridentity",
+        "moodle/course:useremail",
+        "moodle/course:view",
+        "moodle/course:viewhiddencourses",
+        "moodle/course:viewparticipants",
+        "moodle/course:enrolreview",
+        "report/completion:view",
+        "moodle/reportbuilder:view",
+        "moodle/site:sendmessage",
+        "moodle/site:messageanyuser",
+        "enrol/manual:enrol",
+        "moodle/role:assign",
+        "moodle/competency:competencyview",
+        "moodle/competency:planview",
+        "moodle/competency:planmanage",
+        "moodle/competency:usercompetencyview",
+    }
+)
+
+# Moodle's names for the capabilities it refuses by name (lang/en/role.php and plugins, 5.0).
+NAMES = {
+    "moodle/site:sendmessage": "Send messages to any user",
+    "moodle/reportbuilder:view": "View custom reports",
+    "moodle/course:viewparticipants": "View participants",
+    "moodle/course:enrolreview": "Review course enrolments",
+    "moodle/competency:competencyview": "View competency frameworks",
+    "moodle/competency:planview": "View all learning plans",
+    "moodle/competency:planmanage": "Manage learning plans",
+    "enrol/manual:enrol": "Enrol users",
+    "report/completion:view": "View course completion report",
+}
+
+# Fields every caller who may see the user at all gets.
+ALWAYS = frozenset(
+    {"id", "firstname", "lastname", "fullname", "firstaccess", "lastaccess", "suspended", "timezone"}
+    | {"profileimageurlsmall", "profileimageurl", "customfields"}
+)
+IDENTITY = frozenset({"email", "idnumber", "department", "institution", "phone1", "phone2"})
+ALL_DETAILS = frozenset({"username", "auth", "confirmed", "lang", "theme", "mailformat", "trackforums"})
+DEFAULT_SHOW_IDENTITY = frozenset({"email"})  # Site administration > Users > Permissions > User policies
+
+
+def visible_fields(
+    capabilities: frozenset[str] | set[str], show_identity: frozenset[str] | set[str]
+) -> frozenset[str] | None:
+    """The user fields a caller with these capabilities sees, or None when it sees no one."""
+    if "moodle/user:viewdetails" not in capabilities:
+        return None
+    fields = set(ALWAYS)
+    if "moodle/site:viewuseridentity" in capabilities:
+        fields |= IDENTITY & set(show_identity)
+    if "moodle/user:viewalldetails" in capabilities:
+        fields |= ALL_DETAILS | (IDENTITY - {"email"})
+    return frozenset(fields)
+
+
+def load(path: Path) -> frozenset[str]:
+    """A capability list from a file: a JSON array, or one capability a line (``#`` comments)."""
+    text = path.read_text(encoding="utf-8")
+    if text.lstrip().startswith("["):
+        items = json.loads(text)
+        if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+            raise ValueError(f"{path}: expected a JSON array of capability names")
+        return frozenset(i.strip() for i in items if i.strip())
+    names = (line.split("#", 1)[0].strip() for line in text.splitlines())
+    return frozenset(n for n in names if n)
