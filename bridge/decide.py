@@ -194,10 +194,6 @@ def decide_one(
         return None
     if not a.matches or a.missing_targets or a.completed is not None or a.proficient:
         return None
-    if sites := unknown_history(a):
-        # Shown by plan, sync and why; nothing is stored, the person is decided again once linked.
-        reason = f"waiting for an account on site {', '.join(repr(x) for x in sites)} to be linked (learning history not known yet)"
-        return decision("wait", reason, a.trigger.facts, audience=a.audience.facts)
     if not _in_schedule(mapping.schedule, ctx.now):
         return None
     cooling = latest is not None and latest.state == "closed" and latest.closed_at is not None
@@ -206,6 +202,10 @@ def decide_one(
     if first_evaluation and not mapping.schedule.backfill:
         reason = "already matched when the mapping was switched on (backfill: false)"
         return decision("suppress", reason, a.trigger.facts, audience=a.audience.facts)
+    if sites := unknown_history(a):
+        # Shown by plan, sync and why; nothing is stored, the person is decided again once linked.
+        reason = f"waiting for an account on site {', '.join(repr(x) for x in sites)} to be linked (learning history not known yet)"
+        return decision("wait", reason, a.trigger.facts, audience=a.audience.facts)
     holdout = in_holdout(mapping, person.person_id)
     return decision("open", mapping.title, a.trigger.facts, holdout=holdout, audience=a.audience.facts)
 
