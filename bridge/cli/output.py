@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from enum import StrEnum
 from typing import Any
 
+from rich.markup import escape
 from rich.table import Table
 
 from bridge.cli.common import console
@@ -38,5 +39,5 @@ def emit(
     for column in columns:
         table.add_column(column, overflow="fold")
     for row in rows:
-        table.add_row(*["" if v is None else str(v) for v in row])
+        table.add_row(*["" if v is None else escape(str(v)) for v in row])  # data, never markup
     console.print(table)

@@ -138,6 +138,8 @@ def _count(engine: Engine, state: str) -> int:
 def _why(d: Decision) -> str:
     if d.outcome == "open":
         return "; ".join(d.facts)
+    if d.outcome == "wait":  # the facts would read as "never completed", which is not known yet
+        return d.reason
     return d.reason + (f" ({'; '.join(d.facts)})" if d.facts else "")
 
 
