@@ -115,6 +115,7 @@ class MoodleSource:
         self.report_zone = report_zone
         self._feed: ReportFeed | PerLearnerFeed | PerCourseFeed | None = None
         self._competencies: list[Competency] | None = None
+        self._tried_like: set[tuple[str, datetime | None]] = set()
 
     def pull(self, ctx: PullContext) -> Iterator[Batch]:
         with unexpected_answers(f"Moodle site '{self.name}'"):
@@ -163,7 +164,16 @@ class MoodleSource:
         for users in self._by_field("email", emails):
             found_emails.update((u.email or "").lower() for u in users)
             yield Batch("users", users)
-        missing = [p for p in remaining if p.email and p.email.strip().lower() not in found_emails]
+        # The case-insensitive fallback costs a call per person: once per HR version of them,
+        # not again on every hourly retry or look-back poll.
+        missing = [
+            p
+            for p in remaining
+            if p.email
+            and p.email.strip().lower() not in found_emails
+            and (everyone or (p.person_id, p.changed_at) not in self._tried_like)
+        ]
+        self._tried_like.update((p.person_id, p.changed_at) for p in missing)
         yield from self._email_like(missing)
         yield Batch("users", [], cursor=stamp(ctx.now) if everyone and ctx.people else cursor)
         newest = max((p.changed_at for p in ctx.people if p.changed_at is not None), default=None)
