@@ -109,7 +109,7 @@ def build_sink(name: str, options: Any, settings: Settings) -> Sink:
 def doctor(name: str, options: Any, settings: Settings, needs: Any) -> list[DoctorCheck]:
     source = build_source(name, options, settings)
     assert isinstance(source, MoodleSource)
-    return checks(source, needs)
+    return checks(source, needs, settings=settings, role_id=options.student_role_id)
 
 
 connector = Connector(

@@ -2,22 +2,51 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from bridge.errors import BridgeError
 from bridge.ports import DoctorCheck
+from bridge.settings import Settings
 from connectors.moodle.client import MoodleClient
+from connectors.moodle.doctor_probes import (
+    account_checks,
+    enrol_role_check,
+    hr_sample,
+    release_tuple,
+    report_fallback_reason,
+    report_time_check,
+)
 from connectors.moodle.feeds import ReportFeed
 from connectors.moodle.source import MoodleSource
+
+# function -> the Moodle release that added it (README > Moodle, "since")
+SINCE = {
+    "core_webservice_get_site_info": "2.2",
+    "core_user_get_users_by_field": "2.4",
+    "core_user_get_users": "2.5",
+    "core_course_get_courses_by_field": "3.2",
+    "core_reportbuilder_list_reports": "4.1",
+    "core_reportbuilder_retrieve_report": "4.1",
+    "core_enrol_get_users_courses": "3.6",
+    "core_enrol_get_enrolled_users": "2.1",
+    "core_completion_get_course_completion_status": "2.9",
+    "core_message_send_instant_messages": "2.2",
+    "core_message_get_messages": "2.8",
+    "enrol_manual_enrol_users": "2.2",
+    "tool_lp_data_for_user_competency_summary": "3.1",
+}
 
 # function -> (what it is for, capabilities the web-service user needs)
 FUNCTIONS = {
     "core_webservice_get_site_info": ("site checks", "webservice/rest:use"),
     "core_user_get_users_by_field": (
         "finding learners' accounts",
-        "moodle/user:viewdetails, moodle/user:viewhiddendetails, moodle/course:useremail",
+        "moodle/user:viewdetails, moodle/user:viewalldetails (idnumber), moodle/site:viewuseridentity (email)",
     ),
-    "core_user_get_users": ("finding accounts by email", "moodle/user:viewdetails"),
+    "core_user_get_users": (
+        "finding accounts by email",
+        "moodle/user:viewdetails, moodle/site:viewuseridentity",
+    ),
     "core_course_get_courses_by_field": (
         "reading courses",
         "moodle/course:view, moodle/course:viewhiddencourses",
@@ -27,7 +56,7 @@ FUNCTIONS = {
         "moodle/reportbuilder:view (and be in the report's audience)",
     ),
     "core_reportbuilder_retrieve_report": (
-        "the report completion feed (Moodle 4.1+)",
+        "the report completion feed",
         "moodle/reportbuilder:view (and be in the report's audience)",
     ),
     "core_enrol_get_users_courses": (
@@ -49,7 +78,7 @@ FUNCTIONS = {
     ),
     "enrol_manual_enrol_users": (
         "enrolling learners",
-        "enrol/manual:enrol, and the student role assignable by the user's role",
+        "enrol/manual:enrol, moodle/role:assign, and the student role under Allow role assignments",
     ),
     "core_competency_list_competency_frameworks": (
         "reading competencies",
@@ -58,6 +87,10 @@ FUNCTIONS = {
     "core_competency_list_competencies": ("reading competencies", "moodle/competency:competencyview"),
     "core_competency_list_user_plans": ("reading learning plans", "moodle/competency:planview"),
     "core_competency_list_plan_competencies": ("reading learners' ratings", "moodle/competency:planview"),
+    "tool_lp_data_for_user_competency_summary": (
+        "reading ratings given outside a plan",
+        "moodle/competency:planview",
+    ),
     "core_competency_create_plan": ("creating a learning plan", "moodle/competency:planmanage"),
     "core_cohort_add_cohort_members": ("adding learners to audiences (cohorts)", "moodle/cohort:assign"),
     "core_competency_add_competency_to_plan": (
@@ -85,6 +118,7 @@ NEEDS = {
         "core_competency_list_competencies",
         "core_competency_list_user_plans",
         "core_competency_list_plan_competencies",
+        "tool_lp_data_for_user_competency_summary",
     ],
 }
 FEED_FUNCTIONS = {
@@ -94,17 +128,33 @@ FEED_FUNCTIONS = {
 }
 
 
-def function_check(function: str, offered: set[str]) -> DoctorCheck:
+def function_check(function: str, offered: set[str], release: str = "") -> DoctorCheck:
     purpose, capability = FUNCTIONS.get(function, ("", ""))
     present = function in offered
+    since = SINCE.get(function, "3.1")
+    if present:
+        return DoctorCheck(f"function {function}", True, purpose)
+    if release and release_tuple(release) < release_tuple(since):
+        return DoctorCheck(
+            f"function {function}",
+            False,
+            f"{purpose}: needs Moodle {since}+, this site is {release}",
+            "upgrade Moodle, or configure lmsbridge not to need it",
+        )
     fix = (
         "Site administration > Server > Web services > External services > (the token's service) > Functions > "
         f"Add: {function}; the web-service user needs {capability}"
     )
-    return DoctorCheck(f"function {function}", present, purpose, "" if present else fix)
+    where = f" (Moodle {release} has it)" if release else ""
+    return DoctorCheck(f"function {function}", False, f"{purpose}: not in the token's service{where}", fix)
 
 
-def checks(source: MoodleSource, needs: Sequence[str]) -> list[DoctorCheck]:
+def checks(
+    source: MoodleSource,
+    needs: Sequence[str],
+    settings: Settings | None = None,
+    role_id: int = 5,
+) -> list[DoctorCheck]:
     client: MoodleClient = source.client
     results: list[DoctorCheck] = []
     try:
@@ -123,7 +173,8 @@ def checks(source: MoodleSource, needs: Sequence[str]) -> list[DoctorCheck]:
             "reachable, token valid", True, f"{info.get('sitename', '')}, signed in as {info.get('username')}"
         )
     )
-    results.append(DoctorCheck("Moodle release", True, str(info.get("release", "unknown")), required=False))
+    release = str(info.get("release", ""))
+    results.append(DoctorCheck("Moodle release", True, release or "unknown", required=False))
     offered = {f["name"] for f in info.get("functions", [])}
     try:
         feed = source.feed()
@@ -133,20 +184,29 @@ def checks(source: MoodleSource, needs: Sequence[str]) -> list[DoctorCheck]:
         )
         feed = None
     if feed is not None:
-        detail = f"{feed.name}" + (
-            ""
-            if feed.name == "report"
-            else " (the report feed is far cheaper on Moodle 4.1+: see README > Moodle)"
-        )
+        detail = feed.name
+        if feed.name != "report" and source.feed_choice == "auto":
+            reason = report_fallback_reason(client, offered, release, source.report)
+            detail += f", not the report feed (one call per poll): {reason}"
         results.append(DoctorCheck("completion feed", True, detail, required=False))
         if isinstance(feed, ReportFeed):
-            results.append(_report_columns(feed))
+            columns = _report_columns(feed)
+            results.append(columns)
+            if columns.ok:
+                results.append(_guarded("report times are UTC", lambda: report_time_check(client, feed)))
     wanted = [
         *READ,
         *(FEED_FUNCTIONS[feed.name] if feed else []),
         *(f for need in needs for f in NEEDS.get(need, [])),
     ]
-    results.extend(function_check(f, offered) for f in dict.fromkeys(wanted))
+    results.extend(function_check(f, offered, release) for f in dict.fromkeys(wanted))
+    if "core_user_get_users_by_field" in offered:
+        results.extend(_guarded_many("HR people found", lambda: account_checks(client, hr_sample(settings))))
+    if "enrol" in needs and "enrol_manual_enrol_users" in offered:
+        ws_user = int(info.get("userid", 0))
+        results.append(
+            _guarded("enrolment role assignable", lambda: enrol_role_check(client, ws_user, role_id))
+        )
     features = {f["name"]: f["value"] for f in info.get("advancedfeatures", [])}
     results.append(
         DoctorCheck(
@@ -163,6 +223,16 @@ def checks(source: MoodleSource, needs: Sequence[str]) -> list[DoctorCheck]:
                 bool(features.get("messaging", 0)),
                 "",
                 "Site administration > Advanced features > Enable messaging system",
+            )
+        )
+        results.append(
+            DoctorCheck(
+                "messages reach learners",
+                True,
+                "not checkable without sending a message: learners' messaging privacy refuses the "
+                "web-service user unless its role has moodle/site:messageanyuser (README > Moodle); "
+                "refusals show in `lmsbridge why` with Moodle's reason",
+                required=False,
             )
         )
     if {"plan", "competencies"} & set(needs) and "enablecompetencies" in features:
@@ -195,3 +265,18 @@ def _report_columns(feed: ReportFeed) -> DoctorCheck:
         True,
         f"report {feed.report_id}: {', '.join(feed.columns.names.values())}",
     )
+
+
+def _guarded(name: str, probe: Callable[[], DoctorCheck]) -> DoctorCheck:
+    """A probe's verdict, or the error that stopped it (a probe never stops the other checks)."""
+    try:
+        return probe()
+    except BridgeError as exc:
+        return DoctorCheck(name, False, str(exc), "")
+
+
+def _guarded_many(name: str, probe: Callable[[], list[DoctorCheck]]) -> list[DoctorCheck]:
+    try:
+        return probe()
+    except BridgeError as exc:
+        return [DoctorCheck(name, False, str(exc), "")]

@@ -32,7 +32,6 @@ README_ROLE: frozenset[str] = frozenset(
         "moodle/competency:competencyview",
         "moodle/competency:planview",
         "moodle/competency:planmanage",
-        "moodle/competency:usercompetencyview",
     }
 )
 
@@ -45,6 +44,7 @@ NAMES = {
     "moodle/competency:competencyview": "View competency frameworks",
     "moodle/competency:planview": "View all learning plans",
     "moodle/competency:planmanage": "Manage learning plans",
+    "moodle/competency:usercompetencyview": "View a user competency",
     "enrol/manual:enrol": "Enrol users",
     "report/completion:view": "View course completion report",
 }

@@ -23,6 +23,7 @@ from connectors.simulation.org import CATEGORIES, WS_USER_ID
 
 MESSAGE_MAX_LENGTH = 4096
 RELEASES = {name: (spec.release, spec.version) for name, spec in SPECS.items()}
+SITE_COURSE = 1  # the front page course, which has no enrolment instances
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
@@ -744,8 +745,13 @@ def manual_enrol(state: SiteState, p: dict[str, Any]) -> None:
     with state.lock:
         for e in p["enrolments"]:  # all or nothing: check everything before writing anything
             course = state.courses.get(e["courseid"])
-            if course is None:
-                raise missing_record(state, "course")
+            if course is None and e["courseid"] != SITE_COURSE:  # validate_context(false)
+                raise SimError(
+                    _ipe(state),
+                    "invalidparameter",
+                    "Invalid parameter value detected",
+                    "Context does not exist",
+                )
             require(state, "enrol/manual:enrol")
             user = state.users.get(e["userid"])
             if user is None:
@@ -758,7 +764,7 @@ def manual_enrol(state: SiteState, p: dict[str, Any]) -> None:
                     "wsusercannotassign",
                     f"You don't have the permission to assign this role ({e['roleid']}) to this user ({e['userid']}) in this course ({e['courseid']}).",
                 )
-            if not course.manual_enrolment:
+            if course is None or not course.manual_enrolment:  # the front page has no enrolment methods
                 raise moodle_exception(
                     state,
                     "wsnoinstance",

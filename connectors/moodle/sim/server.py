@@ -20,7 +20,7 @@ from urllib.parse import parse_qsl, urlsplit
 from xml.sax.saxutils import escape
 
 from connectors.moodle.params import decode
-from connectors.moodle.sim import cohorts, learning_plans, user_competencies  # noqa: F401 - register their functions
+from connectors.moodle.sim import cohorts, learning_plans, user_competency  # noqa: F401 - register their functions
 from connectors.moodle.sim.functions import (
     CALL,
     REGISTRY,

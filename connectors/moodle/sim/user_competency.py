@@ -12,7 +12,13 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from connectors.moodle.sim.functions import function, missing_record, moodle_exception, picture
+from connectors.moodle.sim.functions import (
+    function,
+    missing_record,
+    moodle_exception,
+    picture,
+    required_capability,
+)
 from connectors.moodle.sim.learning_plans import competency_struct, display_zone, userdate
 from connectors.moodle.sim.spec import DEFAULT, Value
 from connectors.moodle.sim.state import SimUser, SiteState
@@ -84,9 +90,11 @@ def _evidence(
     "tool_lp_data_for_user_competency_summary",
     {"userid": Value("int"), "competencyid": Value("int")},
     since="3.1",
-    requires=("moodle/competency:planview",),
 )
 def user_competency_summary(state: SiteState, p: dict[str, Any]) -> dict[str, Any]:
+    # user_competency::can_read_user(): usercompetencyview, or plan::can_read_user() (planview).
+    if not state.capabilities & {"moodle/competency:usercompetencyview", "moodle/competency:planview"}:
+        raise required_capability(state, "moodle/competency:usercompetencyview")
     user, (cid, name, idnumber), index = _lookup(state, p["userid"], p["competencyid"])
     framework_id, framework_name, framework_idnumber = state.framework
     scale_id, labels = state.scale
