@@ -147,7 +147,7 @@ class MoodleSource:
             if everyone
             or (
                 p.person_id not in linked
-                and (since is None or p.changed_at is None or p.changed_at > since - HR_LOOKBACK)
+                and (since is None or p.changed_at is None or p.changed_at > since)
             )
         ]
         found_numbers: set[str] = set()
@@ -177,7 +177,13 @@ class MoodleSource:
         yield from self._email_like(missing)
         yield Batch("users", [], cursor=stamp(ctx.now) if everyone and ctx.people else cursor)
         newest = max((p.changed_at for p in ctx.people if p.changed_at is not None), default=None)
-        yield Batch("users_since", [], cursor=stamp(newest) if newest is not None else seen)
+        # Every HR change stamped before now - HR_LOOKBACK was committed and seen by now; later
+        # stamps may still be committing, so the cursor stays behind them until then.
+        settled = min(newest, ctx.now - HR_LOOKBACK) if newest is not None else None
+        # Full precision: HR stamps carry microseconds, and a cursor cut to the second would
+        # keep selecting the newest change for ever.
+        cursor_since = settled.astimezone(UTC).isoformat() if settled is not None else seen
+        yield Batch("users_since", [], cursor=cursor_since)
         if retry and ctx.people:
             yield Batch("unlinked", [], cursor=stamp(ctx.now))
 
