@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping as MappingType
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, and_, select, update
 
-from bridge import registry
+from bridge import compose, registry
 from bridge.decide import Decision, LatestRecommendation
 from bridge.facts import Facts
 from bridge.guards import window_options
@@ -34,32 +34,21 @@ def message_context(
     reason: str,
     opened: datetime,
     manager: Any = None,
+    now: datetime | None = None,
 ) -> dict[str, Any]:
-    person = facts.person
-    due = mapping.follow_up.due_in_days
-    return {
-        "person": {
-            "first_name": person.first_name,
-            "last_name": person.last_name,
-            "full_name": person.full_name,
-        },
-        "manager": {
-            "first_name": getattr(manager, "first_name", ""),
-            "last_name": getattr(manager, "last_name", ""),
-            "full_name": getattr(manager, "full_name", ""),
-        },
-        "learning": {
-            "name": target.name,
-            "url": target.url or "",
-            "kind": target.kind,
-            "shortname": target.name,
-        },
-        "mapping": {"id": mapping.id, "title": mapping.title},
-        "reason": reason,
-        "due_date": (opened + timedelta(days=due)).date().isoformat() if due else "",
-        "opened_on": opened.date().isoformat(),
-        "completed_on": "",
-    }
+    """The template variables of a message about ``target`` (as of ``now``, default ``opened``)."""
+    return compose.context_values(
+        person=facts.person,
+        manager=manager,
+        target=target,
+        mapping_id=mapping.id,
+        mapping_title=mapping.title,
+        due_in_days=mapping.follow_up.due_in_days,
+        reason=reason,
+        opened=opened,
+        now=now or opened,
+        tz=facts.person.timezone,
+    )
 
 
 def sending_slot(
@@ -98,7 +87,7 @@ def recommend_actions(
     already sends one — never dropped silently.
     """
     person = facts.person
-    reason = "; ".join(decision.facts)
+    reason = compose.reason_of({"facts": list(decision.facts)}, mapping.messages.show_peer_rank)
     send_at, window = sending_slot(mapping.schedule, person.timezone, settings, now)
     actions: list[NewAction] = []
     # The assessment resolves every `recommend:` entry in order, and a recommendation opens only
@@ -132,12 +121,14 @@ def recommend_actions(
                     f"the account on site '{target.site}' is suspended or deleted",
                 )
             subject = html = text = ""
+            options = enrol_options(rec, kind)
             if channel in MESSAGE_CHANNELS:
-                rendered = templates.render(
-                    templates.template_for(mapping, "recommend", person.locale),
-                    message_context(mapping, facts, target, reason, now),
-                )
+                # A draft for `plan` and `outbox`; delivery renders it again from the state of
+                # the moment it is sent (bridge.compose).
+                template = templates.template_for(mapping, "recommend", person.locale)
+                rendered = templates.render(template, message_context(mapping, facts, target, reason, now))
                 subject, html, text = rendered.subject, rendered.html, rendered.text
+                options = {**window, "render": compose.render_spec(template, "recommend", mapping)}
             actions.append(
                 NewAction(
                     key=action_key(mapping.id, person.person_id, episode, "recommend", channel, target.key),
@@ -155,7 +146,7 @@ def recommend_actions(
                     body_html=html,
                     body_text=text,
                     target=target,
-                    options=window if channel in MESSAGE_CHANNELS else enrol_options(rec, kind),
+                    options=options,
                     state=state,
                     reason=why,
                 )
@@ -206,6 +197,7 @@ class Actor:
                             "reason": d.reason,
                             "facts": list(d.facts),
                             "audience": list(d.audience),
+                            "due_in_days": self.mappings[d.mapping_id].follow_up.due_in_days,
                         },
                         "opened_at": now,
                     }

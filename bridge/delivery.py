@@ -3,6 +3,10 @@
 An action whose outcome is unknown (a worker died between claiming and recording) is first
 reconciled against the outside system: if the LMS shows it happened it is marked sent, otherwise
 it goes back to the queue. So a crash at any point neither loses nor duplicates an action.
+
+Before anything leaves, follow-ups made redundant by a later one are superseded, the guards check
+each action against the state of now, and message bodies are rendered from that state
+(:mod:`bridge.compose`), so what arrives is true on the day it arrives.
 """
 
 from __future__ import annotations
@@ -11,16 +15,16 @@ import os
 import socket
 from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Engine
 
-from bridge import clock, guards, outbox
+from bridge import clock, compose, guards, outbox, truth
 from bridge.errors import BridgeError, Remedy
 from bridge.log import get_logger, redact_text
-from bridge.ports import DeliveryOutcome, OutcomeStatus, Sink
+from bridge.ports import DeliveryOutcome, OutcomeStatus, OutgoingAction, Sink
 from bridge.settings import Settings
 
 log = get_logger(__name__)
@@ -105,6 +109,9 @@ def deliver(
             return report
     with engine.begin() as conn:
         outbox.address_waiting(conn, clock.now())
+        report.states["superseded"] += outbox.supersede(conn, clock.now())
+        if not report.states["superseded"]:
+            del report.states["superseded"]
     failed_sites = reconcile(engine, sinks, settings, report)
     while not stop():
         now = clock.now()
@@ -113,9 +120,9 @@ def deliver(
             to_send = _apply_guards(conn, claimed, settings, now, report)
         if not claimed:
             break
-        by_site: dict[str, list[Any]] = defaultdict(list)
-        for row in to_send:
-            by_site[row.site].append(row)
+        by_site: dict[str, list[tuple[Any, OutgoingAction]]] = defaultdict(list)
+        for row, outgoing in to_send:
+            by_site[row.site].append((row, outgoing))
         for site, rows in by_site.items():
             _send_site(engine, sinks.get(site), site, rows, settings, report, failed_sites)
         if failed_sites and all(row.site in failed_sites for row in claimed):
@@ -125,13 +132,27 @@ def deliver(
 
 def _apply_guards(
     conn: Connection, claimed: list[Any], settings: Settings, now: datetime, report: DeliveryReport
-) -> list[Any]:
-    """Hold back what must not go out now; return the rows to send."""
+) -> list[tuple[Any, OutgoingAction]]:
+    """Hold back what must not go out now; return the rows to send, rendered as of now."""
     to_send = []
-    for verdict in guards.screen(conn, claimed, settings, now):
-        row = verdict.row
+    current = truth.load(conn, claimed)
+    verdicts = guards.screen(conn, claimed, settings, now, current)
+    bodies = compose.for_sending(conn, [v.row for v in verdicts if v.state == "send"], current, now)
+    for screened in verdicts:
+        row = screened.row
+        body = bodies.get(row.id)
+        verdict = (
+            guards.Verdict(row, "cancelled", body)
+            if screened.state == "send" and isinstance(body, str)
+            else screened
+        )
         if verdict.state == "send":
-            to_send.append(row)
+            outgoing = outbox.to_outgoing(row)
+            if body is not None:
+                assert not isinstance(body, str)
+                outbox.store_rendered(conn, row, body, now)  # what `outbox` shows is what went
+                outgoing = replace(outgoing, subject=body.subject, body_html=body.html, body_text=body.text)
+            to_send.append((row, outgoing))
         elif verdict.state == "deferred":
             assert verdict.until is not None
             outbox.release(conn, row, f"deferred: {verdict.reason}", verdict.until, now)
@@ -146,12 +167,13 @@ def _send_site(
     engine: Engine,
     sink: Sink | None,
     site: str,
-    rows: list[Any],
+    pairs: list[tuple[Any, OutgoingAction]],
     settings: Settings,
     report: DeliveryReport,
     failed_sites: set[str],
 ) -> None:
     now = clock.now()
+    rows = [row for row, _ in pairs]
     if site in failed_sites or sink is None:
         error = f"site '{site}' is not configured" if sink is None else f"site '{site}' is failing this run"
         with engine.begin() as conn:
@@ -175,7 +197,7 @@ def _send_site(
                     )
         return
     try:
-        outcomes = sink.deliver([outbox.to_outgoing(r) for r in rows])
+        outcomes = sink.deliver([outgoing for _, outgoing in pairs])
     except BridgeError as exc:
         failed_sites.add(site)
         message = redact_text(str(exc))

@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, select, update
 
+from bridge import compose
 from bridge.act import message_context, sending_slot
 from bridge.facts import NO_KPIS, Facts, iter_facts, load_people
 from bridge.mapping import evaluate as ev
@@ -78,8 +79,16 @@ def _learner_actions(
     person = facts.person
     if not steps:
         return []
-    template_kind = "reminder" if purpose == "reminder" else "reinforcement"
-    rendered = templates.render(templates.template_for(mapping, template_kind, person.locale), context)  # type: ignore[arg-type]
+    template_kind: m.MessageKind = "reminder" if purpose == "reminder" else "reinforcement"
+    template = templates.template_for(mapping, template_kind, person.locale)
+    schedule = schedule_days(mapping, purpose)
+    context = {
+        **context,
+        "step": steps[-1],
+        "step_number": _number(schedule, steps[-1]),
+        "steps": len(schedule),
+    }
+    rendered = templates.render(template, context)  # a draft: delivery renders it again when it is sent
     send_at, window = sending_slot(mapping.schedule, person.timezone, settings, now)
     account = facts.accounts.get(target.site)
     actions = []
@@ -111,12 +120,26 @@ def _learner_actions(
                     body_html=rendered.html,
                     body_text=rendered.text,
                     target=target,
-                    options=window,
+                    options={
+                        **window,
+                        "render": compose.render_spec(
+                            template, purpose, mapping, step, _number(schedule, step), len(schedule)
+                        ),
+                    },
                     state=state,
                     reason=reason,
                 )
             )
     return actions
+
+
+def schedule_days(mapping: m.Mapping, purpose: str) -> list[int]:
+    f = mapping.follow_up
+    return list(f.remind_after_days if purpose == "reminder" else f.reinforce_after_days)
+
+
+def _number(schedule: list[int], step: int) -> int:
+    return schedule.index(step) + 1 if step in schedule else len(schedule)
 
 
 def _digest_item(conn: Connection, manager_id: str, rec_id: int, kind: str, text: str, now: datetime) -> None:

@@ -3,7 +3,8 @@
 - The kill switch (``lmsbridge pause`` or ``delivery.paused``) stops all delivery.
 - Opt-outs, per person and per mapping, suppress the action.
 - Stale actions are cancelled with the reason: the recommendation closed, the person left, or
-  their account was suspended since the action was queued.
+  their account was suspended since the action was queued; anything else no longer true now
+  (the item completed since, the completion gone, too old to send) — see :mod:`bridge.truth`.
 - A per-person cap (learner messages per 7 days, across all mappings) defers, never drops.
 """
 
@@ -17,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, func, or_, select
 
+from bridge import truth
 from bridge.settings import Settings
 from bridge.store import schema as t
 from bridge.store.ingest import upsert_statement
@@ -46,13 +48,21 @@ def set_paused(conn: Connection, value: bool, now: datetime) -> None:
     conn.execute(stmt, {"name": "paused", "value": "1" if value else "0", "updated_at": now})
 
 
-def screen(conn: Connection, rows: Sequence[Any], settings: Settings, now: datetime) -> list[Verdict]:
-    """A verdict for each claimed action, in order."""
+def screen(
+    conn: Connection,
+    rows: Sequence[Any],
+    settings: Settings,
+    now: datetime,
+    current: truth.StateOfNow | None = None,
+) -> list[Verdict]:
+    """A verdict for each claimed action, in order (claim puts new recommendations first, so
+    under the per-person cap they go before reinforcement and reminders)."""
     people = {r.recipient_person_id for r in rows if r.recipient_person_id}
     opted = _opt_outs(conn, people)
     active = _active(conn, people)
     usable = _usable_accounts(conn, [(r.site, r.recipient_user_id) for r in rows if r.recipient_user_id])
     rec_state = _recommendation_states(conn, {r.recommendation_id for r in rows if r.recommendation_id})
+    current = current if current is not None else truth.load(conn, rows)
     sent_recently, oldest = _recent_learner_messages(conn, people, now)
     cap = settings.delivery.cap_per_week
     verdicts = []
@@ -71,6 +81,10 @@ def screen(conn: Connection, rows: Sequence[Any], settings: Settings, now: datet
             and rec_state.get(row.recommendation_id, "open") != "open"
         ):
             verdicts.append(Verdict(row, "cancelled", "the recommendation is no longer open"))
+        elif (
+            untrue := truth.too_old(row, settings, now) or truth.no_longer_true(row, current, now)
+        ) is not None:
+            verdicts.append(Verdict(row, "cancelled", untrue))
         elif (opens := _window_opens(row, now)) is not None:
             verdicts.append(Verdict(row, "deferred", "outside the recipient's sending hours", opens))
         elif (

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, select, update
+from sqlalchemy import Connection, and_, case, func, or_, select, update
 
 from bridge.ports import ActionKind, DeliveryOutcome, OutcomeStatus, OutgoingAction
 from bridge.records import Target
@@ -161,8 +161,117 @@ def address_waiting(conn: Connection, now: datetime, site: str | None = None) ->
     return result.rowcount or 0
 
 
+def _step(key: str) -> int:
+    tail = key.rsplit("/", 1)[-1]
+    return int(tail) if tail.isdigit() else 0
+
+
+def _follow_up_group(row: Any) -> tuple[Any, ...]:
+    """Reminders of one recommendation; reinforcements of one completion (whichever mapping)."""
+    if row.purpose == "reminder":
+        return ("reminder", row.kind, row.recommendation_id)
+    target = (row.target or {}).get("site"), (row.target or {}).get("kind"), (row.target or {}).get("item_id")
+    return ("reinforcement", row.kind, row.recipient_person_id, target, row.completed_at)
+
+
+def supersede(conn: Connection, now: datetime) -> int:
+    """Cancel the follow-ups a later one makes redundant, with the reason; returns how many.
+
+    Of several reminders for one recommendation only the latest goes (and none while the
+    recommendation itself has not gone out); repeated reinforcements for one completion collapse
+    to the latest step. One pass over what is pending, run before every delivery.
+    """
+    a, r = t.actions, t.recommendations
+    columns = (
+        a.c.id,
+        a.c.key,
+        a.c.purpose,
+        a.c.kind,
+        a.c.state,
+        a.c.recommendation_id,
+        a.c.recipient_person_id,
+        a.c.target,
+        r.c.completed_at,
+    )
+    joined = a.outerjoin(r, r.c.id == a.c.recommendation_id)
+    kinds = a.c.kind.in_(("message", "email"))
+    pending = list(
+        conn.execute(
+            select(*columns)
+            .select_from(joined)
+            .where(and_(a.c.state == "pending", kinds, a.c.purpose.in_(("reminder", "reinforcement"))))
+        )
+    )
+    if not pending:
+        return 0
+    rec_ids = sorted({p.recommendation_id for p in pending if p.recommendation_id})
+    people = sorted({p.recipient_person_id for p in pending if p.recipient_person_id})
+    others = conn.execute(
+        select(*columns)
+        .select_from(joined)
+        .where(
+            and_(
+                kinds,
+                or_(
+                    and_(a.c.state == "sent", a.c.purpose == "reminder", a.c.recommendation_id.in_(rec_ids)),
+                    and_(
+                        a.c.state == "sent",
+                        a.c.purpose == "reinforcement",
+                        a.c.recipient_person_id.in_(people),
+                    ),
+                ),
+            )
+        )
+    )
+    unsent_recommend = {
+        (row.recommendation_id, row.kind)
+        for row in conn.execute(
+            select(a.c.recommendation_id, a.c.kind).where(
+                and_(
+                    a.c.purpose == "recommend",
+                    a.c.state.in_(("pending", "waiting")),
+                    kinds,
+                    a.c.recommendation_id.in_(rec_ids),
+                )
+            )
+        )
+    }
+    groups: dict[tuple[Any, ...], list[Any]] = {}
+    for row in [*pending, *others]:
+        groups.setdefault(_follow_up_group(row), []).append(row)
+    cancelled: dict[int, str] = {}
+    for members in groups.values():
+        best = max(members, key=lambda x: (_step(x.key), x.id))
+        done = "was already sent" if best.state == "sent" else f"(action {best.id}) goes instead"
+        for row in members:
+            if row.state != "pending":
+                continue
+            if row.purpose == "reminder" and (row.recommendation_id, row.kind) in unsent_recommend:
+                cancelled[row.id] = "superseded: the recommendation itself has not gone out yet"
+            elif row is not best:
+                cancelled[row.id] = f"superseded: the day-{_step(best.key)} {best.purpose} {done}"
+    for action_id, reason in cancelled.items():
+        conn.execute(
+            update(a)
+            .where(and_(a.c.id == action_id, a.c.state == "pending"))
+            .values(state="cancelled", last_error=reason, updated_at=now)
+        )
+    return len(cancelled)
+
+
+# A new recommendation goes before manager digests, reinforcement and reminders.
+PRIORITY = case(
+    (t.actions.c.purpose == "recommend", 0),
+    (t.actions.c.purpose == "digest", 1),
+    (t.actions.c.purpose == "reinforcement", 2),
+    else_=3,
+)
+
+
 def claim(conn: Connection, worker: str, now: datetime, limit: int) -> list[Any]:
-    """Take up to ``limit`` due pending actions for this worker. Caller commits before sending.
+    """Take up to ``limit`` due pending actions for this worker, new recommendations first.
+
+    Caller commits before sending.
 
     On PostgreSQL ``FOR UPDATE SKIP LOCKED`` lets several workers claim side by side without
     waiting on or double-claiming each other's rows.
@@ -171,7 +280,7 @@ def claim(conn: Connection, worker: str, now: datetime, limit: int) -> list[Any]
     due = (
         select(a.c.id)
         .where(and_(a.c.state == "pending", a.c.due_at <= now))
-        .order_by(a.c.due_at, a.c.id)
+        .order_by(PRIORITY, a.c.due_at, a.c.id)
         .limit(limit)
     )
     if conn.dialect.name == "postgresql":
@@ -194,7 +303,7 @@ def claim(conn: Connection, worker: str, now: datetime, limit: int) -> list[Any]
         conn.execute(
             select(a)
             .where(and_(a.c.id.in_(ids), a.c.claimed_by == worker, a.c.state == "sending"))
-            .order_by(a.c.id)
+            .order_by(PRIORITY, a.c.due_at, a.c.id)
         )
     )
 
@@ -279,6 +388,16 @@ def release(conn: Connection, row: Any, error: str, due_at: datetime, now: datet
             last_error=error,
             updated_at=now,
         )
+    )
+
+
+def store_rendered(conn: Connection, row: Any, rendered: Any, now: datetime) -> None:
+    """Keep the body rendered at send time (``rendered`` has subject, html and text)."""
+    a = t.actions
+    conn.execute(
+        update(a)
+        .where(a.c.id == row.id)
+        .values(subject=rendered.subject, body_html=rendered.html, body_text=rendered.text, updated_at=now)
     )
 
 

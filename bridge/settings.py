@@ -59,6 +59,9 @@ class LogSettings(_Section):
     )
 
 
+MAX_AGE_DAYS = {"recommend": 30, "reminder": 14, "reinforcement": 14, "digest": 7}
+
+
 class DeliverySettings(_Section):
     batch_size: int = Field(default=100, ge=1, le=1000, description="Actions claimed and sent per batch.")
     max_attempts: int = Field(
@@ -81,6 +84,26 @@ class DeliverySettings(_Section):
         gt=0,
         description="A claimed action older than this is treated as abandoned by a crashed worker.",
     )
+    max_age_days: dict[str, int] = Field(
+        default_factory=lambda: dict(MAX_AGE_DAYS),
+        description=(
+            "Per purpose (recommend, reminder, reinforcement, digest): a message still unsent this many "
+            "days after it was queued is dropped with the reason instead of arriving late (0 = no limit; "
+            "purposes not given keep their default)."
+        ),
+    )
+
+    @field_validator("max_age_days")
+    @classmethod
+    def _known_purposes(cls, value: dict[str, int]) -> dict[str, int]:
+        unknown = sorted(set(value) - {"recommend", "reminder", "reinforcement", "digest"})
+        if unknown:
+            raise ValueError(
+                f"unknown purpose(s) {', '.join(unknown)}: use recommend, reminder, reinforcement, digest"
+            )
+        if any(days < 0 for days in value.values()):
+            raise ValueError("days must be 0 (no limit) or more")
+        return {**MAX_AGE_DAYS, **value}
 
 
 class DaemonSettings(_Section):

@@ -361,6 +361,10 @@ class Messages(Strict):
     escalation: MessageTemplate | None = None
     reinforcement: MessageTemplate | None = None
     observe: MessageTemplate | None = None
+    show_peer_rank: bool = Field(
+        default=False,
+        description="Show learners where they rank among peers (always shown to administrators in `explain`).",
+    )
     locales: dict[str, dict[MessageKind, MessageTemplate]] = Field(
         default_factory=dict, description="Per-locale overrides, e.g. {de: {recommend: {...}}}."
     )

@@ -34,11 +34,13 @@ DEFAULTS: dict[str, MessageTemplate] = {
         body=(
             "Hello {{ person.first_name }},\n\n"
             "A reminder that {{ link(learning.url, learning.name) }} is waiting for you.\n\n"
-            "{% if due_date %}It is due by {{ due_date }}.{% endif %}"
+            "{% if overdue %}It was due on {{ due_date }} and is now overdue: please finish it this week."
+            "{% elif due_date %}It is due by {{ due_date }} ({{ days_left }} day{{ '' if days_left == 1 else 's' }} left)."
+            "{% endif %}"
         ),
     ),
     "escalation": MessageTemplate(
-        subject="{{ person.full_name }} has not started {{ learning.name }} yet",
+        subject="{{ person.full_name }} has not completed {{ learning.name }} yet",
         body=(
             "Hello {{ manager.first_name }},\n\n"
             "{{ person.full_name }} was recommended {{ link(learning.url, learning.name) }} "
@@ -52,7 +54,10 @@ DEFAULTS: dict[str, MessageTemplate] = {
         body=(
             "Hello {{ person.first_name }},\n\n"
             "You completed {{ link(learning.url, learning.name) }} on {{ completed_on }}. "
-            "Take two minutes today to recall one thing you learned and use it at work."
+            "{% if step_number == 1 %}Take two minutes today to recall one thing you learned and use it at work."
+            "{% elif step_number == 2 %}Which idea from it have you tried since? Try it once more this week."
+            "{% elif step_number < steps %}Look back at one part you found hard and practise it on a real task."
+            "{% else %}Last nudge: share one thing you now do differently with a colleague.{% endif %}"
         ),
     ),
     "observe": MessageTemplate(
@@ -77,8 +82,16 @@ SAMPLE_CONTEXT: dict[str, Any] = {
     "mapping": {"id": "sample", "title": "Sample mapping"},
     "reason": "CSAT 3.6 is below the target 4.2 in 2026-10",
     "due_date": "2026-12-31",
+    "days_left": 30,
+    "overdue": False,
+    "days_overdue": 0,
     "opened_on": "2026-11-01",
+    "days_since_recommended": 30,
     "completed_on": "2026-11-15",
+    "today": "2026-12-01",
+    "step": 7,
+    "step_number": 2,
+    "steps": 5,
 }
 
 

@@ -1,0 +1,108 @@
+"""Is a message still true when it is about to leave? Checked against the store as it is now.
+
+A recommendation or reminder goes only while its recommendation is open and the learning has not
+been completed since; a reminder only while the learner is still enrolled (where the site's
+enrolments are known); a reinforcement only while the completion it celebrates still stands and
+no new recommendation for the same learning has opened. Anything older than
+``delivery.max_age_days`` for its purpose is dropped rather than arriving late. Each refusal
+is a plain sentence, stored as the action's reason (``lmsbridge why`` shows it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, and_, select
+
+from bridge.facts import NO_KPIS, Facts, iter_facts
+from bridge.outbox import target_from_json
+from bridge.settings import Settings
+from bridge.store import schema as t
+
+MESSAGE_KINDS = ("message", "email")
+
+
+@dataclass
+class StateOfNow:
+    """What the store says now about the people and recommendations of a batch of actions."""
+
+    recommendations: dict[int, Any] = field(default_factory=dict)
+    facts: dict[str, Facts] = field(default_factory=dict)
+    open_episodes: dict[tuple[str, str], int] = field(default_factory=dict)  # newest open rec id
+    unenrolled: set[tuple[str, int, int]] = field(default_factory=set)  # (site, user, course)
+
+
+def load(conn: Connection, rows: Sequence[Any]) -> StateOfNow:
+    state = StateOfNow()
+    rec_ids = sorted({r.recommendation_id for r in rows if r.recommendation_id})
+    people = sorted({r.person_id for r in rows if r.person_id})
+    if not rec_ids and not people:
+        return state
+    r = t.recommendations
+    if rec_ids:
+        state.recommendations = {x.id: x for x in conn.execute(select(r).where(r.c.id.in_(rec_ids)))}
+    if people:
+        state.facts = {f.person.person_id: f for f in iter_facts(conn, people, NO_KPIS)}
+        for row in conn.execute(
+            select(r.c.id, r.c.mapping_id, r.c.person_id).where(
+                and_(r.c.state == "open", r.c.person_id.in_(people))
+            )
+        ):
+            key = (row.mapping_id, row.person_id)
+            state.open_episodes[key] = max(row.id, state.open_episodes.get(key, 0))
+        e, i = t.enrolments, t.identities
+        for row in conn.execute(
+            select(e.c.site, e.c.user_id, e.c.item_id)
+            .select_from(e.join(i, and_(i.c.site == e.c.site, i.c.user_id == e.c.user_id)))
+            .where(and_(i.c.person_id.in_(people), e.c.active.is_(False)))
+        ):
+            state.unenrolled.add((row.site, int(row.user_id), int(row.item_id)))
+    return state
+
+
+def too_old(row: Any, settings: Settings, now: datetime) -> str | None:
+    days = settings.delivery.max_age_days.get(row.purpose, 0)
+    if row.kind not in MESSAGE_KINDS or not days or row.created_at > now - timedelta(days=days):
+        return None
+    return (
+        f"dropped unsent: queued {row.created_at:%Y-%m-%d}, older than the {days}-day limit "
+        f"for {row.purpose} messages (delivery.max_age_days)"
+    )
+
+
+def no_longer_true(row: Any, state: StateOfNow, now: datetime) -> str | None:
+    """Why this action would contradict the store now, or None when it is still true."""
+    rec = state.recommendations.get(row.recommendation_id) if row.recommendation_id else None
+    target = target_from_json(row.target)
+    facts = state.facts.get(row.person_id or "")
+    if rec is None or target is None or facts is None:
+        return None
+    done = facts.completions.get((target.site, target.kind, target.item_id))
+    if row.purpose in ("recommend", "reminder"):
+        if rec.state != "open":
+            return "the recommendation is no longer open"
+        if done is not None and done >= rec.opened_at:
+            return f"{target.name} was completed on {done:%Y-%m-%d}, after it was recommended"
+        account = facts.accounts.get(target.site)
+        if (
+            row.purpose == "reminder"
+            and target.kind == "course"
+            and account is not None
+            and (target.site, account.user_id, target.item_id) in state.unenrolled
+        ):
+            return f"the learner is no longer enrolled in {target.name}"
+    elif row.purpose == "reinforcement":
+        if rec.state != "closed" or rec.completed_at is None:
+            return "the recommendation was not closed by a completion"
+        if done is None:
+            return f"the completion of {target.name} is no longer recorded on site '{target.site}'"
+        renewal = facts.renewals.get((target.site, target.item_id))
+        if renewal is not None and renewal.expires_at is not None and renewal.expires_at <= now:
+            return f"the certification {target.name} has expired since it was completed"
+        newer = state.open_episodes.get((rec.mapping_id, rec.person_id), 0)
+        if newer > rec.id:
+            return f"{target.name} has been recommended again since it was completed"
+    return None
