@@ -1,6 +1,6 @@
 """Report Builder dates under a forced site time zone (issue 13, item 8): detected, refused, corrected.
 
-The report answers are real Moodle 5.0 answers (shared/reference/moodle/5.0): the same three
+The report answers are real Moodle 5.0 answers (tests/data/moodle/5.0): the same three
 completions with *Force timezone* = Europe/Berlin and without it.
 """
 
@@ -19,7 +19,7 @@ from bridge.ports import PullContext, PullScope, SiteIndex
 from bridge.records import Completion
 from connectors.moodle.feeds import ReportColumns, ReportFeed, parse_report_date, report_offset
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "moodle" / "5.0"
+REFERENCE = Path(__file__).parent / "data" / "moodle" / "5.0"
 # The exact completion times behind the report rows (seconds are what the report's minutes hide).
 EXACT = {
     ("E1018", "SAFE101"): datetime(2026, 12, 2, 4, 35, 41, tzinfo=UTC),
