@@ -295,3 +295,30 @@ def test_command_line_version_and_capabilities(tmp_path: Path) -> None:
     finally:
         process.terminate()
         process.wait(10)
+
+
+def test_draft_plans_need_the_draft_capabilities(site: Running) -> None:
+    call = raw(site)
+    created = call("core_competency_create_plan", {"plan": {"name": "Draft", "userid": LEARNER}})
+    assert created["status"] == 0
+    competency = site.state.competencies()[0][0]
+    site.state.capabilities -= {"moodle/competency:planviewdraft", "moodle/competency:planmanagedraft"}
+    assert created["id"] not in [
+        p["id"] for p in call("core_competency_list_user_plans", {"userid": LEARNER})
+    ]
+    refused = call(
+        "core_competency_add_competency_to_plan", {"planid": created["id"], "competencyid": competency}
+    )
+    assert "View all learning plans" in checks.refusal(refused, "nopermissions")
+    draft = call("core_competency_create_plan", {"plan": {"name": "Draft", "userid": LEARNER}})
+    assert "Manage learning plans" in checks.refusal(draft, "nopermissions")
+    active = call("core_competency_create_plan", {"plan": {"name": "Active", "userid": LEARNER, "status": 1}})
+    assert active["status"] == 1
+
+
+def test_names_need_viewfullnames_before_5_0(site: Running) -> None:
+    call, user = raw(site), learner(site)
+    site.state.capabilities -= {"moodle/site:viewfullnames"}
+    answer = checks.user_by(call, "idnumber", user.idnumber)[0]
+    assert answer["fullname"] == f"{user.firstname} {user.lastname}"
+    assert ("firstname" in answer) == (site.state.release == "5.0")

@@ -32,6 +32,9 @@ README_ROLE: frozenset[str] = frozenset(
         "moodle/competency:competencyview",
         "moodle/competency:planview",
         "moodle/competency:planmanage",
+        "moodle/competency:planviewdraft",
+        "moodle/competency:planmanagedraft",
+        "moodle/site:viewfullnames",
     }
 )
 
@@ -51,7 +54,7 @@ NAMES = {
 
 # Fields every caller who may see the user at all gets.
 ALWAYS = frozenset(
-    {"id", "firstname", "lastname", "fullname", "firstaccess", "lastaccess", "suspended", "timezone"}
+    {"id", "fullname", "firstaccess", "lastaccess", "suspended", "timezone"}
     | {"profileimageurlsmall", "profileimageurl", "customfields"}
 )
 IDENTITY = frozenset({"email", "idnumber", "department", "institution", "phone1", "phone2"})
@@ -59,13 +62,24 @@ ALL_DETAILS = frozenset({"username", "auth", "confirmed", "lang", "theme", "mail
 DEFAULT_SHOW_IDENTITY = frozenset({"email"})  # Site administration > Users > Permissions > User policies
 
 
+NAMES_FIELDS = frozenset({"firstname", "lastname"})
+
+
 def visible_fields(
-    capabilities: frozenset[str] | set[str], show_identity: frozenset[str] | set[str]
+    capabilities: frozenset[str] | set[str],
+    show_identity: frozenset[str] | set[str],
+    names_need_capability: bool = False,
 ) -> frozenset[str] | None:
-    """The user fields a caller with these capabilities sees, or None when it sees no one."""
+    """The user fields a caller with these capabilities sees, or None when it sees no one.
+
+    ``names_need_capability``: first and last name only with ``moodle/site:viewfullnames``
+    (seen on 4.5.0; 5.0 also shows them when the full name format uses them).
+    """
     if "moodle/user:viewdetails" not in capabilities:
         return None
     fields = set(ALWAYS)
+    if not names_need_capability or "moodle/site:viewfullnames" in capabilities:
+        fields |= NAMES_FIELDS
     if "moodle/site:viewuseridentity" in capabilities:
         fields |= IDENTITY & set(show_identity)
     if "moodle/user:viewalldetails" in capabilities:

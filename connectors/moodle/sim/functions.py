@@ -141,7 +141,7 @@ def user_struct(state: SiteState, user: SimUser, fields: frozenset[str] | None =
 
 def caller_sees(state: SiteState) -> frozenset[str] | None:
     """The user fields the web-service user may see at system level (None: no one at all)."""
-    return visible_fields(state.capabilities, state.show_identity)
+    return visible_fields(state.capabilities, state.show_identity, state.spec.names_need_viewfullnames)
 
 
 # ---------------------------------------------------------------------- site and users

@@ -20,6 +20,7 @@ from connectors.moodle.sim.functions import (
     function,
     missing_record,
     moodle_exception,
+    required_capability,
 )
 from connectors.moodle.sim.spec import DEFAULT, OPTIONAL, Multiple, Struct, Value
 from connectors.moodle.sim.state import SimPlan, SiteState
@@ -275,7 +276,25 @@ def list_user_plans(state: SiteState, p: dict[str, Any]) -> list[dict[str, Any]]
     if state.live_user(p["userid"]) is None:
         raise missing_record(state, "user")
     with state.lock:
-        return [plan_struct(state, plan) for plan in state.plans.values() if plan.userid == p["userid"]]
+        return [
+            plan_struct(state, plan)
+            for plan in state.plans.values()
+            if plan.userid == p["userid"] and can_read(state, plan)
+        ]
+
+
+DRAFT = 0
+
+
+def can_read(state: SiteState, plan: SimPlan) -> bool:
+    """competency\\plan::can_read(): a draft plan needs planviewdraft, any other planview."""
+    return "moodle/competency:planviewdraft" in state.capabilities if plan.status == DRAFT else True
+
+
+def require_manage(state: SiteState, plan_status: int) -> None:
+    """competency\\plan::can_manage(): a draft needs planmanagedraft (Moodle names planmanage)."""
+    if plan_status == DRAFT and "moodle/competency:planmanagedraft" not in state.capabilities:
+        raise required_capability(state, "moodle/competency:planmanage")
 
 
 @function(
@@ -288,6 +307,8 @@ def list_plan_competencies(state: SiteState, p: dict[str, Any]) -> list[dict[str
     plan = state.plans.get(p["id"])
     if plan is None:
         raise missing_record(state, "competency_plan")
+    if not can_read(state, plan):
+        raise required_capability(state, "moodle/competency:planview")
     by_id = {c["id"]: c for c in _competencies(state)}
     _scale_id, labels = state.scale
     result = []
@@ -346,6 +367,7 @@ def create_plan(state: SiteState, p: dict[str, Any]) -> dict[str, Any]:
         )
     if state.live_user(data["userid"]) is None:
         raise missing_record(state, "user")
+    require_manage(state, data.get("status", DRAFT))  # a plan is created as a draft unless told
     with state.lock:
         plan = SimPlan(
             max(state.plans, default=0) + 1,
@@ -372,6 +394,9 @@ def add_competency_to_plan(state: SiteState, p: dict[str, Any]) -> bool:
         plan = state.plans.get(p["planid"])
         if plan is None:
             raise missing_record(state, "competency_plan")
+        if not can_read(state, plan):
+            raise required_capability(state, "moodle/competency:planview")
+        require_manage(state, plan.status)
         if plan.templateid is not None:
             raise moodle_exception(
                 state, "invalidplan", "A competency can not be added to a learning plan based on a template"

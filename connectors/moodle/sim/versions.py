@@ -19,6 +19,7 @@ class VersionSpec:
     site_features: tuple[str, ...]  # extra advancedfeatures site info reports
     enrolled_users_options: frozenset[str]  # options core_enrol_get_enrolled_users knows
     cantsendtouser: bool  # send_instant_messages answers carry "cantsendtouser" on failure
+    names_need_viewfullnames: bool  # firstname/lastname only with moodle/site:viewfullnames (seen on 4.5.0)
 
 
 _ENROLLED_OPTIONS = frozenset(
@@ -45,6 +46,7 @@ def _spec(branch: str, release: str, version: str, *, new: bool, onlysuspended: 
         site_features=("enablecompetencies",) if new else (),
         enrolled_users_options=_ENROLLED_OPTIONS | ({"onlysuspended"} if onlysuspended else set()),
         cantsendtouser=new,
+        names_need_viewfullnames=not new,
     )
 
 
