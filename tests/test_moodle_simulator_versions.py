@@ -27,7 +27,7 @@ from tests import moodle_checks as checks
 from tests.conftest import SIM_TOKEN
 
 ROOT = Path(__file__).resolve().parents[1]
-REFERENCE = Path("/work/shared/reference/moodle/5.0")
+REFERENCE = ROOT / "tests" / "data" / "moodle" / "5.0"  # real Moodle 5.0 answers
 LEARNER, COURSE = 102, 2
 
 
