@@ -21,6 +21,7 @@ import requests
 import responses
 from sqlalchemy import Engine
 
+from bridge import clock
 from bridge.errors import Remedy
 from bridge.ports import ActionKind, OutcomeStatus, OutgoingAction, PullContext, PullScope
 from bridge.records import (
@@ -50,9 +51,17 @@ TOKEN = "legacy-token-0123456789abcdef"
 NOW = datetime(2026, 11, 3, 10, tzinfo=UTC)
 
 
+def start_site(**options: Any) -> RunningTotara:
+    """A simulated Totara site in this process, its clock pinned to ``NOW``: the daemon runs in a
+    subprocess with ``LMSBRIDGE_NOW`` at ``NOW`` (see :func:`run`), and a real site's clock agrees
+    with the daemon's, so the site stamps its data (replica state, changes, enrolments) at ``NOW``."""
+    clock.set_now(NOW)
+    return start_in_thread(CLIENT_ID, SECRET, token=TOKEN, **options)
+
+
 @pytest.fixture
 def totara(tmp_path: Path) -> Iterator[RunningTotara]:
-    handle = start_in_thread(CLIENT_ID, SECRET, token=TOKEN, replica=tmp_path / "replica.db")
+    handle = start_site(replica=tmp_path / "replica.db")
     yield handle
     handle.stop()
 
@@ -225,7 +234,7 @@ def test_a_query_error_from_the_site_names_the_operation(totara: RunningTotara) 
 def test_operations_are_discovered_by_probing_when_introspection_is_off(
     tmp_path: Path, release: str, has_enrol: bool
 ) -> None:
-    handle = start_in_thread(CLIENT_ID, SECRET, token=TOKEN, release=release)
+    handle = start_site(release=release)
     try:
         client = api(handle)
         assert client.available("users") and client.available("enrol") is has_enrol
@@ -258,11 +267,7 @@ def test_replica_streams_programs_certifications_and_achievements_incrementally(
     }
     certs = [r for records, _ in reader.certification_completions(0) for r in records]
     assert certs and all(isinstance(c, Completion) and c.expires_at for c in certs)
-    lapsed = [
-        c
-        for c in certs
-        if isinstance(c, Completion) and c.expires_at and c.expires_at.timestamp() <= time.time()
-    ]
+    lapsed = [c for c in certs if isinstance(c, Completion) and c.expires_at and c.expires_at <= NOW]
     assert lapsed and all(isinstance(c, Completion) and c.window_opens_at is None for c in lapsed)
     assert len(certs) == len(
         totara.simulator.learning.certifications

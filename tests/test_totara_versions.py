@@ -31,9 +31,21 @@ from connectors.totara.replica import ReplicaReader
 from connectors.totara.sim.learning import CERTIFICATION_VALID
 from connectors.totara.sim.schema import REFERENCE_17_3, RELEASES, reference_sdl, release
 from connectors.totara.sim.server import RunningTotara
-from connectors.totara.simulator import start_in_thread
 from connectors.totara.sink import TotaraSink
-from tests.test_totara import CLIENT_ID, NOW, ROOT, SECRET, TOKEN, View, api, control, outgoing, run, state
+from tests.test_totara import (
+    CLIENT_ID,
+    NOW,
+    ROOT,
+    SECRET,
+    TOKEN,
+    View,
+    api,
+    control,
+    outgoing,
+    run,
+    start_site,
+    state,
+)
 
 REFERENCE = ROOT.parent / "shared" / "reference" / "totara" / "17.3" / "external.graphqls"
 OPERATIONS = sorted(p.stem for p in resources.files("connectors.totara").joinpath("operations").iterdir())
@@ -42,18 +54,14 @@ VERSIONS = ("17.3", "18", "19")
 
 @pytest.fixture(params=("18", "19"))
 def modern_site(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RunningTotara]:
-    handle = start_in_thread(
-        CLIENT_ID, SECRET, token=TOKEN, release=request.param, replica=tmp_path / "replica.db"
-    )
+    handle = start_site(release=request.param, replica=tmp_path / "replica.db")
     yield handle
     handle.stop()
 
 
 @pytest.fixture(params=VERSIONS)
 def site(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RunningTotara]:
-    handle = start_in_thread(
-        CLIENT_ID, SECRET, token=TOKEN, release=request.param, replica=tmp_path / "replica.db"
-    )
+    handle = start_site(release=request.param, replica=tmp_path / "replica.db")
     yield handle
     handle.stop()
 
@@ -412,7 +420,7 @@ def test_doctor_and_sync_use_the_routes_each_release_has(site: RunningTotara, tm
 def test_a_17_3_site_without_a_replica_reads_course_completions_through_the_legacy_route(
     tmp_path: Path,
 ) -> None:
-    handle = start_in_thread(CLIENT_ID, SECRET, token=TOKEN, release="17.3")
+    handle = start_site(release="17.3")
     try:
         cfg = contract_config(tmp_path, handle, replica=False)
         for path in (tmp_path / "rules").glob("*.yaml"):

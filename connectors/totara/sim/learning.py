@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import random
 import threading
-import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, delete, insert
 
+from bridge import clock
 from connectors.simulation.org import COMPETENCY_FRAMEWORK, Organisation
 from connectors.totara.tables import (
     ACHIEVEMENT_ACTIVE,
@@ -39,6 +39,12 @@ from connectors.totara.tables import (
 
 CERTIFICATION_VALID = timedelta(days=365)
 RECERT_WINDOW = timedelta(days=60)
+
+
+def now() -> int:
+    """The site's "now" in Unix seconds: the bridge's clock, since a simulated site stands for a
+    real one whose clock agrees with the daemon's (a test pinning the clock pins the site too)."""
+    return int(clock.now().timestamp())
 
 
 @dataclass(frozen=True)
@@ -97,14 +103,14 @@ class TotaraLearning:
         with self.lock:
             self.assigned.add((user_id, certifid))
             self.certifications[(user_id, certifid)] = when
-            self.changed[(user_id, certifid)] = int(time.time())
+            self.changed[(user_id, certifid)] = now()
 
     def expire(self, user_id: int, certifid: int, when: int) -> None:
         """The certification lapses at ``when`` (its completion moves back one validity period)."""
         with self.lock:
             self.assigned.add((user_id, certifid))
             self.certifications[(user_id, certifid)] = when - int(CERTIFICATION_VALID.total_seconds())
-            self.changed[(user_id, certifid)] = int(time.time())
+            self.changed[(user_id, certifid)] = now()
 
 
 def certification_rows(

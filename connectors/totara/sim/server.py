@@ -52,12 +52,14 @@ from graphql import (
 )
 from graphql.language import ListTypeNode, NonNullTypeNode, TypeNode
 
+from bridge import clock
 from connectors.moodle.sim.server import Running, make_handler, start
 from connectors.moodle.sim.state import SimCohort, SiteState
 from connectors.simulation.org import Organisation
 from connectors.totara.graphql import ENDPOINT as GRAPHQL_PATH
 from connectors.totara.oauth import TOKEN_PATH
 from connectors.totara.sim.learning import PROGRAMS, Replica, TotaraLearning
+from connectors.totara.sim.learning import now as site_now
 from connectors.totara.sim.legacy import TotaraLegacySimulator
 from connectors.totara.sim.schema import Release, release
 
@@ -229,7 +231,7 @@ class Resolvers:
         return unimplemented
 
     def totara_webapi_status(self, _info: Any) -> dict[str, Any]:
-        return {"status": "ok", "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        return {"status": "ok", "timestamp": clock.now().strftime("%Y-%m-%dT%H:%M:%S%z")}
 
     def core_user_users(self, _info: Any, query: dict[str, Any] | None = None) -> dict[str, Any]:
         state = self.sim.state
@@ -295,7 +297,7 @@ class Resolvers:
         user_id = int(input["user"].get("id") or 0)
         course_id = int(input["course"].get("id") or 0)
         role_id = int((input.get("role") or {}).get("id") or 5)
-        now = int(time.time())
+        now = site_now()
         with state.lock:
             if state.live_user(user_id) is None:
                 raise Internal(
@@ -365,7 +367,7 @@ class TotaraSimulator:
         self.limits = limits or Limits()
         self.learning = TotaraLearning.build(org)
         self.replica = Replica(replica) if replica is not None else None
-        self.tokens: dict[str, float] = {}
+        self.tokens: dict[str, float] = {}  # token -> expiry on time.monotonic(): elapsed real time
         self.ledger = ApiLedger()
         self.lock = threading.Lock()
         self.resolvers = Resolvers(self)
@@ -397,7 +399,7 @@ class TotaraSimulator:
             }
         token = secrets.token_hex(20)
         with self.lock:
-            self.tokens[token] = time.time() + self.limits.token_lifetime
+            self.tokens[token] = time.monotonic() + self.limits.token_lifetime
             self.ledger.tokens_issued += 1
         return {"token_type": "Bearer", "expires_in": self.limits.token_lifetime, "access_token": token}
 
@@ -408,7 +410,7 @@ class TotaraSimulator:
         token = header.removeprefix("Bearer ").strip()
         with self.lock:
             expiry = self.tokens.get(token)
-        return None if expiry is not None and expiry > time.time() else EXPIRED
+        return None if expiry is not None and expiry > time.monotonic() else EXPIRED
 
     # ------------------------------------------------------------------ GraphQL
 
@@ -544,20 +546,20 @@ class TotaraSimulator:
         if self.replica is not None:
             with self.state.lock:
                 completions = dict(self.state.completions)
-            self.replica.write(self.learning, completions, int(time.time()))
+            self.replica.write(self.learning, completions, site_now())
 
     def control(self, path: str, body: dict[str, Any]) -> Any:
         if path == "certify":
             self.learning.certify(
                 int(body["userid"]),
                 int(body.get("certifid", 1)),
-                int(body.get("timecompleted") or time.time()),
+                int(body.get("timecompleted") or site_now()),
             )
             self.sync_replica()
             return {"ok": True}
         if path == "expire":  # Totara's certification cron: the certification lapses now
             self.learning.expire(
-                int(body["userid"]), int(body.get("certifid", 1)), int(body.get("when") or time.time())
+                int(body["userid"]), int(body.get("certifid", 1)), int(body.get("when") or site_now())
             )
             self.sync_replica()
             return {"ok": True}
