@@ -145,10 +145,7 @@ class MoodleSource:
             p
             for p in ctx.people
             if everyone
-            or (
-                p.person_id not in linked
-                and (since is None or p.changed_at is None or p.changed_at > since)
-            )
+            or (p.person_id not in linked and (since is None or p.changed_at is None or p.changed_at > since))
         ]
         found_numbers: set[str] = set()
         found_emails: set[str] = set()
