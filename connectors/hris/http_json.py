@@ -9,7 +9,6 @@ timeouts, 429, 5xx) are retried with exponential backoff, honouring Retry-After.
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Iterator
 from typing import Any, Literal
@@ -17,8 +16,9 @@ from urllib.parse import urljoin, urlsplit
 
 import requests
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, SecretStr
-from tenacity import Retrying, retry_if_exception, stop_after_attempt
+from tenacity import RetryCallState
 
+from bridge import http
 from bridge.errors import Remedy, SourceError
 from bridge.ports import Connector, PullContext, Source
 from bridge.settings import Settings
@@ -71,7 +71,10 @@ class JsonOptions(BaseModel):
     password: SecretStr | None = None
     api_key_header: str = "X-API-Key"
     api_key: SecretStr | None = None
-    timeout_seconds: float = Field(default=30, gt=0)
+    timeout_seconds: float = Field(default=30, gt=0, description="Total time for one answer, body included.")
+    max_answer_mb: float = Field(
+        default=http.DEFAULT_MAX_BYTES / 2**20, gt=0, description="Largest answer read (MiB)."
+    )
     verify_tls: bool = True
     attempts: int = Field(default=5, ge=1)
     paging: Paging = Field(default_factory=Paging)
@@ -104,7 +107,8 @@ class JsonSource(HrFeed):
             options.decimal,
             Scale(tuple(scale.labels), scale.min, scale.max, tuple(scale.unrated)),
         )
-        self.session = requests.Session()
+        # Never follows a redirect to another host: the session carries the feed's credentials.
+        self.session = http.session(max_bytes=int(options.max_answer_mb * 2**20))
         self.session.headers["Accept"] = "application/json"
         if options.auth == "bearer" and options.token:
             self.session.headers["Authorization"] = f"Bearer {options.token.get_secret_value()}"
@@ -198,24 +202,17 @@ class JsonSource(HrFeed):
         return target.geturl()
 
     def _get(self, url: str, params: dict[str, Any]) -> Any:
-        retrying = Retrying(
-            retry=retry_if_exception(lambda e: isinstance(e, Transient)),
-            stop=stop_after_attempt(self.options.attempts),
-            wait=lambda state: self._wait(
-                state.attempt_number, state.outcome.exception() if state.outcome else None
-            ),
-            reraise=True,
-        )
+        retrying = http.retrying(lambda e: isinstance(e, Transient), self.options.attempts, self._wait)
         try:
             return retrying(self._request, url, params)
         except Transient as exc:
             raise SourceError(f"feed '{self.name}': {exc}", Remedy.RETRY) from None
 
-    def _wait(self, attempt: int, exc: BaseException | None) -> float:
-        backoff = min(self.max_wait, 0.5 * float(1 << min(16, attempt - 1))) + random.uniform(0, 0.5)
-        if isinstance(exc, Transient) and exc.retry_after is not None:
-            backoff = max(backoff, exc.retry_after)
-        return float(min(backoff, self.max_wait))
+    def _wait(self, state: RetryCallState) -> float:
+        exc = http.failure(state)
+        return http.backoff(
+            state.attempt_number, self.max_wait, exc.retry_after if isinstance(exc, Transient) else None
+        )
 
     def _request(self, url: str, params: dict[str, Any]) -> Any:
         started = time.monotonic()
@@ -223,15 +220,16 @@ class JsonSource(HrFeed):
             response = self.session.get(
                 url, params=params, timeout=self.options.timeout_seconds, verify=self.options.verify_tls
             )
+        except (http.RedirectRefused, http.AnswerTooLarge) as exc:
+            raise SourceError(f"feed '{self.name}': {exc}", Remedy.FIX_CONFIG) from None
         except requests.Timeout:
             raise Transient(f"no answer from {url} within {self.options.timeout_seconds:g} s") from None
-        except requests.ConnectionError as exc:
+        except requests.RequestException as exc:
             raise Transient(f"cannot connect to {url} ({type(exc).__name__})") from None
         if response.status_code in RETRY_STATUSES:
-            retry_after = response.headers.get("Retry-After")
             raise Transient(
                 f"{url} answered HTTP {response.status_code}",
-                float(retry_after) if retry_after and retry_after.isdecimal() else None,
+                http.retry_after(response.headers.get("Retry-After")),
             )
         if response.status_code in (401, 403):
             raise SourceError(

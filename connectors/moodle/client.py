@@ -16,7 +16,6 @@ bridge from becoming the site's biggest load.
 from __future__ import annotations
 
 import json
-import random
 import threading
 import time
 from collections import Counter
@@ -24,15 +23,10 @@ from collections.abc import Mapping
 from typing import Any
 
 import requests
-from tenacity import (
-    RetryCallState,
-    Retrying,
-    retry_if_exception,
-    stop_after_attempt,
-)
+from tenacity import RetryCallState
 from urllib3.exceptions import NewConnectionError
 
-from bridge import metrics
+from bridge import http, metrics
 from bridge.errors import Remedy
 from bridge.log import get_logger
 from connectors.moodle import errors
@@ -113,7 +107,9 @@ class MoodleClient:
         self.attempts = attempts
         self.max_wait = max_wait
         self.limiter = RateLimiter(calls_per_second)
-        self.session = session or requests.Session()
+        # Limits from bridge.http: no redirect to another host (wstoken is in every body), a
+        # total deadline per call, a maximum answer size.
+        self.session = http.harden(session or requests.Session())
         self.session.headers.update({"User-Agent": "lmsbridge", "Accept": "application/json"})
         self.calls: Counter[str] = Counter()
         self._calls_lock = threading.Lock()
@@ -134,12 +130,7 @@ class MoodleClient:
             )
         body = [("wstoken", self._token), ("wsfunction", function), ("moodlewsrestformat", "json"), *fields]
         body += [(f"moodlewssetting{k}", str(v)) for k, v in settings.items()]
-        retrying = Retrying(
-            retry=retry_if_exception(_retryable),
-            stop=stop_after_attempt(self.attempts),
-            wait=self._wait,
-            reraise=True,
-        )
+        retrying = http.retrying(_retryable, self.attempts, self._wait)
         try:
             return retrying(self._post, function, body)
         except errors.MissingRecord as exc:
@@ -151,12 +142,9 @@ class MoodleClient:
 
     def _wait(self, state: RetryCallState) -> float:
         """Exponential backoff with jitter, or the server's Retry-After when it gives one."""
-        exc = state.outcome.exception() if state.outcome else None
-        attempt: int = state.attempt_number
-        backoff: float = min(self.max_wait, 0.5 * float(1 << min(16, attempt - 1))) + random.uniform(0, 0.5)
-        if isinstance(exc, errors.TransportError) and exc.retry_after is not None:
-            backoff = max(exc.retry_after, backoff)
-        return float(min(backoff, self.max_wait))
+        exc = http.failure(state)
+        retry_after = exc.retry_after if isinstance(exc, errors.TransportError) else None
+        return http.backoff(state.attempt_number, self.max_wait, retry_after)
 
     def _post(self, function: str, body: list[tuple[str, str]]) -> Any:
         self.limiter.wait()
@@ -195,6 +183,10 @@ class MoodleClient:
             response = self.session.post(
                 self.url + ENDPOINT, data=body, timeout=self.timeout, verify=self.verify_tls
             )
+        except (http.RedirectRefused, http.AnswerTooLarge) as exc:
+            error = self._transport(function, str(exc), maybe_done=isinstance(exc, http.AnswerTooLarge))
+            error.remedy = Remedy.FIX_CONFIG
+            raise error from None
         except requests.Timeout as exc:
             raise self._transport(
                 function, f"no answer within {self.timeout:g} s", maybe_done=not _never_sent(exc)
@@ -204,7 +196,7 @@ class MoodleClient:
                 function, f"cannot connect ({type(exc).__name__})", maybe_done=not _never_sent(exc)
             ) from None
         if response.status_code != 200:
-            retry_after = _retry_after(response.headers.get("Retry-After"))
+            retry_after = http.retry_after(response.headers.get("Retry-After"))
             if response.status_code in RETRY_STATUSES:
                 raise self._transport(
                     function,
@@ -246,15 +238,6 @@ class MoodleClient:
 
     def total_calls(self) -> int:
         return sum(self.calls.values())
-
-
-def _retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None
 
 
 def _log_warnings(site: str, function: str, data: Any) -> None:

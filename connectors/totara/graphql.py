@@ -12,7 +12,6 @@ minute's spending, slowing down before the site would answer 429. Cursor paging 
 from __future__ import annotations
 
 import json
-import random
 import threading
 import time
 from collections import Counter, deque
@@ -33,9 +32,9 @@ from graphql import (
     TypeNode,
     parse,
 )
-from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
+from tenacity import RetryCallState
 
-from bridge import metrics
+from bridge import http, metrics
 from bridge.errors import Remedy
 from bridge.log import get_logger
 from connectors.totara import errors
@@ -183,7 +182,7 @@ class GraphQLClient:
         self.site = site
         self.url = url.rstrip("/") + ENDPOINT
         self.tokens = tokens
-        self.session = session
+        self.session = http.harden(session)  # no redirect elsewhere, a deadline, a size limit
         self.timeout = timeout
         self.verify_tls = verify_tls
         self.max_query_complexity = max_query_complexity
@@ -206,13 +205,7 @@ class GraphQLClient:
     ) -> dict[str, Any]:
         """Run the named operation and return its root field's answer."""
         op = operation(name)
-        retrying = Retrying(
-            retry=retry_if_exception(_retryable),
-            stop=stop_after_attempt(self.attempts),
-            wait=self._wait,
-            sleep=self.sleep,
-            reraise=True,
-        )
+        retrying = http.retrying(_retryable, self.attempts, self._wait, self.sleep)
         data = retrying(self._post, op.operation_name, op.text, dict(variables or {}), op.cost(items))
         answer = data.get(op.root)
         if op.root not in data:  # Totara skips a root field it does not have, without an error
@@ -245,18 +238,14 @@ class GraphQLClient:
         return max(1, min(self.max_page, room // max(1, op.item_fields)))
 
     def _wait(self, state: RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome else None
+        exc = http.failure(state)
         if isinstance(exc, errors.TokenExpired):
             return 0.0
-        backoff = min(self.max_wait, 0.5 * float(1 << min(16, state.attempt_number - 1))) + random.uniform(
-            0, 0.5
-        )
         retry_after = getattr(exc, "retry_after", None)
-        if retry_after is not None:
-            backoff = max(float(retry_after), backoff)
-        elif isinstance(exc, errors.RateLimited):  # Totara's 429 has no Retry-After; its budget is per minute
-            backoff = max(backoff, RATE_LIMIT_PAUSE * state.attempt_number)
-        return float(min(backoff, self.max_wait))
+        # Totara's 429 has no Retry-After; its budget is per minute.
+        limited = retry_after is None and isinstance(exc, errors.RateLimited)
+        floor = RATE_LIMIT_PAUSE * state.attempt_number if limited else 0.0
+        return http.backoff(state.attempt_number, self.max_wait, retry_after, floor)
 
     def _post(self, name: str, text: str, variables: dict[str, Any], cost: int) -> dict[str, Any]:
         self.budget.take(cost)
@@ -296,17 +285,20 @@ class GraphQLClient:
             "Accept": "application/json",
         }
         body = json.dumps({"operationName": name, "query": text, "variables": variables})
-        response = errors.post(
-            self.session,
-            self.site,
-            name,
-            self.url,
-            data=body,
-            headers=headers,
-            timeout=self.timeout,
-            verify=self.verify_tls,
-        )
-        retry_after = _retry_after(response.headers.get("Retry-After"))
+        try:
+            response = errors.post(
+                self.session,
+                self.site,
+                name,
+                self.url,
+                data=body,
+                headers=headers,
+                timeout=self.timeout,
+                verify=self.verify_tls,
+            )
+        except (http.RedirectRefused, http.AnswerTooLarge) as exc:
+            raise errors.TotaraError(self.site, name, str(exc)) from None
+        retry_after = http.retry_after(response.headers.get("Retry-After"))
         if response.status_code == 429:
             raise errors.RateLimited(self.site, name, retry_after)
         if response.status_code in (500, 502, 503, 504):
@@ -436,13 +428,7 @@ class GraphQLClient:
         raise errors.TotaraError(self.site, name, text or "no answer to a type check")
 
     def _probe_post(self, name: str, text: str) -> dict[str, Any]:
-        retrying = Retrying(
-            retry=retry_if_exception(_retryable),
-            stop=stop_after_attempt(self.attempts),
-            wait=self._wait,
-            sleep=self.sleep,
-            reraise=True,
-        )
+        retrying = http.retrying(_retryable, self.attempts, self._wait, self.sleep)
         return retrying(self._post_payload, name, text)
 
     def _post_payload(self, name: str, text: str) -> dict[str, Any]:
@@ -451,13 +437,7 @@ class GraphQLClient:
         return self._exchange(name, text, {})
 
     def _post_raw(self, name: str, text: str) -> dict[str, Any]:
-        retrying = Retrying(
-            retry=retry_if_exception(_retryable),
-            stop=stop_after_attempt(self.attempts),
-            wait=self._wait,
-            sleep=self.sleep,
-            reraise=True,
-        )
+        retrying = http.retrying(_retryable, self.attempts, self._wait, self.sleep)
         return retrying(self._post, name, text, {}, QUERY_COST)
 
 
@@ -491,10 +471,3 @@ VERSION_MARKERS: tuple[tuple[str, frozenset[str]], ...] = (
     ("18", frozenset({"core_course_courses", "enrol_manual_enrol_user"})),
     ("17", frozenset({"core_user_users", "totara_job_job_assignments"})),
 )
-
-
-def _retry_after(value: str | None) -> float | None:
-    try:
-        return max(0.0, float(value)) if value else None
-    except ValueError:
-        return None

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import requests
 
+from bridge import http
 from connectors.totara import errors
 
 TOKEN_PATH = "/totara/oauth2/token.php"  # noqa: S105 - a URL path, not a secret
@@ -42,7 +43,7 @@ class TokenSource:
         self.url = url.rstrip("/") + TOKEN_PATH
         self.client_id = client_id
         self._secret = client_secret
-        self.session = session
+        self.session = http.harden(session)  # client_secret is never re-posted to another host
         self.timeout = timeout
         self.verify_tls = verify_tls
         self._cached: _Cached | None = None
@@ -68,15 +69,18 @@ class TokenSource:
             "client_secret": self._secret,
         }
         operation = "the OAuth 2.0 token request"
-        response = errors.post(
-            self.session,
-            self.site,
-            operation,
-            self.url,
-            data=body,
-            timeout=self.timeout,
-            verify=self.verify_tls,
-        )
+        try:
+            response = errors.post(
+                self.session,
+                self.site,
+                operation,
+                self.url,
+                data=body,
+                timeout=self.timeout,
+                verify=self.verify_tls,
+            )
+        except (http.RedirectRefused, http.AnswerTooLarge) as exc:
+            raise errors.TotaraError(self.site, operation, str(exc)) from None
         if response.status_code in (429, 500, 502, 503, 504):
             raise errors.TransportError(self.site, operation, f"HTTP {response.status_code}")
         try:
