@@ -221,11 +221,20 @@ class PerLearnerFeed:
                 records = []
         yield Batch("completions", records, cursor=stamp(ctx.now))
 
+    def _courses(self, user_id: int) -> list[dict[str, Any]]:
+        """The courses ``user_id`` is actively enrolled in."""
+        answer = self.client.call(
+            "core_enrol_get_users_courses", {"userid": user_id, "returnusercount": False}
+        )
+        return [c for c in answer if isinstance(c, dict)] if isinstance(answer, list) else []
+
+    def _may_be_complete(self, course: dict[str, Any]) -> bool:
+        """Whether to ask for the completion time (Moodle 3.6+ says which courses are complete)."""
+        return bool(course.get("completed"))
+
     def _learner(self, user_id: int, in_scope: set[int] | None, known: set[tuple[int, int]]) -> list[Record]:
         try:
-            courses = self.client.call(
-                "core_enrol_get_users_courses", {"userid": user_id, "returnusercount": False}
-            )
+            courses = self._courses(user_id)
         except errors.MoodleError as exc:
             if exc.remedy is Remedy.SKIP_ITEM:
                 log.info("learner skipped", site=self.site, user_id=user_id, reason=exc.errorcode)
@@ -237,7 +246,7 @@ class PerLearnerFeed:
             if in_scope is not None and course_id not in in_scope:
                 continue
             records.append(Enrolment(self.site, user_id, course_id, active=True))
-            if course.get("completed") and (user_id, course_id) not in known:
+            if (user_id, course_id) not in known and self._may_be_complete(course):
                 when = completion_time(self.client, self.site, user_id, course_id)
                 if when is not None:
                     records.append(Completion(self.site, user_id, course_id, when))

@@ -16,21 +16,12 @@ one query per stream.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
-from bridge.errors import Remedy
-from bridge.log import get_logger
-from bridge.ports import Batch, PullContext
-from bridge.records import Completion, Enrolment, Record
-from connectors.moodle import errors
 from connectors.moodle.client import MoodleClient
-from connectors.moodle.feeds import completion_time, learners, stamp
-
-log = get_logger(__name__)
+from connectors.moodle.feeds import PerLearnerFeed
 
 USERS_COURSES = "core_enrol_get_users_courses"
-COMPLETION_STATUS = "core_completion_get_course_completion_status"
 
 
 def users_courses(client: MoodleClient, user_id: int) -> list[dict[str, Any]]:
@@ -41,44 +32,13 @@ def users_courses(client: MoodleClient, user_id: int) -> list[dict[str, Any]]:
     return [c for c in answer if isinstance(c, dict)]
 
 
-class TotaraLearnerFeed:
+class TotaraLearnerFeed(PerLearnerFeed):
     """Completions per learner through the legacy functions every Totara version has."""
 
     name = "per_learner (Totara legacy)"
 
-    def __init__(self, site: str, client: MoodleClient, batch: int = 200) -> None:
-        self.site = site
-        self.client = client
-        self.batch = batch
+    def _courses(self, user_id: int) -> list[dict[str, Any]]:
+        return users_courses(self.client, user_id)
 
-    def pull(self, ctx: PullContext, in_scope: set[int] | None) -> Iterator[Batch]:
-        assert ctx.view is not None
-        known = ctx.view.known_completions()
-        records: list[Record] = []
-        for count, user_id in enumerate(sorted(learners(ctx)), start=1):
-            records.extend(self._learner(user_id, in_scope, known))
-            if count % self.batch == 0:
-                yield Batch("completions", records)
-                records = []
-        yield Batch("completions", records, cursor=stamp(ctx.now))
-
-    def _learner(self, user_id: int, in_scope: set[int] | None, known: set[tuple[int, int]]) -> list[Record]:
-        try:
-            courses = users_courses(self.client, user_id)
-        except errors.MoodleError as exc:
-            if exc.remedy is Remedy.SKIP_ITEM:
-                log.info("learner skipped", site=self.site, user_id=user_id, reason=exc.errorcode)
-                return []
-            raise
-        records: list[Record] = []
-        for course in courses:
-            course_id = int(course["id"])
-            if in_scope is not None and course_id not in in_scope:
-                continue
-            records.append(Enrolment(self.site, user_id, course_id, active=True))
-            if (user_id, course_id) in known or not course.get("enablecompletion", True):
-                continue
-            when = completion_time(self.client, self.site, user_id, course_id)
-            if when is not None:
-                records.append(Completion(self.site, user_id, course_id, when))
-        return records
+    def _may_be_complete(self, course: dict[str, Any]) -> bool:
+        return bool(course.get("enablecompletion", True))  # no ``completed`` field: ask each
