@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import Connection, Engine, and_, delete, select, update
+from sqlalchemy import Connection, Engine, delete, select, tuple_, update
 
 from bridge.facts import Facts, all_person_ids, iter_facts
 from bridge.mapping import evaluate as ev
@@ -293,29 +293,19 @@ def evaluate(
         full = full or bool(changed) or due
         ctx = build_context(conn, mappings, settings, now)
         synced = set(conn.execute(select(t.learning_items.c.site).distinct()).scalars())
+        dirty = t.dirty_people
+        marks = {r.person_id: r.mark for r in conn.execute(select(dirty.c.person_id, dirty.c.mark))}
         if person_ids is not None:
             ids = sorted(set(person_ids))
             full = False
         elif full:
             ids = all_person_ids(conn)
         else:
-            ids = sorted(conn.execute(select(t.dirty_people.c.person_id)).scalars())
+            ids = sorted(marks)
     report = DecideReport(full=full)
     first = {mp.id: mp.id not in state for mp in mappings}
     needs = kpi_needs(mappings)
-    waiting: set[str] = set()
-    for mp in mappings:
-        refs = item_refs(mp)
-        mine = {(r.site, r.kind, r.ref) for r in refs}
-        missing = [k for k, v in ctx.targets.items() if v is None and k in mine]
-        for site, kind, ref in missing:
-            problem = f"mapping {mp.id}: {kind} '{ref}' was not found on site '{site}'"
-            if problem not in report.problems:
-                report.problems.append(problem)
-        if any(ref.site not in synced for ref in refs):
-            # Nothing read from that site yet (it was down, or is new): this is not the
-            # mapping's first evaluation, and its backfill baseline must wait for the site.
-            waiting.add(mp.id)
+    waiting = _check_targets(mappings, ctx, synced, report.problems)
     for start in range(0, len(ids), 500):
         chunk = ids[start : start + 500]
         with engine.begin() as conn:
@@ -333,15 +323,38 @@ def evaluate(
             if persist is not None:
                 persist(conn, decisions, chunk_facts, latest, now)
             if not dry:
-                conn.execute(
-                    delete(t.dirty_people).where(
-                        and_(t.dirty_people.c.person_id.in_(chunk), t.dirty_people.c.since <= now)
-                    )
-                )
+                _clear_marks(conn, [(p, marks[p]) for p in chunk if p in marks])
     if not dry:
         with engine.begin() as conn:
             _save_mapping_state(conn, mapping_set, state, now, full, waiting)
     return report
+
+
+def _check_targets(
+    mappings: list[m.Mapping], ctx: ev.EvalContext, synced: set[str], problems: list[str]
+) -> set[str]:
+    """Add a problem per recommended item not found; return the mappings whose sites were never read."""
+    waiting: set[str] = set()
+    for mp in mappings:
+        refs = item_refs(mp)
+        mine = {(r.site, r.kind, r.ref) for r in refs}
+        missing = [k for k, v in ctx.targets.items() if v is None and k in mine]
+        for site, kind, ref in missing:
+            problem = f"mapping {mp.id}: {kind} '{ref}' was not found on site '{site}'"
+            if problem not in problems:
+                problems.append(problem)
+        if any(ref.site not in synced for ref in refs):
+            # Nothing read from that site yet (it was down, or is new): this is not the
+            # mapping's first evaluation, and its backfill baseline must wait for the site.
+            waiting.add(mp.id)
+    return waiting
+
+
+def _clear_marks(conn: Connection, read: list[tuple[str, str]]) -> None:
+    """Delete the dirty marks this evaluation read; a person marked again meanwhile stays dirty."""
+    if read:
+        d = t.dirty_people
+        conn.execute(delete(d).where(tuple_(d.c.person_id, d.c.mark).in_(read)))
 
 
 def _mapping_state(conn: Connection) -> dict[str, tuple[str, datetime | None]]:

@@ -11,11 +11,12 @@ import sys
 import time
 import urllib.request
 from collections import Counter
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
 
 from connectors.moodle.sim.server import Running
 from tests.conftest import SIM_TOKEN
@@ -88,7 +89,20 @@ def get(port: int, path: str) -> tuple[int, str]:
         return exc.code, exc.read().decode()
 
 
-def wait_for(predicate: Any, timeout: float = 60) -> None:
+def wait_for(
+    predicate: Any,
+    timeout: float = 60,
+    progress: Callable[[], object] | None = None,
+    logs: Sequence[Path] = (),
+) -> None:
+    """Poll until ``predicate()`` holds; fail after ``timeout`` seconds in which nothing moved.
+
+    With ``progress`` (a value that changes whenever the daemon gets further, such as
+    :func:`store_progress`) each change starts the wait again: a daemon slowed down by a busy
+    machine is waited on, a stuck one still fails after ``timeout``. A failure shows the end of
+    ``logs``.
+    """
+    last = progress() if progress else None
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -96,8 +110,24 @@ def wait_for(predicate: Any, timeout: float = 60) -> None:
                 return
         except OSError:
             pass
+        if progress is not None and (moved := progress()) != last:
+            last, deadline = moved, time.monotonic() + timeout
         time.sleep(0.3)
-    raise AssertionError("condition not reached in time")
+    tails = [f"--- {p}:\n{p.read_text()[-2500:]}" for p in logs if p.exists()]
+    raise AssertionError("\n".join([f"condition not reached in {timeout:g} s without progress", *tails]))
+
+
+def store_progress(engine: Engine) -> tuple[object, ...]:
+    """What the daemon has got done so far: people and completions stored, actions by state.
+
+    An idle daemon polling an unchanged site changes none of it; one that pulls, decides or
+    delivers changes some of it."""
+    with engine.connect() as conn:
+        stored = conn.execute(
+            text("select (select count(*) from people), (select count(*) from completions)")
+        ).one()
+        states = conn.execute(text("select state, count(*) from actions group by state order by state")).all()
+    return (*stored, *map(tuple, states))
 
 
 def migrate(cfg: Path) -> None:
@@ -201,12 +231,18 @@ def test_two_replicas_on_postgresql_share_the_work_and_send_each_message_once(
         if n == 0:
             migrate(cfg)
         processes.append(start(cfg))
+    store = create_engine(postgres_url)
     try:
         for port in ports:
             wait_for(lambda port=port: get(port, "/healthz")[0] == 200)
-        wait_for(lambda: len(moodle.state.messages) >= 10, timeout=90)
+        wait_for(
+            lambda: len(moodle.state.messages) >= 10,
+            progress=lambda: store_progress(store),
+            logs=[p.log_path for p in processes],
+        )
         time.sleep(6)  # several more cycles on both replicas
     finally:
+        store.dispose()
         errors = []
         for process in processes:
             code, log = process.stop()

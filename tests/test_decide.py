@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from bridge.act import Actor
 from bridge.decide import evaluate
@@ -91,6 +92,27 @@ def test_a_linked_person_without_the_completion_is_recommended_once_linked(
     assert sync(engine, mappings, T0 + timedelta(hours=1)) == [("P3", "csat", "open")]
     (action,) = rows(engine, t.actions)
     assert (action.state, action.recipient_user_id) == ("pending", 33)
+
+
+def test_a_link_made_while_deciding_is_decided_again_even_at_the_same_instant(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """The daemon pulls while it decides, on a clock that may stand still (pinned, or another
+    replica's): a person marked for re-evaluation after the evaluation read them stays marked."""
+    mappings = write_mapping(tmp_path, "csat", CSAT_MAPPING)
+    store(engine, CS101, *agent("P3", 3.9, email="p3@example.com"))
+    store(engine, LmsUser("moodle", 33, username="p3", email="P3@example.com"))  # not linked yet
+    actor = Actor(mappings, settings())
+
+    def persist_then_link(conn: Connection, *args: Any) -> None:
+        actor(conn, *args)
+        match_identities(conn, "moodle", ["email"])  # the pull that links P3 commits meanwhile
+
+    report = evaluate(engine, mappings, settings(), T0, persist=persist_then_link)
+    assert [(d.person_id, d.outcome) for d in report.decisions] == [("P3", "wait")]
+    assert [r.person_id for r in rows(engine, t.dirty_people)] == ["P3"]
+    assert sync(engine, mappings, T0) == [("P3", "csat", "open")]
+    assert rows(engine, t.dirty_people) == []
 
 
 def test_completion_closes_and_cancels_pending_actions(engine: Engine, tmp_path: Path) -> None:

@@ -59,7 +59,7 @@ from connectors.moodle.source import MoodleSource
 from tests.conftest import POSTGRES_URL, SIM_TOKEN
 from tests.test_cli_e2e import ROOT, config
 from tests.test_cli_e2e import run as cli
-from tests.test_daemon import Service, daemon_config, get, migrate, wait_for
+from tests.test_daemon import Service, daemon_config, get, migrate, store_progress, wait_for
 
 T0 = datetime(2026, 11, 3, 10, 0, tzinfo=UTC)  # the first cycle: everything starts clean
 T1 = datetime(2026, 11, 3, 14, 30, tzinfo=UTC)  # the faulted cycle: the morning's deferred actions are due
@@ -703,7 +703,7 @@ def postgres_outage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Outage
                 ).scalar()
             return busy == 0 and len(seen) >= 3 and seen[-1] == seen[-3] > 0
 
-        wait_for(delivered_and_quiet)
+        wait_for(delivered_and_quiet, progress=lambda: store_progress(direct), logs=[service.log_path])
         before = len(sim.state.messages)
         proxy.stop()  # PostgreSQL is gone; meanwhile HR delivers new data
         lower_csat(hr / "kpis.csv", "000018", "3.1")
@@ -719,7 +719,10 @@ def postgres_outage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Outage
         wait_for(lambda: get(port, "/readyz")[0] == 200)
         user = sim.state.by_idnumber["000018"]
         try:
-            wait_for(lambda: any(m["touserid"] == user for m in sim.state.messages[before:]), timeout=60)
+            wait_for(
+                lambda: any(m["touserid"] == user for m in sim.state.messages[before:]),
+                progress=lambda: store_progress(direct),
+            )
             resumed = True
         except AssertionError:
             resumed = False

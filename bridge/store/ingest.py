@@ -186,9 +186,10 @@ def mark_dirty(conn: Connection, person_ids: Iterable[str], now: datetime) -> in
     ids = sorted(set(person_ids))
     if not ids:
         return 0
-    stmt = upsert_statement(conn, t.dirty_people, ["person_id"], ["person_id"])
+    stmt = upsert_statement(conn, t.dirty_people, ["person_id"], ["person_id", "mark"])
     for start in range(0, len(ids), CHUNK):
-        conn.execute(stmt, [{"person_id": p, "since": now} for p in ids[start : start + CHUNK]])
+        rows = [{"person_id": p, "since": now, "mark": uuid.uuid4().hex} for p in ids[start : start + CHUNK]]
+        conn.execute(stmt, rows)
     return len(ids)
 
 

@@ -274,6 +274,9 @@ dirty_people = Table(
     metadata,
     Column("person_id", String(100), primary_key=True),
     Column("since", UtcDateTime(), nullable=False, default=_now),
+    # A new token on every mark: decide deletes only the marks it read, so one made while it
+    # was evaluating survives, even at the same instant (a pinned clock, a replica's skew).
+    Column("mark", String(32), nullable=False, server_default=""),
 )
 
 recommendations = Table(
