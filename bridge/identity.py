@@ -17,13 +17,14 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 
-from sqlalchemy import Connection, and_, delete, select
+from sqlalchemy import Connection, and_, delete, select, update
 
 from bridge import clock
 from bridge.outbox import address_waiting
 from bridge.store import schema as t
-from bridge.store.ingest import mark_dirty, upsert_statement
+from bridge.store.ingest import CHUNK, mark_dirty
 
 
 @dataclass
@@ -118,36 +119,64 @@ def match_identities(conn: Connection, site: str, order: Sequence[str]) -> Match
     chosen, report = link(people, accounts, order, site)
 
     existing = {
-        r.person_id: (r.user_id, r.matched_by)
-        for r in conn.execute(select(i.c.person_id, i.c.user_id, i.c.matched_by).where(i.c.site == site))
+        r.person_id: r.user_id
+        for r in conn.execute(select(i.c.person_id, i.c.user_id).where(i.c.site == site))
     }
     now = clock.now()
-    gone = [pid for pid in existing if pid not in chosen]
-    changed = {pid: pair for pid, pair in chosen.items() if existing.get(pid, (None, None))[0] != pair[0]}
-    if gone:
-        for start in range(0, len(gone), 500):
-            conn.execute(
-                delete(i).where(and_(i.c.site == site, i.c.person_id.in_(gone[start : start + 500])))
-            )
-    if changed:
-        # A user re-linked to another person must first be freed (the pair is unique).
-        freed = [
-            pid
-            for pid, (uid, _) in existing.items()
-            if pid not in gone and uid in {u for u, _ in changed.values()} and pid not in changed
-        ]
-        if freed:
-            conn.execute(delete(i).where(and_(i.c.site == site, i.c.person_id.in_(freed))))
-        stmt = upsert_statement(
-            conn, i, ["person_id", "site"], ["person_id", "site", "user_id", "matched_by"]
-        )
-        rows = [
-            {"person_id": pid, "site": site, "user_id": uid, "matched_by": key, "updated_at": now}
-            for pid, (uid, key) in changed.items()
-        ]
-        for start in range(0, len(rows), 500):
-            conn.execute(stmt, rows[start : start + 500])
-        report.released = address_waiting(conn, now, site)
-    report.changed = len(gone) + len(changed)
-    mark_dirty(conn, [*gone, *changed], now)
+    changed = {pid: pair for pid, pair in chosen.items() if existing.get(pid) != pair[0]}
+    moved = [pid for pid in existing if pid not in chosen or pid in changed]
+    _relink(conn, site, moved, changed, now)
+    if moved or changed:
+        report.released = readdress(conn, site, moved, now)
+    report.changed = len({*moved, *changed})
+    mark_dirty(conn, [*moved, *changed], now)
     return report
+
+
+def _relink(
+    conn: Connection, site: str, moved: list[str], changed: dict[str, tuple[int, str]], now: datetime
+) -> None:
+    """Replace the links that go or move, all freed before any is written.
+
+    Links are unique per account: when two accounts exchange employee numbers, each new link's
+    account is still held by the other person until both old links are gone. Deleting first,
+    in the caller's transaction, relinks a swap (or any rotation) atomically on every database.
+    """
+    i = t.identities
+    for start in range(0, len(moved), CHUNK):
+        conn.execute(delete(i).where(and_(i.c.site == site, i.c.person_id.in_(moved[start : start + CHUNK]))))
+    rows = [
+        {"person_id": pid, "site": site, "user_id": uid, "matched_by": key, "updated_at": now}
+        for pid, (uid, key) in changed.items()
+    ]
+    for start in range(0, len(rows), CHUNK):
+        conn.execute(i.insert(), rows[start : start + CHUNK])
+
+
+def readdress(conn: Connection, site: str, moved: list[str], now: datetime) -> int:
+    """Hold the queued actions of people whose account changed, then address all that can go.
+
+    An action queued for an account that now belongs to someone else (or to nobody) must not go
+    there: it waits like an action whose person was never linked, and :func:`address_waiting`
+    gives it the person's current account, now if there is one. Returns how many were released.
+    """
+    a = t.actions
+    for start in range(0, len(moved), CHUNK):
+        conn.execute(
+            update(a)
+            .where(
+                and_(
+                    a.c.site == site,
+                    a.c.state == "pending",
+                    a.c.recipient_user_id.is_not(None),
+                    a.c.recipient_person_id.in_(moved[start : start + CHUNK]),
+                )
+            )
+            .values(
+                state="waiting",
+                recipient_user_id=None,
+                last_error=f"the person's account on site '{site}' changed: waiting for the new one to be linked",
+                updated_at=now,
+            )
+        )
+    return address_waiting(conn, now, site)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, select
+from sqlalchemy import Connection, and_, or_, select
 
 from bridge.facts import NO_KPIS, Facts, iter_facts
 from bridge.outbox import target_from_json
@@ -33,10 +33,12 @@ class StateOfNow:
     facts: dict[str, Facts] = field(default_factory=dict)
     open_episodes: dict[tuple[str, str], int] = field(default_factory=dict)  # newest open rec id
     unenrolled: set[tuple[str, int, int]] = field(default_factory=set)  # (site, user, course)
+    links: set[tuple[str, str, int]] = field(default_factory=set)  # (site, person, user) of the rows
 
 
 def load(conn: Connection, rows: Sequence[Any]) -> StateOfNow:
     state = StateOfNow()
+    state.links = _links(conn, rows)
     rec_ids = sorted({r.recommendation_id for r in rows if r.recommendation_id})
     people = sorted({r.person_id for r in rows if r.person_id})
     if not rec_ids and not people:
@@ -63,6 +65,41 @@ def load(conn: Connection, rows: Sequence[Any]) -> StateOfNow:
     return state
 
 
+def _links(conn: Connection, rows: Sequence[Any]) -> set[tuple[str, str, int]]:
+    """The stored links touching the recipients of ``rows``: their people or their accounts."""
+    addressed = [r for r in rows if r.recipient_user_id is not None and r.recipient_person_id]
+    if not addressed:
+        return set()
+    i = t.identities
+    people = sorted({r.recipient_person_id for r in addressed})
+    users = sorted({int(r.recipient_user_id) for r in addressed})
+    found = conn.execute(
+        select(i.c.site, i.c.person_id, i.c.user_id).where(
+            or_(i.c.person_id.in_(people), i.c.user_id.in_(users))
+        )
+    )
+    return {(x.site, x.person_id, int(x.user_id)) for x in found}
+
+
+def changed_hands(row: Any, state: StateOfNow) -> str | None:
+    """Why the account an action is addressed to is not its person's any more, or None.
+
+    Linking re-addresses queued actions when accounts move between people (bridge.identity), but
+    a row already claimed when that happens still carries the old account. Without any link for
+    the person or the account nothing is known to have changed, and the row goes as addressed.
+    """
+    if row.recipient_user_id is None or not row.recipient_person_id:
+        return None
+    user, person = int(row.recipient_user_id), row.recipient_person_id
+    mine = {(s, p, u) for s, p, u in state.links if s == row.site and (p == person or u == user)}
+    if not mine or (row.site, person, user) in mine:
+        return None
+    return (
+        f"not sent: account {user} on site '{row.site}' is no longer linked to this person "
+        "(the accounts were relinked after it was queued)"
+    )
+
+
 def too_old(row: Any, settings: Settings, now: datetime) -> str | None:
     days = settings.delivery.max_age_days.get(row.purpose, 0)
     if row.kind not in MESSAGE_KINDS or not days or row.created_at > now - timedelta(days=days):
@@ -75,6 +112,8 @@ def too_old(row: Any, settings: Settings, now: datetime) -> str | None:
 
 def no_longer_true(row: Any, state: StateOfNow, now: datetime) -> str | None:
     """Why this action would contradict the store now, or None when it is still true."""
+    if (moved := changed_hands(row, state)) is not None:
+        return moved
     rec = state.recommendations.get(row.recommendation_id) if row.recommendation_id else None
     target = target_from_json(row.target)
     facts = state.facts.get(row.person_id or "")
