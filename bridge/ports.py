@@ -99,6 +99,10 @@ class Batch:
     The store writes the records and the new cursor in one transaction, so a cursor never runs
     ahead of stored data. ``snapshot_of`` names a record kind for which this stream delivered a
     complete snapshot (people missing from it are leavers, if the feed is configured so).
+
+    A snapshot says what the store needs to tell a broken export from a real one before it
+    retires anyone: ``origin`` (the file or query, for the error), ``rows_read`` (data rows,
+    loaded or rejected) and ``max_retire_percent`` (None: no limit).
     """
 
     stream: str
@@ -106,6 +110,9 @@ class Batch:
     rejected: Sequence[Rejected] = field(default_factory=list)
     cursor: str | None = None
     snapshot_of: str | None = None
+    origin: str = ""
+    rows_read: int | None = None
+    max_retire_percent: float | None = None
 
 
 class Source(Protocol):

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import codecs
 import json
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -63,7 +65,7 @@ def test_dirty_people_file(tmp_path: Path) -> None:
         "date" in problems["people.csv:6"] and "YYYY-MM-DD" in problems["people.csv:6"]
     )  # P3, after a quoted newline
     assert "has 5 fields" in problems["people.csv:9"]
-    assert problems["person P1"] == "appears twice; the first row was kept"
+    assert problems["people.csv:8"] == "HR id 'P1' was already read at people.csv:2"
     assert batches[0].snapshot_of == "people"
 
 
@@ -183,3 +185,61 @@ def test_reader_never_raises_on_arbitrary_bytes(tmp_path: Path, data: bytes) -> 
     for batch in batches:
         for reject in batch.rejected:
             assert reject.reason and reject.location
+
+
+def test_an_employee_number_given_twice_rejects_the_second_row_by_line(tmp_path: Path) -> None:
+    (tmp_path / "people.csv").write_text(
+        PEOPLE
+        + "P1,007,A,B,a@x.org,,S,A,,,,2020-01-01,yes\n"
+        + "P2,008,C,D,c@x.org,,S,A,,,,2020-01-01,yes\n"
+        + "P3,007,E,F,e@x.org,,S,A,,,,2020-01-01,yes\n"
+    )
+    batches = pull(tmp_path, people="people.csv")
+    assert [p.person_id for p in records(batches, Person)] == ["P1", "P2"]
+    assert rejects(batches) == {"people.csv:4": "employee number '007' already belongs to P1 (people.csv:2)"}
+
+
+def test_an_unknown_time_zone_is_rejected_with_its_line_and_the_person_loads(tmp_path: Path) -> None:
+    (tmp_path / "people.csv").write_text(
+        PEOPLE
+        + "P1,1,A,B,a@x.org,,S,A,,Europe/Lodnon,,2020-01-01,yes\n"
+        + "P2,2,C,D,c@x.org,,S,A,,America/New_York,,2020-01-01,yes\n"
+    )
+    batches = pull(tmp_path, people="people.csv")
+    zones = {p.person_id: p.timezone for p in records(batches, Person)}
+    assert zones == {"P1": None, "P2": "America/New_York"}
+    assert "time zone 'Europe/Lodnon' is not an IANA name" in rejects(batches)["people.csv:2"]
+
+
+def test_header_names_match_ignoring_case_and_spaces(tmp_path: Path) -> None:
+    header = " EMPLOYEE ID ,employee number,first name,Last Name,WORK EMAIL,Manager Employee Number,Department,Job Title,Location,Time Zone,Locale,Start Date,ACTIVE\n"
+    (tmp_path / "people.csv").write_text(header + "P1,1,Ana,B,a@x.org,,S,A,,,,2020-01-01,no\n")
+    (person,) = records(pull(tmp_path, people="people.csv"), Person)
+    assert (person.person_id, person.employee_number, person.first_name, person.active) == (
+        "P1",
+        "1",
+        "Ana",
+        False,
+    )
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be", "utf-8-sig"])
+def test_a_byte_order_mark_decides_the_encoding(tmp_path: Path, encoding: str) -> None:
+    text = PEOPLE + "P1,1,Jürgen,Groß,j@x.de,,S,A,,,,2020-01-01,yes\n"
+    data = text.encode(encoding)
+    if encoding == "utf-16-be":
+        data = codecs.BOM_UTF16_BE + data
+    (tmp_path / "people.csv").write_bytes(data)
+    batches = pull(tmp_path, people="people.csv")
+    (person,) = records(batches, Person)
+    assert (person.first_name, person.last_name) == ("Jürgen", "Groß") and not rejects(batches)
+
+
+def test_a_people_batch_says_what_was_read_for_the_store_to_judge(tmp_path: Path) -> None:
+    (tmp_path / "people.csv").write_text(
+        PEOPLE + "P1,1,A,B,a@x.org,,S,A,,,,2020-01-01,yes\nP2,2,C,D,c@x.org,,S,A,,,,nope,yes\n"
+    )
+    (batch,) = pull(tmp_path, people="people.csv", max_retire_percent=25)
+    assert (batch.origin, batch.rows_read, batch.max_retire_percent) == ("people.csv", 2, 25)
+    (batch,) = pull(tmp_path, people="people.csv", people_snapshot=False)
+    assert batch.max_retire_percent is None

@@ -212,3 +212,26 @@ def test_json_feed_bad_credentials_fail_clearly_without_the_token(api: tuple[str
     assert "refused the credentials (HTTP 401)" in str(info.value) and "wrong-secret-99" not in str(
         info.value
     )
+
+
+def test_sql_people_snapshot_carries_its_limit_and_an_incremental_query_is_none(tmp_path: Any) -> None:
+    url = f"sqlite:///{tmp_path / 'hr.db'}"
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE w (id text, no text, tz text, updated_at text)"))
+        conn.execute(
+            text("INSERT INTO w VALUES ('P1','7','Mars/Olympus','2026-10-01'), ('P2','7',NULL,'2026-10-01')")
+        )
+    full = "SELECT id AS person_id, no AS employee_number, tz AS timezone FROM w"
+    (batch,) = list(SqlSource("dw", SqlOptions(url=url, people=full, max_retire_percent=5)).pull(ctx()))
+    assert (batch.snapshot_of, batch.max_retire_percent, batch.rows_read) == ("people", 5, 2)
+    assert [(p.person_id, p.timezone) for p in records([batch], Person)] == [("P1", None)]
+    assert {r.location: r.reason for r in batch.rejected} == {
+        "people row 1 (P1)": "time zone 'Mars/Olympus' is not an IANA name such as Europe/London "
+        "(the person was loaded with the default time zone)",
+        "people row 2 (P2)": "employee number '7' already belongs to P1 (people row 1 (P1))",
+    }
+    since = full + " WHERE updated_at > :since"
+    (batch,) = list(SqlSource("dw", SqlOptions(url=url, people=since)).pull(ctx()))
+    assert batch.snapshot_of is None and batch.max_retire_percent is None
+    engine.dispose()

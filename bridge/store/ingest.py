@@ -19,6 +19,7 @@ from sqlalchemy import Connection, Table, and_, or_, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from bridge import clock
+from bridge.errors import SourceError
 from bridge.ports import Batch
 from bridge.records import (
     Competency,
@@ -211,9 +212,48 @@ def retire_missing_people(conn: Connection, source: str, present: set[str], now:
     return len(gone)
 
 
+def check_snapshot(conn: Connection, source: str, batch: Batch) -> None:
+    """Refuse a people snapshot that looks like a broken export rather than who works here now.
+
+    An empty, cut or misread file (a renamed id column, an unclosed quote, another encoding)
+    would otherwise retire everyone it fails to list, closing their recommendations and
+    cancelling their messages. Refused when most rows were rejected, or when it would retire more
+    than ``max_retire_percent`` of the feed's active people (one person may always leave).
+    Raising rolls the whole batch back: nothing is stored and the cursor stays, so the file is
+    read again, and the next good one is taken as it comes.
+    """
+    loaded = {r.person_id for r in batch.records if isinstance(r, Person)}
+    what = f"feed '{source}': refused the people snapshot {batch.origin or batch.stream}"
+    after = (
+        f"nothing from it was stored and nobody was retired (`lmsbridge hris check {source}` lists "
+        "every row it rejects)"
+    )
+    rows = batch.rows_read or 0
+    refused = rows - len(batch.records)
+    if rows and refused * 2 > rows:
+        first = (
+            f" (first: {batch.rejected[0].location}: {batch.rejected[0].reason})" if batch.rejected else ""
+        )
+        raise SourceError(f"{what}: {refused} of {rows} rows were rejected{first}; {after}")
+    limit = batch.max_retire_percent
+    if limit is None:
+        return
+    p = t.people
+    active = set(conn.execute(select(p.c.person_id).where(and_(p.c.source == source, p.c.active))).scalars())
+    gone = len(active - loaded)
+    if gone > max(1.0, len(active) * limit / 100):
+        raise SourceError(
+            f"{what}: it would retire {gone} of {len(active)} active people ({gone / len(active):.0%}), "
+            f"more than max_retire_percent = {limit:g}; {after}. If they really left, raise "
+            f"feeds.{source}.max_retire_percent for one sync"
+        )
+
+
 def write_batch(conn: Connection, source: str, batch: Batch, now: datetime | None = None) -> WriteResult:
     """Store one batch and its cursor. The caller owns the transaction."""
     now = now or clock.now()
+    if batch.snapshot_of == "people":
+        check_snapshot(conn, source, batch)
     result = write_records(conn, batch.records, now)
     if batch.rejected:
         conn.execute(

@@ -28,11 +28,13 @@ from bridge.settings import Settings
 from connectors.hris.csv_reader import (
     Dialect,
     Row,
+    fold,
     open_text,
     read_records,
     sniff,
 )
-from connectors.hris.fields import Builder, Getter, Scale, resolve_managers
+from connectors.hris.feed import MAX_RETIRE_HELP, MAX_RETIRE_PERCENT, people_batch
+from connectors.hris.fields import Builder, Getter, Roster, Scale
 
 BATCH = 5000
 
@@ -122,6 +124,7 @@ class CsvOptions(BaseModel):
     people_snapshot: bool = Field(
         default=True, description="Each people file lists everyone: people missing from it have left."
     )
+    max_retire_percent: float = Field(default=MAX_RETIRE_PERCENT, ge=0, le=100, description=MAX_RETIRE_HELP)
     columns: Columns = Field(default_factory=Columns)
     rating_scale: RatingScale = Field(default_factory=RatingScale)
 
@@ -195,19 +198,27 @@ class CsvSource:
     def pull(self, ctx: PullContext) -> Iterator[Batch]:
         people_files, people_cursor = self._new_files("people", ctx)
         all_people = self._files("people")
+        roster = Roster(self.name, self.builder)
         rejected: list[Rejected] = []
-        people = list(read_records(all_people, self.dialect, self.name, self._person, rejected))
-        people = self._resolve_managers(people, rejected)
-        self.builder.know(people)
-        if people_files:
-            # People are few; their stream is one batch, so a snapshot can retire leavers.
-            yield Batch(
-                "people",
-                people,
-                rejected=rejected,
-                cursor=json.dumps(people_cursor, sort_keys=True),
-                snapshot_of="people" if self.options.people_snapshot else None,
+        people: list[Person] = []
+        for path in all_people:
+            roster.new_file()
+            read = read_records(
+                [path], self.dialect, self.name, lambda row: self._person(roster, row), rejected
             )
+            people.extend(read)
+        # People are few; their stream is one batch, so a snapshot can retire leavers.
+        batch = people_batch(
+            roster,
+            people,
+            rejected,
+            cursor=json.dumps(people_cursor, sort_keys=True),
+            snapshot=self.options.people_snapshot,
+            origin=_names(all_people),
+            max_retire_percent=self.options.max_retire_percent,
+        )
+        if people_files:
+            yield batch
         for kind, build in (
             ("measurements", self._measurement),
             ("reviews", self._review),
@@ -232,15 +243,10 @@ class CsvSource:
 
     def _getter(self, row: Row, kind: str) -> Getter:
         columns = getattr(self.options.columns, kind).model_dump()
-        return lambda name: row.values.get(columns.get(name) or "")
+        return lambda name: row.get(columns.get(name) or "")
 
-    def _person(self, row: Row) -> Person:
-        return self.builder.person(self._getter(row, "people"))
-
-    def _resolve_managers(self, people: list[Person], rejected: list[Rejected]) -> list[Person]:
-        resolved, notes = resolve_managers(people, self.name)
-        rejected.extend(Rejected(self.name, f"person {pid}", problem) for pid, problem in notes)
-        return resolved
+    def _person(self, roster: Roster, row: Row) -> Person:
+        return roster.read(self._getter(row, "people"), f"{row.file}:{row.line}")
 
     def _measurement(self, row: Row) -> Measurement:
         return self.builder.measurement(self._getter(row, "measurements"))
@@ -250,6 +256,11 @@ class CsvSource:
 
     def _goal(self, row: Row) -> Goal:
         return self.builder.goal(self._getter(row, "goals"))
+
+
+def _names(files: list[Path], shown: int = 3) -> str:
+    names = ", ".join(f.name for f in files[:shown])
+    return names + (f" and {len(files) - shown} more" if len(files) > shown else "")
 
 
 def build_source(name: str, options: Any, settings: Settings) -> Source:
@@ -280,8 +291,8 @@ def doctor(name: str, options: Any, settings: Settings, needs: Any) -> list[Doct
         with open_text(existing[-1], options.encoding) as handle:
             sample = handle.read(64 * 1024)
         delimiter = source.dialect.delimiter or sniff(sample)
-        header = {h.strip() for h in next(csv.reader(io.StringIO(sample), delimiter=delimiter), [])}
-        missing = sorted(wanted - header)
+        header = {fold(h) for h in next(csv.reader(io.StringIO(sample), delimiter=delimiter), [])}
+        missing = sorted(w for w in wanted if fold(w) not in header)
         results.append(
             DoctorCheck(
                 f"{kind} file",

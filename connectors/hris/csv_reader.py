@@ -2,8 +2,9 @@
 
 Every row either becomes a record or a :class:`~bridge.records.Rejected` naming the file, the
 physical line and the reason. The reader streams (memory does not grow with the file), sniffs
-the delimiter among ``, ; tab |`` unless told, reads UTF-8 with or without a BOM or a configured
-legacy encoding, keeps identifiers exactly as written (``00123`` stays ``00123``), parses dates
+the delimiter among ``, ; tab |`` unless told, reads UTF-8 with or without a BOM, UTF-16 with a
+BOM (what Excel's "Unicode text" writes) or a configured legacy encoding, matches header names
+ignoring case and surrounding spaces (``employee id `` is ``Employee ID``), keeps identifiers exactly as written (``00123`` stays ``00123``), parses dates
 with the feed's own format and refuses ambiguous ones instead of guessing, and reads
 comma-decimal numbers when the feed says so.
 """
@@ -42,14 +43,23 @@ class Dialect:
     decimal: str = "."
 
 
+def fold(header: str) -> str:
+    """A header name as compared: exports change case and pad names between versions."""
+    return header.strip().casefold()
+
+
 @dataclass(frozen=True)
 class Row:
     line: int
-    values: Mapping[str, str]
+    values: Mapping[str, str]  # by folded header name
     raw: str
+    file: str = ""
+
+    def get(self, column: str) -> str | None:
+        return self.values.get(fold(column))
 
     def text(self, column: str | None, required: bool = False, label: str | None = None) -> str | None:
-        value = (self.values.get(column) or "").strip() if column else ""
+        value = (self.get(column) or "").strip() if column else ""
         if not value:
             if required:
                 raise RowError(f"{label or column} is empty")
@@ -57,11 +67,31 @@ class Row:
         return value
 
 
+BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32"),  # before UTF-16 LE, whose BOM it starts with
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+
+
 def open_text(path: Path, encoding: str) -> IO[str]:
-    # utf-8-sig reads files with and without a BOM; surrogateescape keeps undecodable bytes
-    # visible so the row can be rejected with a reason instead of failing the whole file.
-    name = "utf-8-sig" if codecs.lookup(encoding).name == "utf-8" else encoding
-    return open(path, encoding=name, errors="surrogateescape", newline="")
+    """The file as text: a byte-order mark decides the encoding, else the configured one.
+
+    A BOM is unambiguous, so a UTF-16 export read as the configured UTF-8 (every header name
+    unrecognisable, every row rejected) is never the outcome. utf-8-sig reads UTF-8 with and
+    without a BOM; surrogateescape keeps undecodable bytes visible so the row can be rejected
+    with a reason instead of failing the whole file. It cannot escape a damaged UTF-16/32 code
+    unit (a file cut mid-character), which is read as U+FFFD instead.
+    """
+    with path.open("rb") as handle:
+        head = handle.read(4)
+    name = next((codec for bom, codec in BOMS if head.startswith(bom)), None)
+    if name is None:
+        name = "utf-8-sig" if codecs.lookup(encoding).name == "utf-8" else encoding
+    errors = "replace" if name.startswith("utf-16") or name.startswith("utf-32") else "surrogateescape"
+    return open(path, encoding=name, errors=errors, newline="")
 
 
 def sniff(sample: str) -> str:
@@ -92,7 +122,7 @@ def rows(path: Path, dialect: Dialect, source: str, rejected: list[Rejected]) ->
         except csv.Error as exc:
             rejected.append(Rejected(source, f"{name}:1", f"the header cannot be read: {exc}"))
             return
-        header = [h.strip() for h in header]
+        header = [fold(h) for h in header]
         if len(set(header)) != len(header):
             rejected.append(Rejected(source, f"{name}:1", f"the header repeats a column: {header}"))
             return
@@ -136,7 +166,7 @@ def rows(path: Path, dialect: Dialect, source: str, rejected: list[Rejected]) ->
                     )
                 )
                 continue
-            yield Row(start, dict(zip(header, fields, strict=True)), raw)
+            yield Row(start, dict(zip(header, fields, strict=True)), raw, name)
 
 
 def _undecodable(text: str) -> bool:

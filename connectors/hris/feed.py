@@ -3,6 +3,9 @@
 A feed reads its people first — all of them, so managers resolve in a second pass and a complete
 snapshot can retire leavers — then streams measurements, reviews and goals in bounded batches,
 each row either a record or a rejected row naming where it came from.
+
+A people snapshot carries what the store needs to refuse a broken one (bridge.store.ingest):
+how many rows were read, where from, and the feed's ``max_retire_percent``.
 """
 
 from __future__ import annotations
@@ -13,10 +16,45 @@ from typing import Any
 from bridge.ports import Batch, PullContext
 from bridge.records import Person, Record, Rejected
 from connectors.hris.csv_reader import RowError
-from connectors.hris.fields import Builder, Getter, resolve_managers
+from connectors.hris.fields import Builder, Getter, Roster, resolve_managers
 
 BATCH = 5000
 KINDS = ("measurements", "reviews", "goals")
+MAX_RETIRE_PERCENT = 10.0
+MAX_RETIRE_HELP = (
+    "Refuse a people snapshot that would retire more than this share of the feed's active people "
+    "(one person may always leave): a cut, empty or misread export is not a mass departure."
+)
+
+
+def people_batch(
+    roster: Roster,
+    people: list[Person],
+    rejected: list[Rejected],
+    *,
+    cursor: str | None,
+    snapshot: bool,
+    origin: str,
+    max_retire_percent: float,
+) -> Batch:
+    """The people stream as one batch; ``rejected`` are the rows that did not load."""
+    resolved, notes = resolve_managers(people, roster.source)
+    roster.builder.know(resolved)
+    return Batch(
+        "people",
+        resolved,
+        rejected=[
+            *rejected,
+            *roster.notes,
+            *(Rejected(roster.source, f"person {pid}", problem) for pid, problem in notes),
+        ],
+        cursor=cursor,
+        snapshot_of="people" if snapshot else None,
+        origin=origin,
+        rows_read=len(people) + len(rejected),
+        max_retire_percent=max_retire_percent if snapshot else None,
+    )
+
 
 Rows = Iterator[tuple[str, Getter]]  # (location for a reject, value getter)
 
@@ -27,6 +65,8 @@ class HrFeed:
     name: str
     builder: Builder
     people_snapshot: bool = True
+    max_retire_percent: float = MAX_RETIRE_PERCENT
+    people_origin: str = "people"
 
     def rows(self, kind: str, ctx: PullContext) -> Rows | None:
         """Rows of one record kind, or None when the feed has no source for it."""
@@ -39,17 +79,22 @@ class HrFeed:
     def pull(self, ctx: PullContext) -> Iterator[Batch]:
         rows = self.rows("people", ctx)
         if rows is not None:
+            roster = Roster(self.name, self.builder)
             rejected: list[Rejected] = []
-            people = [p for p in self._build(rows, self.builder.person, rejected) if isinstance(p, Person)]
-            people, notes = resolve_managers(people, self.name)
-            rejected.extend(Rejected(self.name, f"person {pid}", problem) for pid, problem in notes)
-            self.builder.know(people)
-            yield Batch(
-                "people",
+            people = []
+            for location, get in rows:
+                try:
+                    people.append(roster.read(get, location))
+                except RowError as exc:
+                    rejected.append(Rejected(self.name, location, str(exc)))
+            yield people_batch(
+                roster,
                 people,
-                rejected=rejected,
+                rejected,
                 cursor=self.cursor("people"),
-                snapshot_of="people" if self.people_snapshot else None,
+                snapshot=self.people_snapshot,
+                origin=self.people_origin,
+                max_retire_percent=self.max_retire_percent,
             )
         builders: dict[str, Callable[[Getter], Record]] = {
             "measurements": self.builder.measurement,

@@ -13,8 +13,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from bridge.records import Goal, Measurement, Person, RaterType, ReviewRating
+from bridge.records import Goal, Measurement, Person, RaterType, Rejected, ReviewRating
 from connectors.hris.csv_reader import RowError, parse_bool, parse_date, parse_number
 
 Getter = Callable[[str], Any]
@@ -180,29 +181,78 @@ class Builder:
         )
 
 
+@dataclass
+class Roster:
+    """The people of one read of a feed, each row checked against the rows before it.
+
+    An HR id or an employee number given twice rejects the later row (naming where the first
+    was), so which account a number links to, and whose KPIs it carries, is never a guess. A
+    value that cannot be used is dropped from the person with a note, not the whole row: a bad
+    time zone must not make a snapshot retire the person.
+    """
+
+    source: str
+    builder: Builder
+    notes: list[Rejected] = field(default_factory=list)
+    ids: dict[str, str] = field(default_factory=dict)  # HR id -> where it was read
+    numbers: dict[str, tuple[str, str]] = field(default_factory=dict)  # number -> (HR id, where)
+
+    def new_file(self) -> None:
+        """Rows of another file are checked against each other only: dated drops list the same people."""
+        self.ids.clear()
+        self.numbers.clear()
+
+    def read(self, get: Getter, where: str) -> Person:
+        """The person of one row read at ``where``; RowError rejects the row."""
+        person = self.builder.person(get)
+        if person.person_id in self.ids:
+            raise RowError(f"HR id '{person.person_id}' was already read at {self.ids[person.person_id]}")
+        number = person.employee_number
+        if number and number in self.numbers:
+            holder, first = self.numbers[number]
+            raise RowError(f"employee number '{number}' already belongs to {holder} ({first})")
+        self.ids[person.person_id] = where
+        if number:
+            self.numbers[number] = (person.person_id, where)
+        if person.timezone and not known_zone(person.timezone):
+            self.notes.append(
+                Rejected(
+                    self.source,
+                    where,
+                    f"time zone '{person.timezone}' is not an IANA name such as Europe/London "
+                    "(the person was loaded with the default time zone)",
+                )
+            )
+            person = replace(person, timezone=None)
+        return person
+
+
+def known_zone(name: str) -> bool:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
+
 def resolve_managers(people: list[Person], source: str) -> tuple[list[Person], list[tuple[str, str]]]:
     """Second pass over a feed's people: manager references (employee number or HR id) to HR ids.
 
-    Returns the people (first row kept for a repeated HR id) and (person, problem) notes.
+    Returns the people and (person, problem) notes.
     """
     by_number = {p.employee_number: p.person_id for p in people if p.employee_number}
     ids = {p.person_id for p in people}
     notes: list[tuple[str, str]] = []
-    unique: dict[str, Person] = {}
+    resolved_people = []
     for person in people:
-        if person.person_id in unique:
-            notes.append((person.person_id, "appears twice; the first row was kept"))
-            continue
         manager = person.manager_id
         resolved = manager if manager in ids else by_number.get(manager or "")
         if manager and resolved is None:
             notes.append(
                 (person.person_id, f"unknown manager '{manager}' (the person was loaded without a manager)")
             )
-        unique[person.person_id] = replace(
-            person, manager_id=resolved if resolved != person.person_id else None
-        )
-    return list(unique.values()), notes
+        resolved_people.append(replace(person, manager_id=resolved if resolved != person.person_id else None))
+    return resolved_people, notes
 
 
 def dotted(data: Any, path: str) -> Any:

@@ -23,7 +23,7 @@ from bridge.errors import Remedy, SourceError
 from bridge.ports import Connector, PullContext, Source
 from bridge.settings import Settings
 from connectors.hris.csv_connector import RatingScale
-from connectors.hris.feed import HrFeed, Rows
+from connectors.hris.feed import MAX_RETIRE_HELP, MAX_RETIRE_PERCENT, HrFeed, Rows
 from connectors.hris.fields import Builder, Scale, dotted
 
 RETRY_STATUSES = {429, 500, 502, 503, 504}
@@ -83,6 +83,7 @@ class JsonOptions(BaseModel):
     reviews: Endpoint | None = None
     goals: Endpoint | None = None
     people_snapshot: bool = True
+    max_retire_percent: float = Field(default=MAX_RETIRE_PERCENT, ge=0, le=100, description=MAX_RETIRE_HELP)
     date_format: str | None = None
     decimal: str = "."
     rating_scale: RatingScale = Field(default_factory=RatingScale)
@@ -100,6 +101,8 @@ class JsonSource(HrFeed):
         self.options = options
         self.max_wait = max_wait
         self.people_snapshot = options.people_snapshot
+        self.max_retire_percent = options.max_retire_percent
+        self.people_origin = f"from {options.people.path}" if options.people else "people"
         scale = options.rating_scale
         self.builder = Builder(
             name,

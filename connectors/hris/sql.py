@@ -26,7 +26,7 @@ from bridge.log import redact_text
 from bridge.ports import Connector, PullContext, Source
 from bridge.settings import Settings
 from connectors.hris.csv_connector import RatingScale
-from connectors.hris.feed import HrFeed, Rows
+from connectors.hris.feed import MAX_RETIRE_HELP, MAX_RETIRE_PERCENT, HrFeed, Rows
 from connectors.hris.fields import Builder, Scale
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -42,7 +42,11 @@ class SqlOptions(BaseModel):
     measurements: str | None = None
     reviews: str | None = None
     goals: str | None = None
-    people_snapshot: bool = True
+    people_snapshot: bool = Field(
+        default=True,
+        description="The people query lists everyone: people missing from it have left (never for a :since query).",
+    )
+    max_retire_percent: float = Field(default=MAX_RETIRE_PERCENT, ge=0, le=100, description=MAX_RETIRE_HELP)
     date_format: str | None = Field(
         default=None, description="For dates returned as text; native dates need none."
     )
@@ -54,7 +58,10 @@ class SqlSource(HrFeed):
     def __init__(self, name: str, options: SqlOptions, engine: Engine | None = None) -> None:
         self.name = name
         self.options = options
-        self.people_snapshot = options.people_snapshot
+        # A query that reads only the people changed since the last pull is no snapshot.
+        self.people_snapshot = options.people_snapshot and ":since" not in (options.people or "")
+        self.max_retire_percent = options.max_retire_percent
+        self.people_origin = "from the people query"
         scale = options.rating_scale
         self.builder = Builder(
             name,
