@@ -1,15 +1,19 @@
 """The bridge's notion of "now", so tests and replays can run at a chosen time.
 
-``LMSBRIDGE_NOW`` (an ISO-8601 timestamp) pins the clock for a whole process; tests use
-:func:`set_now`. Everything that decides by time asks here, never ``datetime.now()``.
+``LMSBRIDGE_NOW`` (an ISO-8601 timestamp) pins the clock for a whole process; with
+``LMSBRIDGE_CLOCK=running`` the clock starts there when the process starts and then runs on, as
+a replay of a day does. Tests use :func:`set_now`. Everything that decides by time asks here,
+never ``datetime.now()``.
 """
 
 from __future__ import annotations
 
 import os
-from datetime import UTC, datetime
+import time
+from datetime import UTC, datetime, timedelta
 
 _fixed: datetime | None = None
+_started = time.monotonic()  # where a running pinned clock starts from
 
 
 def set_now(value: datetime | None) -> None:
@@ -25,5 +29,8 @@ def now() -> datetime:
     pinned = os.environ.get("LMSBRIDGE_NOW")
     if pinned:
         value = datetime.fromisoformat(pinned)
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
+        value = value if value.tzinfo else value.replace(tzinfo=UTC)
+        if os.environ.get("LMSBRIDGE_CLOCK") == "running":
+            value += timedelta(seconds=time.monotonic() - _started)
+        return value
     return datetime.now(UTC)

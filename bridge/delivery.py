@@ -21,7 +21,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine
 
-from bridge import clock, compose, guards, outbox, truth
+from bridge import claims, clock, compose, guards, outbox, truth
 from bridge.errors import BridgeError, Remedy
 from bridge.log import get_logger, redact_text
 from bridge.ports import DeliveryOutcome, OutcomeStatus, OutgoingAction, Sink
@@ -58,14 +58,8 @@ def reconcile(
     """
     now = clock.now()
     unreachable: set[str] = set()
-    # One SQLite file has one worker: anything in `sending` when delivery starts is orphaned.
-    lease = (
-        timedelta(0)
-        if engine.dialect.name == "sqlite"
-        else timedelta(seconds=settings.delivery.lease_seconds)
-    )
     with engine.begin() as conn:
-        for row in outbox.stale_sending(conn, now - lease + timedelta(microseconds=1)):
+        for row in claims.abandoned(conn):
             sink = sinks.get(row.site)
             if sink is None or row.site in unreachable:
                 continue
@@ -113,18 +107,20 @@ def deliver(
         if not report.states["superseded"]:
             del report.states["superseded"]
     failed_sites = reconcile(engine, sinks, settings, report)
+    lease = settings.delivery.lease_seconds
     while not stop():
         now = clock.now()
         with engine.begin() as conn:
-            claimed = outbox.claim(conn, worker, now, settings.delivery.batch_size)
+            claimed = claims.claim(conn, worker, now, settings.delivery.batch_size, lease)
             to_send = _apply_guards(conn, claimed, settings, now, report)
         if not claimed:
             break
         by_site: dict[str, list[tuple[Any, OutgoingAction]]] = defaultdict(list)
         for row, outgoing in to_send:
             by_site[row.site].append((row, outgoing))
-        for site, rows in by_site.items():
-            _send_site(engine, sinks.get(site), site, rows, settings, report, failed_sites)
+        with claims.heartbeat(engine, claimed, lease):
+            for site, rows in by_site.items():
+                _send_site(engine, sinks.get(site), site, rows, settings, report, failed_sites)
         if failed_sites and all(row.site in failed_sites for row in claimed):
             break
     return report
@@ -195,6 +191,13 @@ def _send_site(
                         now + timedelta(seconds=settings.delivery.backoff_base_seconds),
                         now,
                     )
+        return
+    mine = {row.id for row in claims.still_mine(engine, rows, settings.delivery.lease_seconds)}
+    if lost := len(rows) - len(mine):
+        report.states["lost"] += lost
+        pairs = [(row, outgoing) for row, outgoing in pairs if row.id in mine]
+        rows = [row for row, _ in pairs]
+    if not pairs:
         return
     try:
         outcomes = sink.deliver([outgoing for _, outgoing in pairs])

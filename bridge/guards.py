@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, func, or_, select
 
-from bridge import truth
+from bridge import locks, truth
 from bridge.settings import Settings
 from bridge.store import schema as t
 from bridge.store.ingest import upsert_statement
@@ -63,8 +63,11 @@ def screen(
     usable = _usable_accounts(conn, [(r.site, r.recipient_user_id) for r in rows if r.recipient_user_id])
     rec_state = _recommendation_states(conn, {r.recommendation_id for r in rows if r.recommendation_id})
     current = current if current is not None else truth.load(conn, rows)
-    sent_recently, oldest = _recent_learner_messages(conn, people, now)
     cap = settings.delivery.cap_per_week
+    capped = {r.recipient_person_id for r in rows if r.recipient_person_id and _counts_for_cap(r)}
+    if cap:
+        locks.for_each_until_commit(conn, "cap", capped)
+    sent_recently, oldest = _recent_learner_messages(conn, capped, now, {r.id for r in rows})
     verdicts = []
     for row in rows:
         person = row.recipient_person_id
@@ -87,16 +90,11 @@ def screen(
             verdicts.append(Verdict(row, "cancelled", untrue))
         elif (opens := _window_opens(row, now)) is not None:
             verdicts.append(Verdict(row, "deferred", "outside the recipient's sending hours", opens))
-        elif (
-            cap
-            and row.purpose in LEARNER_PURPOSES
-            and row.kind in ("message", "email")
-            and sent_recently[person] >= cap
-        ):
+        elif cap and _counts_for_cap(row) and sent_recently[person] >= cap:
             until = (oldest.get(person) or now) + CAP_WINDOW
             verdicts.append(Verdict(row, "deferred", f"weekly cap of {cap} messages reached", until))
         else:
-            if row.purpose in LEARNER_PURPOSES and row.kind in ("message", "email") and person:
+            if _counts_for_cap(row) and person:
                 sent_recently[person] += 1
                 oldest.setdefault(person, now)
             verdicts.append(Verdict(row, "send"))
@@ -155,19 +153,25 @@ def _recommendation_states(conn: Connection, ids: set[int]) -> dict[int, str]:
     }
 
 
+def _counts_for_cap(row: Any) -> bool:
+    return row.purpose in LEARNER_PURPOSES and row.kind in ("message", "email")
+
+
 def _recent_learner_messages(
-    conn: Connection, people: set[str], now: datetime
+    conn: Connection, people: set[str], now: datetime, batch: set[int]
 ) -> tuple[Counter[str], dict[str, datetime]]:
+    """Learner messages per person sent in the cap window, or being sent by another worker now
+    (claimed outside ``batch``): a message in flight uses up its slot too."""
     if not people:
         return Counter(), {}
     a = t.actions
+    in_flight = and_(a.c.state == "sending", a.c.id.not_in(sorted(batch)))
     rows = conn.execute(
         select(a.c.recipient_person_id, func.count().label("n"), func.min(a.c.sent_at).label("oldest"))
         .where(
             and_(
                 a.c.recipient_person_id.in_(sorted(people)),
-                a.c.state == "sent",
-                a.c.sent_at > now - CAP_WINDOW,
+                or_(and_(a.c.state == "sent", a.c.sent_at > now - CAP_WINDOW), in_flight),
                 a.c.purpose.in_(LEARNER_PURPOSES),
                 a.c.kind.in_(("message", "email")),
             )

@@ -1,7 +1,8 @@
 """Who may do what when several processes share one store.
 
 - PostgreSQL: a session advisory lock per source (one replica pulls it at a time) and one for
-  the decide stage; delivery needs none (rows are claimed with ``SKIP LOCKED``).
+  the decide stage; delivery claims rows with ``SKIP LOCKED`` and takes a transaction lock per
+  recipient while it checks their weekly cap, so two replicas cannot both spend its last slot.
 - SQLite: one process per database file. A daemon (or ``sync``) holds an exclusive lock on a
   file next to the database; a second one refuses to start with a clear message.
 """
@@ -11,12 +12,12 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, text
 
 from bridge.errors import BridgeError
 
@@ -42,6 +43,15 @@ def exclusive(engine: Engine, name: str) -> Iterator[bool]:
             if got:
                 conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
                 conn.commit()
+
+
+def for_each_until_commit(conn: Connection, kind: str, names: Iterable[str]) -> None:
+    """Hold a lock per name until ``conn``'s transaction ends, taken in a fixed order so two
+    transactions never wait on each other in a circle (PostgreSQL; SQLite has one writer)."""
+    if conn.dialect.name != "postgresql":
+        return
+    for name in sorted(set(names)):
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock_id(f"{kind}:{name}")})
 
 
 class ProcessLock:

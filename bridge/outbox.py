@@ -10,7 +10,7 @@ left, or the recommendation closed).
 The key is derived from what the action is for (mapping, person, episode, purpose, channel,
 target, step), so creating the same action twice is a no-op: running a cycle again never sends
 anything twice. Claims are committed before sending; a row left in ``sending`` by a crash is
-reconciled against the outside system before it may be sent again.
+reconciled against the outside system before it may be sent again (:mod:`bridge.claims`).
 """
 
 from __future__ import annotations
@@ -20,8 +20,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, case, func, or_, select, update
+from sqlalchemy import Connection, and_, func, or_, select, update
 
+from bridge.claims import owned
 from bridge.ports import ActionKind, DeliveryOutcome, OutcomeStatus, OutgoingAction
 from bridge.records import Target
 from bridge.store import schema as t
@@ -259,64 +260,6 @@ def supersede(conn: Connection, now: datetime) -> int:
     return len(cancelled)
 
 
-# A new recommendation goes before manager digests, reinforcement and reminders.
-PRIORITY = case(
-    (t.actions.c.purpose == "recommend", 0),
-    (t.actions.c.purpose == "digest", 1),
-    (t.actions.c.purpose == "reinforcement", 2),
-    else_=3,
-)
-
-
-def claim(conn: Connection, worker: str, now: datetime, limit: int) -> list[Any]:
-    """Take up to ``limit`` due pending actions for this worker, new recommendations first.
-
-    Caller commits before sending.
-
-    On PostgreSQL ``FOR UPDATE SKIP LOCKED`` lets several workers claim side by side without
-    waiting on or double-claiming each other's rows.
-    """
-    a = t.actions
-    due = (
-        select(a.c.id)
-        .where(and_(a.c.state == "pending", a.c.due_at <= now))
-        .order_by(PRIORITY, a.c.due_at, a.c.id)
-        .limit(limit)
-    )
-    if conn.dialect.name == "postgresql":
-        due = due.with_for_update(skip_locked=True)
-    ids = list(conn.execute(due).scalars())
-    if not ids:
-        return []
-    conn.execute(
-        update(a)
-        .where(and_(a.c.id.in_(ids), a.c.state == "pending"))
-        .values(
-            state="sending",
-            claimed_by=worker,
-            claimed_at=now,
-            attempts=a.c.attempts + 1,
-            updated_at=now,
-        )
-    )
-    return list(
-        conn.execute(
-            select(a)
-            .where(and_(a.c.id.in_(ids), a.c.claimed_by == worker, a.c.state == "sending"))
-            .order_by(PRIORITY, a.c.due_at, a.c.id)
-        )
-    )
-
-
-def stale_sending(conn: Connection, older_than: datetime) -> list[Any]:
-    """Rows a crashed worker left in ``sending``: their outcome is unknown."""
-    a = t.actions
-    query = select(a).where(and_(a.c.state == "sending", a.c.claimed_at < older_than)).order_by(a.c.id)
-    if conn.dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True)
-    return list(conn.execute(query))
-
-
 def to_outgoing(row: Any) -> OutgoingAction:
     return OutgoingAction(
         key=row.key,
@@ -344,7 +287,8 @@ class RetryPolicy:
 
 
 def record(conn: Connection, row: Any, outcome: DeliveryOutcome, now: datetime, policy: RetryPolicy) -> str:
-    """Store a delivery outcome; returns the new state."""
+    """Store a delivery outcome; returns the new state, or ``lost`` if another worker holds the
+    claim now (the outcome is not recorded over theirs)."""
     a = t.actions
     if outcome.status is OutcomeStatus.SENT:
         values: dict[str, Any] = {
@@ -371,7 +315,10 @@ def record(conn: Connection, row: Any, outcome: DeliveryOutcome, now: datetime, 
     else:
         delay = backoff(row.attempts, policy.base_seconds, policy.cap_seconds)
         values = {"state": "pending", "due_at": now + delay, "last_error": outcome.error}
-    conn.execute(update(a).where(a.c.id == row.id).values(**values, updated_at=now))
+    if values["state"] != "sending":
+        values["claim_token"] = None
+    if not conn.execute(update(a).where(owned(row)).values(**values, updated_at=now)).rowcount:
+        return "lost"
     return str(values["state"])
 
 
@@ -380,9 +327,10 @@ def release(conn: Connection, row: Any, error: str, due_at: datetime, now: datet
     a = t.actions
     conn.execute(
         update(a)
-        .where(a.c.id == row.id)
+        .where(owned(row))
         .values(
             state="pending",
+            claim_token=None,
             attempts=a.c.attempts - 1,
             due_at=due_at,
             last_error=error,
@@ -396,7 +344,7 @@ def store_rendered(conn: Connection, row: Any, rendered: Any, now: datetime) -> 
     a = t.actions
     conn.execute(
         update(a)
-        .where(a.c.id == row.id)
+        .where(owned(row))
         .values(subject=rendered.subject, body_html=rendered.html, body_text=rendered.text, updated_at=now)
     )
 
@@ -406,8 +354,8 @@ def finish(conn: Connection, row: Any, state: str, reason: str, now: datetime) -
     a = t.actions
     conn.execute(
         update(a)
-        .where(a.c.id == row.id)
-        .values(state=state, attempts=a.c.attempts - 1, last_error=reason, updated_at=now)
+        .where(owned(row))
+        .values(state=state, claim_token=None, attempts=a.c.attempts - 1, last_error=reason, updated_at=now)
     )
 
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select, update
 
 from bridge.mapping.loader import MappingSet, load_dir
 from bridge.records import Completion, LearningItem, LmsUser, Measurement, Person, Record
@@ -66,6 +66,18 @@ def write_mapping(directory: Path, name: str, text: str) -> MappingSet:
 
 def settings() -> Settings:
     return Settings(metrics={"csat": MetricSettings(direction="higher", target=4.2)})
+
+
+def lapse_leases(engine: Engine) -> None:
+    """Let every claim's lease run out, as the lease time passing on the database's clock would
+    (leases are on PostgreSQL's clock, which tests cannot pin; SQLite has none)."""
+    if engine.dialect.name == "postgresql":
+        with engine.begin() as conn:
+            conn.execute(
+                update(t.actions)
+                .where(t.actions.c.state == "sending")
+                .values(lease_until=func.now() - timedelta(seconds=1))
+            )
 
 
 def rows(engine: Engine, table: Any, *order: Any) -> list[Any]:

@@ -11,13 +11,13 @@ from sqlalchemy import Engine
 
 from bridge import clock
 from bridge.act import Actor
+from bridge.claims import claim
 from bridge.decide import evaluate
 from bridge.delivery import deliver
 from bridge.errors import BridgeError, Remedy
-from bridge.outbox import claim
 from bridge.ports import ActionKind, DeliveryOutcome, OutcomeStatus, OutgoingAction
 from bridge.store import schema as t
-from tests.seed import CS101, CSAT_MAPPING, agent, link, rows, settings, store, write_mapping
+from tests.seed import CS101, CSAT_MAPPING, agent, lapse_leases, link, rows, settings, store, write_mapping
 
 T0 = datetime(2026, 11, 2, 10, tzinfo=UTC)
 
@@ -121,10 +121,11 @@ def test_unconfigured_site_is_dead_with_reason(queued: Engine) -> None:
 def test_crash_after_claim_is_reconciled_before_resend(queued: Engine, sent_before_crash: bool) -> None:
     sink = FakeSink()
     with queued.begin() as conn:
-        (row,) = claim(conn, "dead-worker", T0, 10)
+        (row,) = claim(conn, "dead-worker", T0, 10, lease_seconds=300)
     if sent_before_crash:
         sink.remote.add(row.key)  # the LMS got it; the crash came before the outcome was stored
-    clock.set_now(T0 + timedelta(hours=1))  # past the dead worker's lease
+    clock.set_now(T0 + timedelta(hours=1))
+    lapse_leases(queued)  # the dead worker's lease ran out
     deliver(queued, {"moodle": sink}, settings())
     (action,) = rows(queued, t.actions)
     assert action.state == "sent"
@@ -146,7 +147,8 @@ def test_an_answer_lost_in_transit_is_checked_on_the_site_before_any_resend(
     assert action.state == "sending" and "outcome unknown" in action.last_error
     if went_through:
         sink.remote.add(action.key)  # the site did send it; only the answer was lost
-    clock.set_now(T0 + timedelta(hours=1))  # past the claim's lease (PostgreSQL: other replicas)
+    clock.set_now(T0 + timedelta(hours=1))
+    lapse_leases(queued)  # past the claim's lease (PostgreSQL: other replicas)
     deliver(queued, {"moodle": sink}, settings())
     (action,) = rows(queued, t.actions)
     assert action.state == "sent"

@@ -9,13 +9,13 @@ from sqlalchemy import Engine
 
 from bridge import clock
 from bridge.act import Actor
+from bridge.claims import claim
 from bridge.decide import evaluate
 from bridge.delivery import deliver
 from bridge.errors import BridgeError, Remedy
-from bridge.outbox import claim
 from bridge.ports import DeliveryOutcome, OutgoingAction
 from bridge.store import schema as t
-from tests.seed import CS101, CSAT_MAPPING, agent, link, rows, settings, store, write_mapping
+from tests.seed import CS101, CSAT_MAPPING, agent, lapse_leases, link, rows, settings, store, write_mapping
 from tests.test_delivery import FakeSink
 from tests.test_followups import T0
 
@@ -49,8 +49,9 @@ def test_a_site_down_costs_one_reconciliation_attempt_and_no_send(engine: Engine
         link(engine, p, 10 + n)
     evaluate(engine, mappings, settings(), T0, persist=Actor(mappings, settings()))
     with engine.begin() as conn:
-        assert len(claim(conn, "crashed-worker", T0, 10)) == 5  # outcomes unknown
+        assert len(claim(conn, "crashed-worker", T0, 10, lease_seconds=300)) == 5  # outcomes unknown
     clock.set_now(T0 + timedelta(hours=1))
+    lapse_leases(engine)
     sink = DownSink()
     report = deliver(engine, {"moodle": sink}, settings())
     assert sink.reconcile_calls == 1 and sink.deliver_calls == 0

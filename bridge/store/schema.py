@@ -325,6 +325,8 @@ actions = Table(
     Column("external_id", String(255)),
     Column("claimed_by", String(255)),
     Column("claimed_at", UtcDateTime()),
+    Column("claim_token", String(32)),  # fencing: writes about a claimed row must carry it
+    Column("lease_until", UtcDateTime()),  # on the database's clock (bridge.claims)
     Column("sent_at", UtcDateTime()),
     Column("created_at", UtcDateTime(), nullable=False, default=_now),
     updated_at(),

@@ -45,11 +45,12 @@ class Faults:
     status: int = 503
     retry_after: int | None = None
     delay: float = 0.0
+    only: frozenset[str] = frozenset()  # web-service functions the faults hit (empty: every call)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def take(self) -> str | None:
+    def take(self, function: str) -> str | None:
         with self.lock:
-            if self.mode is None or self.count == 0:
+            if self.mode is None or self.count == 0 or (self.only and function not in self.only):
                 return None
             self.count -= 1
             mode = self.mode
@@ -219,7 +220,11 @@ def make_handler(sim: Simulator) -> type[BaseHTTPRequestHandler]:
             self.wfile.write(body)
 
         def _rest(self, raw_query: str, body: bytes) -> None:
-            fault = sim.faults.take()
+            params = decode(
+                list(parse_qsl(raw_query, keep_blank_values=True))
+                + list(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+            )
+            fault = sim.faults.take(str(params.get("wsfunction", "")))
             if fault == "reset":
                 self.connection.close()
                 self.close_connection = True
@@ -241,10 +246,6 @@ def make_handler(sim: Simulator) -> type[BaseHTTPRequestHandler]:
                     "text/html; charset=utf-8",
                 )
                 return
-            params = decode(
-                list(parse_qsl(raw_query, keep_blank_values=True))
-                + list(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
-            )
             answer, as_json = sim.handle_rest(params)
             if as_json:
                 payload = json.dumps(answer, separators=(",", ":")).encode()
