@@ -7,16 +7,23 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, select, update
+from sqlalchemy import Connection, and_, case, select, update
 
 from bridge import compose, registry
-from bridge.decide import Decision, LatestRecommendation
+from bridge.decide import LEFT, Decision, LatestRecommendation
 from bridge.facts import Facts
 from bridge.guards import window_options
 from bridge.mapping import model as m
 from bridge.mapping import templates
 from bridge.mapping.loader import MappingSet
-from bridge.outbox import NewAction, action_key, cancel_for_recommendation, enqueue, target_json
+from bridge.outbox import (
+    NewAction,
+    action_key,
+    address_waiting,
+    cancel_for_recommendation,
+    enqueue,
+    target_json,
+)
 from bridge.ports import ActionKind
 from bridge.records import Target
 from bridge.registry import Refusal
@@ -154,6 +161,47 @@ def recommend_actions(
     return actions
 
 
+# What a leaver's actions were cancelled with: at decide time, or by the guards at send time.
+LEFT_REASONS = (f"recommendation closed: {LEFT}", "the person has left the organisation")
+
+
+def reopen(conn: Connection, recommendation_id: int, now: datetime) -> int:
+    """Open again a recommendation closed because its person left; returns the actions re-queued.
+
+    Its actions cancelled for leaving are queued again, but not as they were: an LMS action
+    waits to be addressed to the person's account of now (it may have changed while they were
+    away), and every one passes the delivery guards again (still true, not too old, inside the
+    sending hours). What was sent stays sent.
+    """
+    r, a = t.recommendations, t.actions
+    conn.execute(
+        update(r)
+        .where(and_(r.c.id == recommendation_id, r.c.state == "closed", r.c.close_reason == LEFT))
+        .values(state="open", closed_at=None, close_reason=None, completed_at=None)
+    )
+    email = a.c.kind == ActionKind.EMAIL.value
+    restored = conn.execute(
+        update(a)
+        .where(
+            and_(
+                a.c.recommendation_id == recommendation_id,
+                a.c.state == "cancelled",
+                a.c.last_error.in_(LEFT_REASONS),
+            )
+        )
+        .values(
+            state=case((email, "pending"), else_="waiting"),
+            recipient_user_id=case((email, a.c.recipient_user_id), else_=None),
+            last_error=case(
+                (email, None), else_="back in the organisation: waiting for the account to be linked"
+            ),
+            updated_at=now,
+        )
+    )
+    address_waiting(conn, now)
+    return restored.rowcount or 0
+
+
 OpenTargets = dict[tuple[str, str], str]  # (person id, target key) -> mapping id that holds it
 
 
@@ -219,6 +267,9 @@ class Actor:
                     )
                     queued.extend(self._not_twice(a, already, d) for a in actions)
         for d in decisions:
+            if d.outcome == "reopen":
+                assert d.recommendation_id is not None
+                self.queued += reopen(conn, d.recommendation_id, now)
             if d.outcome in ("close", "lapse"):
                 assert d.recommendation_id is not None
                 state = "closed" if d.outcome == "close" else "lapsed"

@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from sqlalchemy import Connection, Engine, delete, select, tuple_, update
 
+from bridge import health
 from bridge.facts import Facts, all_person_ids, iter_facts
 from bridge.mapping import evaluate as ev
 from bridge.mapping import model as m
@@ -26,8 +27,9 @@ from bridge.records import Target
 from bridge.settings import Settings
 from bridge.store import schema as t
 
-Outcome = Literal["open", "close", "suppress", "lapse", "wait"]
+Outcome = Literal["open", "reopen", "close", "suppress", "lapse", "wait"]
 FULL_EVERY = timedelta(hours=24)
+LEFT = "left the organisation"
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,12 @@ class LatestRecommendation:
     state: str
     opened_at: datetime
     closed_at: datetime | None
+    close_reason: str | None = None
+
+    @property
+    def left(self) -> bool:
+        """Closed only because the person left: it opens again if they come back."""
+        return self.state == "closed" and self.close_reason == LEFT
 
 
 @dataclass
@@ -162,7 +170,7 @@ def decide_one(
     if is_open:
         assert latest is not None
         if not person.active:
-            return decision("close", "left the organisation", [], recommendation_id=latest.id)
+            return decision("close", LEFT, [], recommendation_id=latest.id)
         if a.completed is not None:
             target, when = a.completed
             return decision(
@@ -184,6 +192,8 @@ def decide_one(
             )
         return None
     if latest is not None and latest.state == "suppressed":
+        if not person.active:
+            return None  # leaving is not "no longer matching": a baseline stays one
         if not a.matches:
             return decision(
                 "lapse",
@@ -196,7 +206,9 @@ def decide_one(
         return None
     if not _in_schedule(mapping.schedule, ctx.now):
         return None
-    cooling = latest is not None and latest.state == "closed" and latest.closed_at is not None
+    cooling = (
+        latest is not None and latest.state == "closed" and latest.closed_at is not None and not latest.left
+    )
     if cooling and ctx.now < latest.closed_at + timedelta(days=mapping.schedule.cooldown_days):  # type: ignore[union-attr,operator]
         return None
     if first_evaluation and not mapping.schedule.backfill:
@@ -207,6 +219,17 @@ def decide_one(
         reason = f"waiting for an account on site {', '.join(repr(x) for x in sites)} to be linked (learning history not known yet)"
         return decision("wait", reason, a.trigger.facts, audience=a.audience.facts)
     holdout = in_holdout(mapping, person.person_id)
+    if latest is not None and latest.left:
+        # Back in the organisation (rehired, or listed again after a bad export): the work that
+        # leaving closed comes back, rather than a second episode re-sending what was sent.
+        return decision(
+            "reopen",
+            f"back in the organisation: {mapping.title}",
+            a.trigger.facts,
+            holdout=holdout,
+            audience=a.audience.facts,
+            recommendation_id=latest.id,
+        )
     return decision("open", mapping.title, a.trigger.facts, holdout=holdout, audience=a.audience.facts)
 
 
@@ -239,13 +262,14 @@ def latest_recommendations(
             r.c.state,
             r.c.opened_at,
             r.c.closed_at,
+            r.c.close_reason,
         )
         .where(r.c.person_id.in_(person_ids))
         .order_by(r.c.mapping_id, r.c.person_id, r.c.episode)
     )
     for row in rows:
         found[(row.mapping_id, row.person_id)] = LatestRecommendation(
-            row.id, row.episode, row.state, row.opened_at, row.closed_at
+            row.id, row.episode, row.state, row.opened_at, row.closed_at, row.close_reason
         )
     return found
 
@@ -283,6 +307,7 @@ def evaluate(
     if mapping_ids is not None:
         wanted = set(mapping_ids)
         mappings = [mp for mp in mappings if mp.id in wanted]
+    problems: list[str] = []
     with engine.connect() as conn:
         state = _mapping_state(conn)
         changed = [
@@ -291,6 +316,7 @@ def evaluate(
         last_full = min((s[1] for s in state.values() if s[1] is not None), default=None)
         due = last_full is None or now - last_full >= FULL_EVERY
         full = full or bool(changed) or due
+        mappings, unsettled = _settled(conn, mappings, problems)
         ctx = build_context(conn, mappings, settings, now)
         synced = set(conn.execute(select(t.learning_items.c.site).distinct()).scalars())
         dirty = t.dirty_people
@@ -302,7 +328,7 @@ def evaluate(
             ids = all_person_ids(conn)
         else:
             ids = sorted(marks)
-    report = DecideReport(full=full)
+    report = DecideReport(full=full, problems=problems)
     first = {mp.id: mp.id not in state for mp in mappings}
     needs = kpi_needs(mappings)
     waiting = _check_targets(mappings, ctx, synced, report.problems)
@@ -322,12 +348,31 @@ def evaluate(
             report.decisions.extend(decisions)
             if persist is not None:
                 persist(conn, decisions, chunk_facts, latest, now)
-            if not dry:
+            if not dry and not unsettled:  # a mapping left out decides these people later
                 _clear_marks(conn, [(p, marks[p]) for p in chunk if p in marks])
     if not dry:
         with engine.begin() as conn:
-            _save_mapping_state(conn, mapping_set, state, now, full, waiting)
+            _save_mapping_state(conn, mapping_set, state, now, full, waiting | unsettled)
     return report
+
+
+def _settled(
+    conn: Connection, mappings: list[m.Mapping], problems: list[str]
+) -> tuple[list[m.Mapping], set[str]]:
+    """The mappings whose every site was read completely by its latest pull, and the ids of the
+    others: on a site whose pull is still running or failed half-way (users stored, completions
+    not), "never completed" may only mean "not read yet", so those mappings wait."""
+    sites = {ref.site for mp in mappings for ref in item_refs(mp)}
+    why = health.unsettled(conn, sites)
+    ready, waiting = [], set()
+    for mp in mappings:
+        blocked = sorted({ref.site for ref in item_refs(mp)} & set(why))
+        if blocked:
+            waiting.add(mp.id)
+            problems.extend(f"mapping {mp.id} waits: site '{site}' {why[site]}" for site in blocked)
+        else:
+            ready.append(mp)
+    return ready, waiting
 
 
 def _check_targets(

@@ -174,3 +174,40 @@ def test_rejected_rows_are_loaded_around_counted_and_listed(tmp_path: Path, mood
         and "kpis.csv:52" in listed.stdout
         and "is not a number" in listed.stdout
     )
+
+
+def test_a_bad_people_export_then_the_good_one_loses_no_message(tmp_path: Path, moodle: Running) -> None:
+    people = tmp_path / "people.csv"
+    good = (ROOT / "examples/hr/people.csv").read_text()
+    people.write_text(good)
+    cfg = config(tmp_path, moodle.url)
+    cfg.write_text(cfg.read_text().replace(str(ROOT / "examples/hr/people.csv"), str(people)))
+    assert run(cfg, "db", "upgrade").returncode == 0
+    assert run(cfg, "sync", "--once").returncode == 0
+    import sqlite3
+
+    def outbox() -> dict[str, str]:
+        with sqlite3.connect(cfg.parent / "state.db") as db:
+            return dict(db.execute("select key, state from actions"))
+
+    before, sent = outbox(), len(moodle.state.messages)
+    assert "pending" in before.values() and sent  # some wait for their recipients' sending hours
+    header, *body = good.splitlines(keepends=True)
+    bad_exports = {
+        "cut to 10%": (header + "".join(body[:8]), "it would retire 71 of 79 active people (90%)"),
+        "renamed id column": (good.replace("Employee ID", "Worker ID", 1), "80 of 80 rows were rejected"),
+    }
+    for data, numbers in bad_exports.values():
+        people.write_text(data)
+        bad = run(cfg, "sync", "--once")
+        output = bad.stdout + bad.stderr
+        assert bad.returncode == 2 and "Traceback" not in output
+        assert "refused the people snapshot people.csv" in " ".join(output.split())
+        assert numbers in " ".join(output.split())
+        assert "0 closed" in output
+    people.write_text(good)
+    back = run(cfg, "sync", "--once")
+    assert back.returncode == 0, back.stdout + back.stderr
+    after = outbox()
+    assert {k: v for k, v in after.items() if k in before} == before
+    assert len(moodle.state.messages) == sent

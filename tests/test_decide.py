@@ -193,3 +193,72 @@ def test_missing_target_is_reported_not_opened(engine: Engine, tmp_path: Path) -
     report = evaluate(engine, mappings, settings(), T0, persist=Actor(mappings, settings()))
     assert report.decisions == []
     assert report.problems == ["mapping csat: course 'NOPE-1' was not found on site 'moodle'"]
+
+
+def leaves(engine: Engine, person_id: str, active: bool = False) -> None:
+    person = Person(
+        person_id, first_name=person_id, department="Customer Service", timezone="UTC", active=active
+    )
+    store(engine, person)
+
+
+def test_a_returning_person_gets_their_recommendation_and_its_messages_back(
+    engine: Engine, tmp_path: Path
+) -> None:
+    mappings = write_mapping(tmp_path, "csat", CSAT_MAPPING)
+    store(engine, CS101, *agent("P1", 3.6, user_id=11))
+    link(engine, "P1", 11)
+    sync(engine, mappings, T0)
+    leaves(engine, "P1")
+    assert sync(engine, mappings, T0 + timedelta(days=1)) == [("P1", "csat", "close")]
+    (action,) = rows(engine, t.actions)
+    assert (action.state, action.last_error) == ("cancelled", "recommendation closed: left the organisation")
+    # Listed again two days later (a bad export, or a rehire): well inside the 30-day cool-down.
+    leaves(engine, "P1", active=True)
+    assert sync(engine, mappings, T0 + timedelta(days=3)) == [("P1", "csat", "reopen")]
+    (rec,) = rows(engine, t.recommendations)
+    assert (rec.state, rec.episode, rec.closed_at, rec.close_reason) == ("open", 1, None, None)
+    (action,) = rows(engine, t.actions)
+    assert (action.state, action.recipient_user_id, action.last_error) == ("pending", 11, None)
+    assert sync(engine, mappings, T0 + timedelta(days=4), full=True) == []
+
+
+def test_a_returning_person_whose_account_changed_waits_for_it(engine: Engine, tmp_path: Path) -> None:
+    mappings = write_mapping(tmp_path, "csat", CSAT_MAPPING)
+    store(engine, CS101, *agent("P1", 3.6, user_id=11))
+    link(engine, "P1", 11)
+    sync(engine, mappings, T0)
+    leaves(engine, "P1")
+    sync(engine, mappings, T0 + timedelta(days=1))
+    with engine.begin() as conn:
+        conn.execute(t.identities.delete())
+    link(engine, "P1", 21)
+    leaves(engine, "P1", active=True)
+    assert sync(engine, mappings, T0 + timedelta(days=3)) == [("P1", "csat", "reopen")]
+    (action,) = rows(engine, t.actions)
+    assert (action.state, action.recipient_user_id) == ("pending", 21)
+
+
+def test_a_returning_person_is_not_reopened_for_what_they_completed(engine: Engine, tmp_path: Path) -> None:
+    mappings = write_mapping(tmp_path, "csat", CSAT_MAPPING)
+    store(engine, CS101, *agent("P1", 3.6, user_id=11))
+    link(engine, "P1", 11)
+    sync(engine, mappings, T0)
+    leaves(engine, "P1")
+    sync(engine, mappings, T0 + timedelta(days=1))
+    store(engine, completion(11, T0 + timedelta(days=2)))
+    leaves(engine, "P1", active=True)
+    assert sync(engine, mappings, T0 + timedelta(days=3)) == []
+    assert rows(engine, t.actions)[0].state == "cancelled"
+
+
+def test_leaving_is_not_lapsing_a_backfill_baseline(engine: Engine, tmp_path: Path) -> None:
+    mappings = write_mapping(tmp_path, "csat", CSAT_MAPPING + "  backfill: false\n")
+    store(engine, CS101, *agent("P1", 3.6, user_id=11))
+    link(engine, "P1", 11)
+    assert sync(engine, mappings, T0) == [("P1", "csat", "suppress")]
+    leaves(engine, "P1")
+    assert sync(engine, mappings, T0 + timedelta(days=1)) == []
+    leaves(engine, "P1", active=True)
+    assert sync(engine, mappings, T0 + timedelta(days=2)) == []
+    assert rows(engine, t.actions) == []

@@ -107,7 +107,7 @@ def print_report(engine: Engine, report: CycleReport) -> None:
             "recommended until their history on the site is known (`lmsbridge doctor` shows why accounts are not found)",
             highlight=False,
         )
-    opened = sum(1 for d in decisions if d.outcome == "open")
+    opened = sum(1 for d in decisions if d.outcome in ("open", "reopen"))
     closed = sum(1 for d in decisions if d.outcome == "close")
     sent = delivery.states.get("sent", 0) if delivery else 0
     rejected = sum(p.result.rejected for p in report.pulls)
