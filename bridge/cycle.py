@@ -210,6 +210,7 @@ def pull_source(
             report.skipped = "being pulled by another replica"
             return report
         started = time.monotonic()
+        health.record_started(engine, source.name, clock.now())
         with engine.connect() as conn:
             cursors = {} if full else get_cursors(conn, source.name)
         ctx = PullContext(

@@ -6,11 +6,12 @@ that is down is not hammered and everything else goes on; ``/readyz`` and ``stat
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, select, update
+from sqlalchemy import Connection, Engine, and_, case, select, update
 
 from bridge.store import schema as t
 from bridge.store.ingest import upsert_statement
@@ -41,6 +42,14 @@ def _ensure(conn: Connection, name: str, now: datetime) -> None:
     conn.execute(stmt, {"name": name, "consecutive_failures": 0, "updated_at": now})
 
 
+def record_started(engine: Engine, name: str, now: datetime) -> None:
+    """A pull of ``name`` has begun: until it ends well, its data may be half-read."""
+    h = t.source_health
+    with engine.begin() as conn:
+        _ensure(conn, name, now)
+        conn.execute(update(h).where(h.c.name == name).values(pull_state="pulling", updated_at=now))
+
+
 def record_success(engine: Engine, name: str, now: datetime) -> None:
     h = t.source_health
     with engine.begin() as conn:
@@ -48,7 +57,13 @@ def record_success(engine: Engine, name: str, now: datetime) -> None:
         conn.execute(
             update(h)
             .where(h.c.name == name)
-            .values(last_success_at=now, consecutive_failures=0, updated_at=now)
+            .values(
+                last_success_at=now,
+                consecutive_failures=0,
+                # Only a source has a pull state (record_started); a stage keeps none.
+                pull_state=case((h.c.pull_state.is_(None), None), else_="ok"),
+                updated_at=now,
+            )
         )
 
 
@@ -63,9 +78,24 @@ def record_failure(engine: Engine, name: str, error: str, now: datetime) -> None
                 last_error=error[:2000],
                 last_error_at=now,
                 consecutive_failures=h.c.consecutive_failures + 1,
+                pull_state=case((h.c.pull_state.is_(None), None), else_="failed"),
                 updated_at=now,
             )
         )
+
+
+def unsettled(conn: Connection, names: Iterable[str]) -> dict[str, str]:
+    """Of ``names``, the sources whose latest pull is still running or failed, with why."""
+    h = t.source_health
+    rows = conn.execute(
+        select(h.c.name, h.c.pull_state, h.c.last_error).where(
+            and_(h.c.name.in_(sorted(set(names))), h.c.pull_state.in_(("pulling", "failed")))
+        )
+    )
+    return {
+        r.name: "is being pulled" if r.pull_state == "pulling" else f"failed its last pull: {r.last_error}"
+        for r in rows
+    }
 
 
 def get(engine: Engine, name: str) -> Health | None:

@@ -374,6 +374,8 @@ source_health = Table(
     Column("last_error_at", UtcDateTime()),
     Column("last_error", Text),
     Column("consecutive_failures", Integer, nullable=False, default=0),
+    # A source's latest pull: "pulling", "ok" or "failed". Decisions wait for "ok" (bridge.decide).
+    Column("pull_state", String(16)),
     updated_at(),
 )
 

@@ -1,5 +1,6 @@
 """dirty_people.mark (decide deletes only the marks it read); actions.claim_token and
-lease_until (a claim is fenced and renewed while its worker sends)
+lease_until (a claim is fenced and renewed while its worker sends); source_health.pull_state
+(decisions wait for a source's pull to have finished well)
 
 Revision ID: 0003
 Revises: 0002
@@ -27,9 +28,13 @@ def upgrade() -> None:
         batch.add_column(
             sa.Column("lease_until", bridge.store.schema.UtcDateTime(timezone=True), nullable=True)
         )
+    with op.batch_alter_table("source_health") as batch:
+        batch.add_column(sa.Column("pull_state", sa.String(length=16), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("source_health") as batch:
+        batch.drop_column("pull_state")
     with op.batch_alter_table("actions") as batch:
         batch.drop_column("lease_until")
         batch.drop_column("claim_token")
