@@ -102,7 +102,9 @@ class Batch:
 
     A snapshot says what the store needs to tell a broken export from a real one before it
     retires anyone: ``origin`` (the file or query, for the error), ``rows_read`` (data rows,
-    loaded or rejected) and ``max_retire_percent`` (None: no limit).
+    loaded or rejected), ``max_retire_percent`` (None: no limit) and ``named``: the HR ids its
+    rows gave, rejected rows included — a person whose row could not be read is still listed,
+    so is not a leaver.
     """
 
     stream: str
@@ -113,6 +115,7 @@ class Batch:
     origin: str = ""
     rows_read: int | None = None
     max_retire_percent: float | None = None
+    named: frozenset[str] = frozenset()
 
 
 class Source(Protocol):

@@ -7,6 +7,7 @@ nothing from it is stored, and the cursor stays where it was so the next good fi
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -115,3 +116,16 @@ def test_one_person_may_always_leave(engine: Engine, tmp_path: Path) -> None:
     assert pull(engine, tmp_path, HEADER + "".join(BODY[:3]), max_retire_percent=0).error is None
     assert pull(engine, tmp_path, HEADER + "".join(BODY[:2]), max_retire_percent=0).error is None
     assert "would retire 2 of 2" in (pull(engine, tmp_path, HEADER, max_retire_percent=0).error or "")
+
+
+def test_a_person_whose_row_is_rejected_is_not_retired(engine: Engine, tmp_path: Path) -> None:
+    """A listed person whose row cannot be read this time is still there: rejected, not retired."""
+    assert pull(engine, tmp_path, GOOD).error is None
+    bad_date = re.sub(r",(\d{4})-(\d\d)-(\d\d),", r",\3/\2/\1,", BODY[3])
+    fields = BODY[4].split(",")
+    twice = ",".join([fields[0], BODY[0].split(",")[1], *fields[2:]])  # P000005 with P000001's number
+    report = pull(engine, tmp_path, HEADER + "".join([*BODY[:3], bad_date, twice, *BODY[5:]]))
+    assert report.error is None and report.result.leavers == 0 and active(engine) == 79
+    with engine.connect() as conn:
+        where = set(conn.execute(select(t.rejects.c.location)).scalars())
+    assert {"people.csv:5", "people.csv:6"} <= where

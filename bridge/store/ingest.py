@@ -212,6 +212,11 @@ def retire_missing_people(conn: Connection, source: str, present: set[str], now:
     return len(gone)
 
 
+def listed(batch: Batch) -> set[str]:
+    """Who a people snapshot lists: those it loaded and those whose rows it had to reject."""
+    return {r.person_id for r in batch.records if isinstance(r, Person)} | batch.named
+
+
 def check_snapshot(conn: Connection, source: str, batch: Batch) -> None:
     """Refuse a people snapshot that looks like a broken export rather than who works here now.
 
@@ -222,7 +227,6 @@ def check_snapshot(conn: Connection, source: str, batch: Batch) -> None:
     Raising rolls the whole batch back: nothing is stored and the cursor stays, so the file is
     read again, and the next good one is taken as it comes.
     """
-    loaded = {r.person_id for r in batch.records if isinstance(r, Person)}
     what = f"feed '{source}': refused the people snapshot {batch.origin or batch.stream}"
     after = (
         f"nothing from it was stored and nobody was retired (`lmsbridge hris check {source}` lists "
@@ -240,7 +244,7 @@ def check_snapshot(conn: Connection, source: str, batch: Batch) -> None:
         return
     p = t.people
     active = set(conn.execute(select(p.c.person_id).where(and_(p.c.source == source, p.c.active))).scalars())
-    gone = len(active - loaded)
+    gone = len(active - listed(batch))
     if gone > max(1.0, len(active) * limit / 100):
         raise SourceError(
             f"{what}: it would retire {gone} of {len(active)} active people ({gone / len(active):.0%}), "
@@ -271,8 +275,7 @@ def write_batch(conn: Connection, source: str, batch: Batch, now: datetime | Non
         )
         result.rejected = len(batch.rejected)
     if batch.snapshot_of == "people":
-        present = {r.person_id for r in batch.records if isinstance(r, Person)}
-        result.leavers = retire_missing_people(conn, source, present, now)
+        result.leavers = retire_missing_people(conn, source, listed(batch), now)
     if batch.cursor is not None:
         set_cursor(conn, source, batch.stream, batch.cursor, now)
     return result

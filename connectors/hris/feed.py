@@ -52,6 +52,7 @@ def people_batch(
         snapshot_of="people" if snapshot else None,
         origin=origin,
         rows_read=len(people) + len(rejected),
+        named=frozenset(roster.named),
         max_retire_percent=max_retire_percent if snapshot else None,
     )
 

@@ -196,6 +196,7 @@ class Roster:
     notes: list[Rejected] = field(default_factory=list)
     ids: dict[str, str] = field(default_factory=dict)  # HR id -> where it was read
     numbers: dict[str, tuple[str, str]] = field(default_factory=dict)  # number -> (HR id, where)
+    named: set[str] = field(default_factory=set)  # every HR id a row gave, loaded or rejected
 
     def new_file(self) -> None:
         """Rows of another file are checked against each other only: dated drops list the same people."""
@@ -204,6 +205,8 @@ class Roster:
 
     def read(self, get: Getter, where: str) -> Person:
         """The person of one row read at ``where``; RowError rejects the row."""
+        if named := self.builder.text(get, "person_id"):
+            self.named.add(named)
         person = self.builder.person(get)
         if person.person_id in self.ids:
             raise RowError(f"HR id '{person.person_id}' was already read at {self.ids[person.person_id]}")
