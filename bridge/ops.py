@@ -76,18 +76,57 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+class BoundedHTTPServer(ThreadingHTTPServer):
+    """A threading HTTP server with a ceiling on open connections: past ``max_connections`` a new
+    connection is closed at once, so a flood of idle clients cannot take every file descriptor
+    (and with them the jobs' connections to the store and the sites)."""
+
+    daemon_threads = True
+
+    def __init__(
+        self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], max_connections: int
+    ) -> None:
+        self.slots = threading.BoundedSemaphore(max_connections)
+        super().__init__(address, handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self.slots.acquire(blocking=False):
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self.slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.slots.release()
+
+
 class OpsServer:
     def __init__(
-        self, engine: Engine, listen: str, token: str | None, sources: Callable[[], list[str]]
+        self,
+        engine: Engine,
+        listen: str,
+        token: str | None,
+        sources: Callable[[], list[str]],
+        *,
+        connection_timeout: float = 10.0,
+        max_connections: int = 64,
     ) -> None:
         self.engine = engine
         self.host, self.port = parse_listen(listen)
         self.token = token
         self.sources = sources
+        self.connection_timeout = connection_timeout
+        self.max_connections = max_connections
         self.protected: dict[str, Route] = {"/metrics": self._metrics}
-        self.public: dict[str, Route] = {"/healthz": self._healthz, "/readyz": self._readyz}
+        self.public: dict[str, Route] = {"/healthz": self._healthz}
         self.hooks: dict[str, Hook] = {}
-        self._server: ThreadingHTTPServer | None = None
+        self._server: BoundedHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._collector: StoreCollector | None = StoreCollector(engine)
         registry.register(self._collector)
@@ -114,7 +153,9 @@ class OpsServer:
     def _healthz(self, _q: dict[str, list[str]]) -> Response:
         return Response.json({"status": "alive", "time": clock.now().isoformat()})
 
-    def _readyz(self, _q: dict[str, list[str]]) -> Response:
+    def _readyz(self, trusted: bool) -> Response:
+        """Readiness and each source's health; an error's text (it may name hosts, accounts or
+        what a site answered) only to a caller who may see the protected pages."""
         try:
             current, head = current_revision(self.engine), head_revision()
         except BridgeError as exc:
@@ -126,7 +167,9 @@ class OpsServer:
             sources[name] = {
                 "last_success": h.last_success_at if h else None,
                 "consecutive_failures": h.consecutive_failures if h else 0,
-                "last_error": h.last_error if h and h.consecutive_failures else None,
+                "last_error": (h.last_error if trusted else "failing (details need the token)")
+                if h and h.consecutive_failures
+                else None,
                 "healthy": h is None or h.consecutive_failures == 0,
             }
         ready = current == head
@@ -144,25 +187,38 @@ class OpsServer:
         route = self.public.get(parts.path)
         if route is not None:
             return route(query)
+        if parts.path == "/readyz":
+            return self._readyz(self._refusal(authorization) is None)
         route = self.protected.get(parts.path)
         if route is None:
             return Response.text("not found\n", 404)
+        refusal = self._refusal(authorization)
+        return refusal if refusal is not None else route(query)
+
+    def _refusal(self, authorization: str | None) -> Response | None:
+        """Why a caller may not see the protected pages, or None if they may."""
         if self.token is None and not is_loopback(self.host):
             return Response.text("configure daemon.token to use this page on a non-loopback address\n", 403)
         if self.token is not None and not _token_ok(authorization, self.token):
             return Response.text("authentication required\n", 401)
-        return route(query)
+        return None
 
     def start(self) -> None:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
+            timeout = server.connection_timeout  # a client that sends nothing is let go
+
             def do_GET(self) -> None:
                 self._answer(lambda: server.handle(self.path, self.headers.get("Authorization")))
 
             def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if 0 <= length <= MAX_HOOK_BODY else None
+                length = _content_length(self.headers.get("Content-Length"))
+                if length is None:
+                    self.close_connection = True
+                    self._answer(lambda: Response.text("bad Content-Length\n", 400))
+                    return
+                body = self.rfile.read(length) if length <= MAX_HOOK_BODY else None
                 if body is None:
                     self.close_connection = True
                 headers = {k.lower(): v for k, v in self.headers.items()}
@@ -187,8 +243,7 @@ class OpsServer:
             def log_message(self, format: str, *args: Any) -> None:
                 return
 
-        self._server = ThreadingHTTPServer((self.host, self.port), Handler)
-        self._server.daemon_threads = True
+        self._server = BoundedHTTPServer((self.host, self.port), Handler, self.max_connections)
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, name="ops-http", daemon=True)
         self._thread.start()
@@ -204,6 +259,14 @@ class OpsServer:
         if self._collector is not None:
             registry.unregister(self._collector)
             self._collector = None
+
+
+def _content_length(value: str | None) -> int | None:
+    """The announced body length, or None when it is not a non-negative number."""
+    if value is None:
+        return 0
+    text = value.strip()
+    return int(text) if text.isascii() and text.isdigit() else None
 
 
 def _token_ok(authorization: str | None, token: str) -> bool:

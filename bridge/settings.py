@@ -135,6 +135,15 @@ class DaemonSettings(_Section):
     grace_seconds: float = Field(
         default=30, gt=0, description="On SIGTERM, how long to let the work in flight finish."
     )
+    connection_timeout_seconds: float = Field(
+        default=10, gt=0, description="The operations endpoint closes a connection idle this long."
+    )
+    max_connections: int = Field(
+        default=64,
+        ge=4,
+        le=4096,
+        description="Open connections the operations endpoint accepts at once; more are closed at once.",
+    )
     workers: int = Field(
         default=4,
         ge=1,
