@@ -112,5 +112,16 @@ def test_doctor_fails_with_the_fix_when_a_function_is_missing(
 def test_hris_check_and_rejects(cli: tuple[Path, CliRunner], tmp_path: Path) -> None:
     output = invoke(cli, "hris", "check", "hr")
     assert "80 people, 1188 measurements" in output and "0 rejected" in output
+    assert "people snapshot: 0 active person(s) not listed would be retired" in output
     assert "Identity matches" in output and "moodle" in output
     assert "Rejected rows" in invoke(cli, "hris", "rejects")
+
+
+def test_hris_check_says_a_snapshot_would_be_refused(cli: tuple[Path, CliRunner], tmp_path: Path) -> None:
+    cfg, _runner = cli
+    people = tmp_path / "cut.csv"
+    people.write_text("".join((ROOT / "examples/hr/people.csv").read_text().splitlines(keepends=True)[:9]))
+    cfg.write_text(cfg.read_text().replace(str(ROOT / "examples/hr/people.csv"), str(people)))
+    output = " ".join(invoke(cli, "hris", "check", "hr").split())
+    assert "sync would refuse this snapshot: feed 'hr': refused the people snapshot cut.csv" in output
+    assert "it would retire 71 of 79 active people (90%)" in output

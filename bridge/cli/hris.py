@@ -6,17 +6,18 @@ from collections import Counter
 from typing import Annotated
 
 import typer
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 
 from bridge import clock, registry
 from bridge.cli.common import CliState, app, console, state
 from bridge.cli.output import Format, emit
-from bridge.errors import BridgeError
+from bridge.errors import BridgeError, SourceError
 from bridge.identity import Account, HrKeys, link
-from bridge.ports import PullContext, PullScope
+from bridge.ports import Batch, PullContext, PullScope
 from bridge.records import Person, Rejected
 from bridge.store import schema as t
 from bridge.store.db import require_current
+from bridge.store.ingest import check_snapshot, listed
 
 hris_app = typer.Typer(help="HR feeds: check one, list rejected rows.", no_args_is_help=True)
 app.add_typer(hris_app, name="hris")
@@ -37,7 +38,10 @@ def check(
     counts: Counter[str] = Counter()
     rejects: list[Rejected] = []
     people: list[Person] = []
+    snapshot: Batch | None = None
     for batch in source.pull(PullContext(cursors={}, scope=PullScope(), now=clock.now(), full=True)):
+        if batch.snapshot_of == "people":
+            snapshot = batch
         for record in batch.records:
             counts[type(record).__name__] += 1
             if isinstance(record, Person):
@@ -51,19 +55,46 @@ def check(
     )
     if rejects:
         emit("Rejected rows", ["Where", "Reason"], [(r.location, r.reason) for r in rejects])
-    _identities(st, people)
-
-
-def _identities(st: CliState, people: list[Person]) -> None:
-    settings = st.settings
-    try:
-        engine = st.engine(migrated=False)
-        require_current(engine)
-    except BridgeError:
+    engine = _store(st)
+    if engine is None:
         console.print(
             "identity matches: the state database is not set up yet (`lmsbridge db upgrade`, then `sync`)"
         )
         return
+    if snapshot is not None:
+        _snapshot_verdict(engine, feed, snapshot)
+    _identities(st, engine, people)
+
+
+def _store(st: CliState) -> Engine | None:
+    try:
+        engine = st.engine(migrated=False)
+        require_current(engine)
+    except BridgeError:
+        return None
+    return engine
+
+
+def _snapshot_verdict(engine: Engine, feed: str, snapshot: Batch) -> None:
+    """What the next sync would do with this people snapshot: refuse it, or retire whom."""
+    with engine.connect() as conn:
+        try:
+            check_snapshot(conn, feed, snapshot)
+        except SourceError as exc:
+            console.print(f"[red]sync would refuse this snapshot:[/] {exc}", highlight=False)
+            return
+        p = t.people
+        active = conn.execute(select(p.c.person_id).where(p.c.source == feed, p.c.active)).scalars()
+        leaving = sorted(set(active) - listed(snapshot))
+    console.print(
+        f"people snapshot: {len(leaving)} active person(s) not listed would be retired"
+        + (f" ({', '.join(leaving[:5])}{', ...' if len(leaving) > 5 else ''})" if leaving else ""),
+        highlight=False,
+    )
+
+
+def _identities(st: CliState, engine: Engine, people: list[Person]) -> None:
+    settings = st.settings
     keys = [HrKeys(p.person_id, p.employee_number, p.email) for p in people]
     u = t.lms_users
     rows: list[tuple[str, object, object, object, str]] = []
