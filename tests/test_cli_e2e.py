@@ -219,3 +219,33 @@ def test_a_bad_people_export_then_the_good_one_loses_no_message(tmp_path: Path, 
     back = run(cfg, "sync", "--once")
     assert back.returncode == 0 and "2 recommendation(s) opened" in back.stdout
     assert outbox() == before and len(moodle.state.messages) == sent
+
+
+def test_two_accounts_swapping_employee_numbers_relink_and_messages_follow(
+    cfg: Path, moodle: Running
+) -> None:
+    import sqlite3
+
+    assert run(cfg, "sync", "--once").returncode == 0
+    query = (
+        "select p.employee_number, a.recipient_user_id from actions a join people p on p.person_id = "
+        "a.recipient_person_id where a.state = 'pending' and a.kind = 'message'"
+    )
+    with sqlite3.connect(cfg.parent / "state.db") as db:
+        (n1, u1), (n2, u2) = sorted(set(db.execute(query)))[:2]
+    state = moodle.state
+    with state.lock:
+        state.users[u1].idnumber, state.users[u2].idnumber = n2, n1
+        state.by_idnumber[n1], state.by_idnumber[n2] = u2, u1
+    swapped = run(cfg, "sync", "--once", "--full")
+    assert swapped.returncode == 0, swapped.stdout + swapped.stderr
+    assert "Traceback" not in swapped.stdout + swapped.stderr
+    with sqlite3.connect(cfg.parent / "state.db") as db:
+        links = dict(
+            db.execute(
+                "select p.employee_number, i.user_id from identities i join people p using (person_id)"
+            )
+        )
+        pending = set(db.execute(query))
+    assert (links[n1], links[n2]) == (u2, u1)
+    assert {(n, u) for n, u in pending if n in (n1, n2)} == {(n1, u2), (n2, u1)}
