@@ -13,6 +13,7 @@ from bridge import compose, registry
 from bridge.decide import LEFT, Decision, LatestRecommendation
 from bridge.facts import Facts
 from bridge.guards import window_options
+from bridge.log import get_logger
 from bridge.mapping import model as m
 from bridge.mapping import templates
 from bridge.mapping.loader import MappingSet
@@ -31,7 +32,20 @@ from bridge.settings import Settings
 from bridge.store import schema as t
 from bridge.timing import next_send_time, zone
 
+log = get_logger(__name__)
+
 MESSAGE_CHANNELS = ("message", "email")
+
+
+def draft_failed(mapping: m.Mapping, purpose: str, person_id: str, exc: templates.TemplateFailed) -> str:
+    """The reason a message whose template fails on this person's data is queued dead, logged once.
+
+    Queued (not skipped), so the next decide finds the action and neither renders nor logs again;
+    every other message and job goes on.
+    """
+    reason = f"not sent: mapping '{mapping.id}', {purpose} message: {exc}"
+    log.error("message not queued: its template failed", mapping=mapping.id, person=person_id, reason=reason)
+    return reason
 
 
 def message_context(
@@ -133,9 +147,14 @@ def recommend_actions(
                 # A draft for `plan` and `outbox`; delivery renders it again from the state of
                 # the moment it is sent (bridge.compose).
                 template = templates.template_for(mapping, "recommend", person.locale)
-                rendered = templates.render(template, message_context(mapping, facts, target, reason, now))
-                subject, html, text = rendered.subject, rendered.html, rendered.text
                 options = {**window, "render": compose.render_spec(template, "recommend", mapping)}
+                try:
+                    rendered = templates.render(
+                        template, message_context(mapping, facts, target, reason, now)
+                    )
+                    subject, html, text = rendered.subject, rendered.html, rendered.text
+                except templates.TemplateFailed as exc:
+                    state, why = "dead", draft_failed(mapping, "recommend", person.person_id, exc)
             actions.append(
                 NewAction(
                     key=action_key(mapping.id, person.person_id, episode, "recommend", channel, target.key),

@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from bridge.facts import load_people
+from bridge.log import get_logger
 from bridge.mapping import model as m
 from bridge.mapping import templates
 from bridge.outbox import target_from_json
@@ -24,6 +25,8 @@ from bridge.records import Person, Target
 from bridge.store import schema as t
 from bridge.timing import zone
 from bridge.truth import StateOfNow
+
+log = get_logger(__name__)
 
 DIGEST_TEMPLATE = m.MessageTemplate(
     subject="Your team's learning follow-ups ({{ items | length }})",
@@ -208,7 +211,8 @@ def for_sending(
     """Each message rendered as of now, by action id; a string is why it must not go at all.
 
     Actions without a render spec (queued before bodies were rendered at send time, enrolments,
-    plan entries) keep the body they were queued with.
+    plan entries) keep the body they were queued with. A template that fails on this message's
+    data (an error, or past the sandbox's limits) stops that message only, with the reason.
     """
     wanted = [r for r in rows if r.purpose == "digest" or (r.options or {}).get("render")]
     if not wanted:
@@ -219,23 +223,31 @@ def for_sending(
     people = {**load_people(conn, sorted(extra - set(learners))), **learners}
     out: dict[int, templates.Rendered | str] = {}
     for row in wanted:
-        if row.purpose == "digest":
-            manager = people.get(row.recipient_person_id or "")
-            if manager is None:
-                continue
-            lines = digest_lines(conn, row.key, now)
-            out[row.id] = (
-                render_digest(manager, lines)
-                if lines
-                else "nothing left to report: every item in this digest was closed without a completion"
-            )
-            continue
-        person = people.get(row.person_id or "")
-        rec = current.recommendations.get(row.recommendation_id or 0)
-        if person is None or rec is None:
-            continue
-        manager = people.get(person.manager_id or "")
-        rendered = render_message(row, rec, person, manager, person.timezone, now)
+        try:
+            rendered = _render_for_sending(conn, row, people, current, now)
+        except templates.TemplateFailed as exc:
+            reason = f"not sent: mapping '{row.mapping_id}', {row.purpose} message: {exc}"
+            log.error("message not sent: its template failed", key=row.key, reason=reason)
+            rendered = reason
         if rendered is not None:
             out[row.id] = rendered
     return out
+
+
+def _render_for_sending(
+    conn: Connection, row: Any, people: dict[str, Person], current: StateOfNow, now: datetime
+) -> templates.Rendered | str | None:
+    if row.purpose == "digest":
+        manager = people.get(row.recipient_person_id or "")
+        if manager is None:
+            return None
+        lines = digest_lines(conn, row.key, now)
+        if not lines:
+            return "nothing left to report: every item in this digest was closed without a completion"
+        return render_digest(manager, lines)
+    person = people.get(row.person_id or "")
+    rec = current.recommendations.get(row.recommendation_id or 0)
+    if person is None or rec is None:
+        return None
+    manager = people.get(person.manager_id or "")
+    return render_message(row, rec, person, manager, person.timezone, now)

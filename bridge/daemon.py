@@ -12,6 +12,7 @@ is rejected with a log line and the last good set stays active.
 
 from __future__ import annotations
 
+import hashlib
 import signal
 import threading
 from collections.abc import Callable
@@ -36,7 +37,7 @@ from bridge.delivery import worker_id
 from bridge.errors import BridgeError, MappingError, StoreError, database_cause
 from bridge.locks import single_process
 from bridge.log import get_logger, redact_text
-from bridge.mapping.loader import MappingSet, load_dir
+from bridge.mapping.loader import MappingSet, load_dir, mapping_files
 from bridge.ops import OpsServer
 from bridge.settings import Settings
 from bridge.store import schema as t
@@ -63,6 +64,7 @@ class Daemon:
         self.mappings_dir = settings.resolve(settings.mappings.dir)
         self.stopping = threading.Event()
         self.reload_requested = threading.Event()
+        self.seen_files: str | None = None  # the first check validates the directory once more
         self.sources = {s.name: s for s in ordered_sources(settings)}
         self.sinks = registry.sinks(settings)
         self.worker = worker_id()
@@ -188,16 +190,25 @@ class Daemon:
         return True
 
     def _watch(self) -> None:
-        if self.reload_requested.is_set():
-            self.reload_requested.clear()
+        """Reload when the files change (or on SIGHUP); unchanged files are not validated again,
+        so a rejected set is logged once, not at every check."""
+        forced = self.reload_requested.is_set()
+        self.reload_requested.clear()
+        files = self._files_digest()
+        if forced or files != self.seen_files:
+            self.seen_files = files
             self.reload()
-            return
+
+    def _files_digest(self) -> str | None:
+        digest = hashlib.sha256()
         try:
-            current = load_dir(self.mappings_dir).fingerprints()
-        except MappingError:
-            current = None
-        if current != self.mapping_set.fingerprints():
-            self.reload()
+            for path in mapping_files(self.mappings_dir):
+                raw = path.read_bytes()
+                digest.update(f"{path.name}\0{len(raw)}\0".encode())
+                digest.update(raw)
+        except OSError:
+            return None
+        return digest.hexdigest()
 
     def schedule(self) -> None:
         d = self.settings.daemon

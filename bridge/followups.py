@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, and_, select, update
 
 from bridge import compose
-from bridge.act import message_context, sending_slot
+from bridge.act import draft_failed, message_context, sending_slot
 from bridge.facts import NO_KPIS, Facts, iter_facts, load_people
 from bridge.mapping import evaluate as ev
 from bridge.mapping import model as m
@@ -88,7 +88,14 @@ def _learner_actions(
         "step_number": _number(schedule, steps[-1]),
         "steps": len(schedule),
     }
-    rendered = templates.render(template, context)  # a draft: delivery renders it again when it is sent
+    failed: str | None = None
+    try:
+        rendered = templates.render(template, context)  # a draft: delivery renders it again when sent
+    except templates.TemplateFailed as exc:
+        rendered, failed = (
+            templates.Rendered("", "", ""),
+            draft_failed(mapping, purpose, person.person_id, exc),
+        )
     send_at, window = sending_slot(mapping.schedule, person.timezone, settings, now)
     account = facts.accounts.get(target.site)
     actions = []
@@ -101,6 +108,8 @@ def _learner_actions(
             )
             if latest and kind is ActionKind.MESSAGE and (account is None or not account.usable):
                 state, reason = "suppressed", f"no usable account on site '{target.site}'"
+            if latest and failed:
+                state, reason = "dead", failed
             actions.append(
                 NewAction(
                     key=action_key(

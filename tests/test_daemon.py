@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -211,6 +212,60 @@ def test_an_invalid_mapping_change_keeps_the_last_good_set(tmp_path: Path, moodl
         code, log = process.stop()
     assert "mappings rejected; keeping the last good set" in log
     assert code == 0
+
+
+def stage_runs(port: int) -> dict[str, float]:
+    """How many times each stage has run, from /metrics (the clock is pinned: times do not move)."""
+    found = re.findall(
+        r'lmsbridge_stage_duration_seconds_count\{stage="([^"]+)"\} ([0-9.e+]+)', get(port, "/metrics")[1]
+    )
+    return {stage: float(count) for stage, count in found}
+
+
+@pytest.mark.timeout(240)
+def test_a_template_bomb_dropped_into_a_running_daemon_is_refused_and_every_job_goes_on(
+    tmp_path: Path, moodle: Running
+) -> None:
+    """Issue 16: nested range(100000) loops in a new file used to hold the reload job (and with it
+    every job on SQLite's one worker) for hours, with /healthz still 200 and SIGTERM not ending it."""
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    for name in ("csat-customer-conversations.yaml", "safety-refresher.yaml"):
+        (rules / name).write_text((ROOT / "mappings" / name).read_text())
+    cfg, port = daemon_config(tmp_path, moodle.url)
+    cfg.write_text(cfg.read_text().replace(f'dir = "{ROOT / "mappings"}"', f'dir = "{rules}"'))
+    migrate(cfg)
+    process = start(cfg)
+    refused = "template of mapping 'bomb' exceeded a limit"
+    try:
+        wait_for(lambda: get(port, "/healthz")[0] == 200)
+        wait_for(lambda: len(moodle.state.messages) > 0, logs=[process.log_path])
+        loops = "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}"
+        (rules / "bomb.yaml").write_text(
+            (ROOT / "mappings" / "safety-refresher.yaml")
+            .read_text()
+            .replace("id: safety-refresher", "id: bomb")
+            + f"\nmessages:\n  recommend:\n    subject: 'Hello'\n    body: '{loops}'\n"
+        )
+        wait_for(lambda: refused in process.log_path.read_text(), timeout=30, logs=[process.log_path])
+        before = stage_runs(port)
+        wait_for(
+            lambda: all(
+                stage_runs(port).get(s, 0) >= before.get(s, 0) + 2
+                for s in ("pull:moodle", "pull:hr", "decide", "deliver")
+            ),
+            timeout=60,
+            logs=[process.log_path],
+        )
+        assert get(port, "/healthz")[0] == 200
+        assert process.alive()
+    finally:
+        stopping = time.monotonic()
+        code, log = process.stop(timeout=40)
+    assert code == 0, log[-2000:]
+    assert time.monotonic() - stopping < 20  # daemon.grace_seconds
+    assert "stopped cleanly" in log
+    assert log.count(refused) == 1, "the unchanged bad file is refused once, not at every check"
 
 
 @pytest.mark.postgres

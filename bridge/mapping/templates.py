@@ -14,10 +14,11 @@ from functools import lru_cache
 from typing import Any
 
 from jinja2 import StrictUndefined, Template, TemplateError
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 from markupsafe import Markup, escape
 
+from bridge.errors import BridgeError, Remedy
 from bridge.mapping.model import Mapping, MessageKind, MessageTemplate
+from bridge.mapping.sandbox import BoundedEnvironment, TemplateLimit, bounded
 
 DEFAULTS: dict[str, MessageTemplate] = {
     "recommend": MessageTemplate(
@@ -107,10 +108,16 @@ def _text_link(url: str | None, text: str | None = None) -> str:
     return f"{text} ({url})" if text else url
 
 
-_html = ImmutableSandboxedEnvironment(autoescape=True, undefined=StrictUndefined, trim_blocks=True)
+_html = BoundedEnvironment(autoescape=True, undefined=StrictUndefined, trim_blocks=True)
 _html.globals["link"] = _html_link
-_text = ImmutableSandboxedEnvironment(autoescape=False, undefined=StrictUndefined, trim_blocks=True)
+_text = BoundedEnvironment(autoescape=False, undefined=StrictUndefined, trim_blocks=True)
 _text.globals["link"] = _text_link
+
+
+class TemplateFailed(BridgeError):
+    """A message template could not be rendered for this message (an error, or past a limit)."""
+
+    remedy = Remedy.SKIP_ITEM
 
 
 @dataclass(frozen=True)
@@ -165,12 +172,46 @@ def _compiled(html: bool, source: str) -> Template:
     return (_html if html else _text).from_string(source)
 
 
+def _render(html: bool, source: str, context: MappingType[str, Any]) -> str:
+    """One template rendered within the sandbox's limits (each render has its own budget)."""
+    with bounded():
+        return _compiled(html, source).render(context)
+
+
+def _describe(exc: Exception) -> str:
+    """What went wrong, with the template line: ``it ran ... (template line 3)``."""
+    if isinstance(exc, TemplateError):
+        text = exc.message or type(exc).__name__
+    else:  # 1/0, 'a' + 1, a number too long to print: the template's doing, not the bridge's
+        text = f"{type(exc).__name__}: {exc}"
+    lineno = getattr(exc, "lineno", None)
+    tb = exc.__traceback__
+    while tb is not None:  # Jinja rewrites the traceback so its frames carry template lines
+        if tb.tb_frame.f_code.co_filename == "<template>":
+            lineno = tb.tb_lineno
+        tb = tb.tb_next
+    return f"{text} (template line {lineno})" if lineno else text
+
+
 def render(template: MessageTemplate, context: MappingType[str, Any]) -> Rendered:
-    subject = _compiled(False, template.subject).render(context)
+    """The message in its three forms; raises TemplateFailed naming the part that failed."""
+    parts: dict[str, str] = {}
+    with bounded():
+        for name, html, source in (
+            ("subject", False, template.subject),
+            ("html", True, template.body),
+            ("text", False, template.body),
+        ):
+            try:
+                parts[name] = _render(html, source, context)
+            except Exception as exc:  # any failure is this message's, in one line
+                kind = "subject" if name == "subject" else "body"
+                problem = "exceeded a limit" if isinstance(exc, TemplateLimit) else "failed"
+                raise TemplateFailed(f"{kind} template {problem}: {_describe(exc)}") from None
     return Rendered(
-        subject=" ".join(subject.split()),
-        html=_paragraphs(_compiled(True, template.body).render(context)),
-        text=_tidy_text(_compiled(False, template.body).render(context)),
+        subject=" ".join(parts["subject"].split()),
+        html=_paragraphs(parts["html"]),
+        text=_tidy_text(parts["text"]),
     )
 
 
@@ -185,18 +226,21 @@ def check(mapping: Mapping) -> list[TemplateProblem]:
     for locale, overrides in mapping.messages.locales.items():
         for kind, template in overrides.items():
             found.append((("messages", "locales", locale, kind), template))
-    for path, template in found:
-        for part in ("subject", "body"):
-            try:
-                _compiled(True, getattr(template, part)).render(SAMPLE_CONTEXT)
-            except TemplateError as exc:
-                lineno = getattr(exc, "lineno", None)
-                line = f" (template line {lineno})" if lineno else ""
-                problems.append(
-                    TemplateProblem(
-                        (*path, part),
-                        ".".join(map(str, (*path, part))),
-                        f"template error: {exc.message}{line}",
+    spent = False  # the mapping's templates share one budget; once it is spent, only compile
+    with bounded():
+        for path, template in found:
+            for part in ("subject", "body"):
+                source = getattr(template, part)
+                try:
+                    _compiled(True, source) if spent else _render(True, source, SAMPLE_CONTEXT)
+                except Exception as exc:  # every failure: one line naming the field
+                    spent = spent or isinstance(exc, TemplateLimit)
+                    message = (
+                        f"template of mapping '{mapping.id}' exceeded a limit: {_describe(exc)}"
+                        "; a message template must stay small"
+                        if isinstance(exc, TemplateLimit)
+                        else f"template error: {_describe(exc)}"
                     )
-                )
+                    field = ".".join(map(str, (*path, part)))
+                    problems.append(TemplateProblem((*path, part), field, message))
     return problems
