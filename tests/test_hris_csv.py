@@ -243,3 +243,13 @@ def test_a_people_batch_says_what_was_read_for_the_store_to_judge(tmp_path: Path
     assert (batch.origin, batch.rows_read, batch.max_retire_percent) == ("people.csv", 2, 25)
     (batch,) = pull(tmp_path, people="people.csv", people_snapshot=False)
     assert batch.max_retire_percent is None
+
+
+def test_dated_people_drops_list_the_same_people_without_rejects(tmp_path: Path) -> None:
+    drops = tmp_path / "people"
+    drops.mkdir()
+    (drops / "2026-10.csv").write_text(PEOPLE + "P1,1,Ana,Old,a@x.org,,S,A,,,,2020-01-01,yes\n")
+    (drops / "2026-11.csv").write_text(PEOPLE + "P1,1,Ana,New,a@x.org,,S,A,,,,2020-01-01,yes\n")
+    (batch,) = pull(tmp_path, people="people")
+    assert not batch.rejected and batch.origin == "2026-10.csv, 2026-11.csv"
+    assert [p.last_name for p in records([batch], Person)][-1] == "New"  # the newest is stored last
