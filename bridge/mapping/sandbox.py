@@ -176,13 +176,18 @@ def _check_binop(operator: str, left: Any, right: Any) -> None:
         elif _is_int(right) or _is_int(left):
             sequence, times = (left, right) if _is_int(right) else (right, left)
             _refuse_wide(weight(sequence) * max(0, times))
-    elif operator == "%" and isinstance(left, str):
-        _refuse_wide(_percent_estimate(left, right))
+    elif operator == "%" and isinstance(left, str | bytes | bytearray):
+        _refuse_wide(_percent_estimate(_text(left), right))
 
 
-def _check_str_method(owner: str, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-    """Methods of str that can return much more than they were given."""
-    given = [*args, *kwargs.values()]
+def _text(value: Any) -> Any:
+    """Bytes as text of the same length, so str and bytes are estimated alike."""
+    return value.decode("latin-1") if isinstance(value, bytes | bytearray) else value
+
+
+def _check_text_method(owner: str, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    """Methods of str (and bytes) that can return much more than they were given."""
+    given = [_text(v) for v in (*args, *kwargs.values())]
     if name in ("center", "ljust", "rjust", "zfill") and given and _is_int(given[0]):
         _refuse_wide(given[0])
     elif name == "expandtabs":
@@ -190,8 +195,12 @@ def _check_str_method(owner: str, name: str, args: tuple[Any, ...], kwargs: dict
         _refuse_wide(len(owner) + owner.count("\t") * size)
     elif name == "replace" and len(given) >= 2 and isinstance(given[0], str) and isinstance(given[1], str):
         _refuse_wide(_replace_estimate(owner, given[0], given[1], given[2] if len(given) > 2 else None))
+    elif name == "join" and given and hasattr(given[0], "__len__"):
+        _refuse_wide(weight(given[0]) + len(given[0]) * len(owner))
+    elif name == "translate" and given and isinstance(given[0], dict):
+        _refuse_wide(len(owner) * max((weight(v) for v in given[0].values()), default=1))
     elif name in ("format", "format_map"):
-        values = [*args, *kwargs.values()]
+        values = given
         if name == "format_map" and args and isinstance(args[0], dict):
             values = list(args[0].values())
         _refuse_wide(_format_estimate(owner, values, owner.count("{")))
@@ -231,6 +240,9 @@ def _check_filter(name: str, value: Any, args: tuple[Any, ...], kwargs: dict[str
         _refuse_wide(len(value) + (value.count("\n") + 1) * size)
     elif name == "format" and isinstance(value, str):
         _refuse_wide(_format_estimate(value, given, value.count("%")))
+    elif name == "wordwrap" and isinstance(value, str):
+        wrap = kwargs.get("wrapstring", args[2] if len(args) > 2 else None)
+        _refuse_wide(len(value) + (len(value) + 1) * len(str(wrap or "\n")))  # one per line at most
     elif name in ("batch", "slice") and len(given) >= 2 and _is_int(given[0]):
         _refuse_wide(weight(value) + given[0] * (weight(given[1]) + 1))
 
@@ -340,8 +352,11 @@ class BoundedEnvironment(ImmutableSandboxedEnvironment):
         _step()
         method = getattr(__obj, "__wrapped__", __obj)  # str.format comes wrapped by the sandbox
         owner = getattr(method, "__self__", None)
-        if isinstance(owner, str):
-            _check_str_method(owner, getattr(method, "__name__", ""), args, kwargs)
+        if isinstance(owner, str | bytes | bytearray):
+            name = getattr(method, "__name__", "")
+            if name == "join" and args:  # a lazy sequence, read under the limits first
+                args = (_materialise(args[0]), *args[1:])
+            _check_text_method(_text(owner), name, args, kwargs)
         budget = _budget.get()
         nested = isinstance(__obj, Macro) and budget is not None
         if nested:
