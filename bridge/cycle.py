@@ -16,7 +16,7 @@ from datetime import datetime
 
 from sqlalchemy import Engine, and_, select
 
-from bridge import clock, health, locks, metrics, registry
+from bridge import clock, clock_guard, health, locks, metrics, registry
 from bridge.act import Actor
 from bridge.decide import DecideReport, evaluate
 from bridge.delivery import DeliveryReport, deliver
@@ -278,6 +278,11 @@ def decide_stage(
 ) -> DecideStage:
     """Evaluate, open/close recommendations with their actions, then queue follow-ups."""
     stage = DecideStage()
+    if (refused := clock_guard.refusal(engine, clock.now())) is not None:
+        stage.skipped = refused
+        log.error("not deciding", reason=refused)
+        health.record_failure(engine, "decide", refused, clock.now())
+        return stage
     with locks.exclusive(engine, "decide") as mine:
         if not mine:
             stage.skipped = "another replica is deciding"
@@ -299,6 +304,9 @@ def decide_stage(
 def deliver_stage(
     engine: Engine, settings: Settings, sinks: Mapping[str, Sink], stop: Callable[[], bool] = lambda: False
 ) -> DeliveryReport:
+    if (refused := clock_guard.refusal(engine, clock.now())) is not None:
+        health.record_failure(engine, "deliver", refused, clock.now())
+        return DeliveryReport(errors=[refused])
     started = time.monotonic()
     report = deliver(engine, sinks, settings, stop=stop)
     metrics.stage_duration.labels("deliver").observe(time.monotonic() - started)

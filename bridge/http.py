@@ -23,7 +23,7 @@ import math
 import random
 import time
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -93,6 +93,26 @@ def _refuse_foreign_redirect(response: requests.Response, *args: Any, **kwargs: 
         "(configure the address the site really answers on)",
         response=response,
     )
+
+
+# The clock of each host this process talked to, from the Date header of its last answer: the
+# time it gave and the monotonic time it was read, so the host's time now can be estimated.
+_server_dates: dict[str, tuple[datetime, float]] = {}
+
+
+def _note_server_date(response: requests.Response, *args: Any, **kwargs: Any) -> None:
+    try:
+        given = parsedate_to_datetime(response.headers.get("Date", ""))
+    except (TypeError, ValueError, IndexError):
+        return
+    host = urlsplit(response.url).hostname or ""
+    _server_dates[host] = (given if given.tzinfo else given.replace(tzinfo=UTC), time.monotonic())
+
+
+def server_times() -> dict[str, datetime]:
+    """Each host's time now, as its last answer's Date header implies (to within a second)."""
+    now = time.monotonic()
+    return {host: when + timedelta(seconds=now - read) for host, (when, read) in _server_dates.items()}
 
 
 def _total(timeout: Any) -> float | None:
@@ -193,8 +213,9 @@ def harden(session: requests.Session, *, max_bytes: int = DEFAULT_MAX_BYTES) -> 
     session.mount("https://", adapter)
     session.max_redirects = MAX_REDIRECTS
     hooks = session.hooks.setdefault("response", [])
-    if _refuse_foreign_redirect not in hooks:
-        hooks.append(_refuse_foreign_redirect)
+    for hook in (_refuse_foreign_redirect, _note_server_date):
+        if hook not in hooks:
+            hooks.append(hook)
     return session
 
 

@@ -46,19 +46,22 @@ reviews = "{ROOT / "examples/hr/reviews.csv"}"
     return path
 
 
-def run(cfg: Path, *args: str, token: str = SIM_TOKEN) -> subprocess.CompletedProcess[str]:
-    env = {
+def run(
+    cfg: Path, *args: str, token: str = SIM_TOKEN, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    environment = {
         **os.environ,
         "LMSBRIDGE_SITES__MOODLE__TOKEN": token,
         "LMSBRIDGE_NOW": NOW,
         "COLUMNS": "200",
         "LMSBRIDGE_LOG__LEVEL": "warning",
+        **(env or {}),
     }
     return subprocess.run(
         [sys.executable, "-m", "bridge", "--config", str(cfg), *args],
         capture_output=True,
         text=True,
-        env=env,
+        env=environment,
         timeout=120,
         check=False,
     )

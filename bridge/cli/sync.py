@@ -66,6 +66,8 @@ def print_report(engine: Engine, report: CycleReport) -> None:
         )
     for problem in report.decisions.problems if report.decisions else []:
         console.print(f"[yellow]warning:[/] {problem}")
+    if report.decide.skipped:
+        console.print(f"[yellow]not deciding:[/] {report.decide.skipped}", highlight=False)
     delivery = report.delivery
     if delivery and delivery.delivered:
         names = _names(engine, {d["person_id"] for d in delivery.delivered if d["person_id"]})

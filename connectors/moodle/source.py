@@ -56,12 +56,15 @@ def unexpected_answers(site: str) -> Iterator[None]:
 
 
 def refresh_due(cursor: str | None, every: timedelta, now: datetime) -> bool:
+    """Whether a refresh last stamped ``cursor`` is due again. A stamp in the future (a clock
+    that had jumped ahead, then was put right) makes it due at once instead of for weeks."""
     if not cursor:
         return True
     try:
-        return now - datetime.fromisoformat(cursor) >= every
+        elapsed = now - datetime.fromisoformat(cursor)
     except ValueError:
         return True
+    return elapsed >= every or elapsed < timedelta(0)
 
 
 def text(value: object) -> str | None:
