@@ -81,7 +81,14 @@ class Daemon:
             timezone=UTC,
         )
         token = settings.daemon.token.get_secret_value() if settings.daemon.token else None
-        self.ops = OpsServer(engine, settings.daemon.listen, token, lambda: list(self.sources))
+        self.ops = OpsServer(
+            engine,
+            settings.daemon.listen,
+            token,
+            lambda: list(self.sources),
+            connection_timeout=settings.daemon.connection_timeout_seconds,
+            max_connections=settings.daemon.max_connections,
+        )
         # Lambdas, so the pages show the mapping set the daemon holds now, after any reload.
         Dashboard(engine, settings, lambda: self.mapping_set, lambda: list(self.sources)).install(self.ops)
         for item in registry.configured(settings):

@@ -364,15 +364,18 @@ def _settled(
     not), "never completed" may only mean "not read yet", so those mappings wait."""
     sites = {ref.site for mp in mappings for ref in item_refs(mp)}
     why = health.unsettled(conn, sites)
-    ready, waiting = [], set()
+    ready, held = [], {}
     for mp in mappings:
-        blocked = sorted({ref.site for ref in item_refs(mp)} & set(why))
+        blocked = {ref.site for ref in item_refs(mp)} & set(why)
         if blocked:
-            waiting.add(mp.id)
-            problems.extend(f"mapping {mp.id} waits: site '{site}' {why[site]}" for site in blocked)
+            held[mp.id] = blocked
         else:
             ready.append(mp)
-    return ready, waiting
+    for site in sorted(why):
+        ids = sorted(mapping_id for mapping_id, blocked in held.items() if site in blocked)
+        if ids:
+            problems.append(f"mapping(s) {', '.join(ids)} wait: site '{site}' {why[site]}")
+    return ready, set(held)
 
 
 def _check_targets(

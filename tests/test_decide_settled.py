@@ -36,7 +36,7 @@ def test_a_site_being_pulled_or_failed_half_way_holds_its_mappings(engine: Engin
         return [(d.person_id, d.outcome) for d in report.decisions], report.problems
 
     health.record_started(engine, "moodle", T0)
-    assert decide() == ([], ["mapping csat waits: site 'moodle' is being pulled"])
+    assert decide() == ([], ["mapping(s) csat wait: site 'moodle' is being pulled"])
     health.record_failure(engine, "moodle", "core_reportbuilder_retrieve_report: 503", T0)
     decisions, problems = decide()
     assert decisions == [] and problems[0].endswith(
@@ -67,7 +67,7 @@ def test_a_first_cycle_whose_completion_report_failed_opens_nothing_it_cannot_kn
     faults.mode, faults.status, faults.count = "status", 503, 5  # every attempt of the first pull
     first = run(faulted, "sync", "--once")
     assert faults.count == 0
-    assert "waits: site 'moodle' failed its last pull" in first.stdout + first.stderr
+    assert "wait: site 'moodle' failed its last pull" in first.stdout + first.stderr
     assert stored(faulted) == set()  # every shipped mapping recommends from the moodle site
     assert moodle.state.enrolled == [] and moodle.state.messages == []
     second = run(faulted, "sync", "--once")

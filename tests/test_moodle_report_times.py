@@ -17,7 +17,13 @@ import pytest
 from bridge.errors import SourceError
 from bridge.ports import PullContext, PullScope, SiteIndex
 from bridge.records import Completion
-from connectors.moodle.feeds import ReportColumns, ReportFeed, parse_report_date, report_offset
+from connectors.moodle.feeds import (
+    ReportColumns,
+    ReportFeed,
+    forced_zone_candidates,
+    parse_report_date,
+    report_offset,
+)
 
 REFERENCE = Path(__file__).parent / "data" / "moodle" / "5.0"
 # The exact completion times behind the report rows (seconds are what the report's minutes hide).
@@ -103,3 +109,47 @@ def test_offsets_are_whole_quarter_hours_or_none() -> None:
     assert report_offset(datetime(2026, 12, 2, 5, 35, tzinfo=UTC), exact) == timedelta(hours=1)
     assert report_offset(datetime(2026, 12, 2, 10, 5, tzinfo=UTC), exact) == timedelta(hours=5, minutes=30)
     assert report_offset(datetime(2026, 12, 2, 4, 52, tzinfo=UTC), exact) is None  # a late write
+
+
+class NewYorkSite(Site):
+    """A site forcing America/New_York, as measured on a real Moodle 5.0.6+: two completions either
+    side of the November clock change are shown 4 h and 5 h off UTC."""
+
+    ROWS = {
+        ("E1018", "SAFE101"): datetime(2026, 5, 10, 3, 15, 22, tzinfo=UTC),
+        ("E1016", "SAFE101"): datetime(2026, 11, 20, 14, 2, 9, tzinfo=UTC),
+    }
+
+    def __init__(self) -> None:
+        self.calls = []
+        rows = []
+        for (number, course), exact in self.ROWS.items():
+            shown = exact.astimezone(ZoneInfo("America/New_York"))
+            text = f"{shown:%A}, {shown.day} {shown:%B %Y}, {shown:%I:%M %p}".replace(", 0", ", ")
+            rows.append({"columns": [number, f"{number}@example.com", course, text]})
+        headers = ["ID number", "Email address", "Course short name", "Time completed"]
+        self.report = {"data": {"headers": headers, "rows": rows, "totalrowcount": len(rows)}}
+
+    def call(self, function: str, params: dict[str, Any], **_: Any) -> Any:
+        if function != "core_completion_get_course_completion_status":
+            return super().call(function, params)
+        self.calls.append(function)
+        number = next(k for k, v in USERS.items() if v == params["userid"])
+        course = next(k for k, v in COURSES.items() if v == params["courseid"])
+        when = int(self.ROWS[(number, course)].timestamp())
+        return {"completionstatus": {"completed": True, "completions": [{"timecompleted": when}]}}
+
+
+def test_a_forced_zone_with_summer_time_is_recognised_whatever_the_offsets() -> None:
+    with pytest.raises(SourceError) as raised:
+        pull(feed(NewYorkSite()))
+    message = str(raised.value)
+    assert "-4 h, -5 h" in message and "America/New_York" in message and "report_timezone" in message
+    wrong = [(exact, timedelta(hours=-4 if exact.month == 5 else -5)) for exact in NewYorkSite.ROWS.values()]
+    fitting = forced_zone_candidates(wrong, UTC)
+    assert (
+        "America/New_York" in fitting and "Europe/Berlin" not in fitting and "America/Chicago" not in fitting
+    )
+    got = {(r.user_id, r.item_id): r.completed_at for r in pull(feed(NewYorkSite(), "America/New_York"))}
+    assert got[(18, 3)] == datetime(2026, 5, 10, 3, 15, tzinfo=UTC)
+    assert got[(16, 3)] == datetime(2026, 11, 20, 14, 2, tzinfo=UTC)

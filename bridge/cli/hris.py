@@ -6,6 +6,7 @@ from collections import Counter
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from sqlalchemy import Engine, select
 
 from bridge import clock, registry
@@ -81,7 +82,7 @@ def _snapshot_verdict(engine: Engine, feed: str, snapshot: Batch) -> None:
         try:
             check_snapshot(conn, feed, snapshot)
         except SourceError as exc:
-            console.print(f"[red]sync would refuse this snapshot:[/] {exc}", highlight=False)
+            console.print(f"[red]sync would refuse this snapshot:[/] {escape(str(exc))}", highlight=False)
             return
         p = t.people
         active = conn.execute(select(p.c.person_id).where(p.c.source == feed, p.c.active)).scalars()

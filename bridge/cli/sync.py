@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn
 from sqlalchemy import Engine, func, select
 
@@ -65,9 +66,9 @@ def print_report(engine: Engine, report: CycleReport) -> None:
             ],
         )
     for problem in report.decisions.problems if report.decisions else []:
-        console.print(f"[yellow]warning:[/] {problem}")
+        console.print(f"[yellow]warning:[/] {escape(problem)}", highlight=False)
     if report.decide.skipped:
-        console.print(f"[yellow]not deciding:[/] {report.decide.skipped}", highlight=False)
+        console.print(f"[yellow]not deciding:[/] {escape(report.decide.skipped)}", highlight=False)
     delivery = report.delivery
     if delivery and delivery.delivered:
         names = _names(engine, {d["person_id"] for d in delivery.delivered if d["person_id"]})
@@ -86,7 +87,7 @@ def print_report(engine: Engine, report: CycleReport) -> None:
             ],
         )
     for error in delivery.errors if delivery else []:
-        console.print(f"[red]error:[/] {error}", highlight=False)
+        console.print(f"[red]error:[/] {escape(error)}", highlight=False)
     waiting = _waiting(engine)
     if waiting:
         count, first = waiting
@@ -224,7 +225,7 @@ def plan(
             )
         for p in pull(engine, settings, mapping_set):
             if p.error:
-                console.print(f"[yellow]warning:[/] {p.source}: {p.error}", highlight=False)
+                console.print(f"[yellow]warning:[/] {p.source}: {escape(p.error)}", highlight=False)
     report, planned = make_plan(
         engine,
         mapping_set,

@@ -20,7 +20,7 @@ from bridge.records import Person
 from bridge.settings import Settings
 from connectors.moodle import errors
 from connectors.moodle.client import MoodleClient
-from connectors.moodle.feeds import ReportFeed, exact_completion_time, parse_report_date, report_offset
+from connectors.moodle.feeds import ReportFeed, ZoneVerdict, exact_completion_time, parse_report_date
 
 SAMPLE = 30
 SITE_COURSE = 1  # the front page: a course with no enrolment instances on a standard site
@@ -170,7 +170,7 @@ def report_time_check(client: MoodleClient, feed: ReportFeed, rows: int = 3) -> 
     )
     data = answer.get("data", {})
     at = feed.columns.positions(data.get("headers", []), feed.site)
-    offsets = []
+    pairs = []
     for row in data.get("rows", []):
         columns = row.get("columns", [])
         try:
@@ -187,36 +187,17 @@ def report_time_check(client: MoodleClient, feed: ReportFeed, rows: int = 3) -> 
             continue
         exact = exact_completion_time(client, user_id, course_id)
         if exact is not None:
-            offsets.append(report_offset(shown, exact))
-    if not offsets:
-        return DoctorCheck(
-            name,
-            True,
-            "not checkable: no report row whose account and exact time could be read",
-            required=False,
-        )
-    if all(o is not None and not o for o in offsets):
+            pairs.append((shown, exact))
+    verdict = ZoneVerdict.of(pairs, feed.zone, feed.site)
+    if verdict.agree:
         zone = "UTC" if str(feed.zone) == "UTC" else f"read as {feed.zone}"
         return DoctorCheck(
-            name, True, f"{len(offsets)} report rows agree with their exact completion times ({zone})"
+            name, True, f"{len(pairs)} report rows agree with their exact completion times ({zone})"
         )
-    whole = {o for o in offsets if o is not None}
-    if len(whole) == 1:
-        hours = next(iter(whole)).total_seconds() / 3600
-        return DoctorCheck(
-            name,
-            False,
-            f"report times are {hours:+g} h from their exact completion times: the site forces a time zone "
-            "(Site administration > General > Location > Force timezone), which overrides the UTC lmsbridge asks for",
-            f'set report_timezone under [sites.{feed.site}] to the forced zone (e.g. "Europe/Berlin"), or clear Force timezone',
-        )
-    return DoctorCheck(
-        name,
-        False,
-        "report times disagree with exact completion times by differing amounts",
-        "",
-        required=False,
-    )
+    if verdict.forced:
+        problem, _, fix = verdict.forced.partition(". Set ")
+        return DoctorCheck(name, False, problem, "set " + fix)
+    return DoctorCheck(name, not pairs, verdict.note or "", required=False)
 
 
 def _user_id(client: MoodleClient, idnumber: str, email: str) -> int | None:

@@ -18,9 +18,13 @@ localised strings with minute precision, so the feed asks for English and UTC, a
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
+from functools import cache
+from importlib import resources
 from typing import Any
+from zoneinfo import ZoneInfo, available_timezones
 
 from bridge import clock
 from bridge.errors import Remedy, SourceError
@@ -56,6 +60,73 @@ def report_offset(shown: datetime, exact: datetime) -> timedelta | None:
     if abs(difference - quarters * 900) > 90:
         return None
     return timedelta(seconds=quarters * 900)
+
+
+@dataclass(frozen=True)
+class ZoneVerdict:
+    """What report times compared with exact completion times say about the report's zone."""
+
+    agree: bool  # every compared row is exactly right as read
+    forced: str | None = None  # the report is in another zone: what was seen and what to set
+    note: str | None = None  # nothing to compare, or differences that are not a time zone
+
+    @staticmethod
+    def of(pairs: Sequence[tuple[datetime, datetime]], reading: tzinfo, site: str) -> ZoneVerdict:
+        """``pairs``: (time shown by the report, read in ``reading``; the exact time)."""
+        offsets = [report_offset(shown, exact) for shown, exact in pairs]
+        if not offsets:
+            return ZoneVerdict(False, note="not checkable: no report row whose exact time could be read")
+        if all(o is not None and not o for o in offsets):
+            return ZoneVerdict(True)
+        wrong = [(exact, o) for (_shown, exact), o in zip(pairs, offsets, strict=True) if o]
+        if not wrong:
+            return ZoneVerdict(
+                False, note="report times differ from exact completion times, but not by a time zone"
+            )
+        seen = ", ".join(sorted({f"{o.total_seconds() / 3600:+g} h" for _e, o in wrong}))
+        fitting = forced_zone_candidates(wrong, reading)
+        zones = [z for z in fitting if z in _representative_zones()] or fitting
+        likely = f", one like {' or '.join(zones[:3])}" if zones else ""
+        example = zones[0] if zones else "Europe/Berlin"
+        return ZoneVerdict(
+            False,
+            forced=(
+                f"the completion report on site '{site}' shows times {seen} from {reading}: the site forces "
+                f"a time zone{likely} (Site administration > General > Location > Force timezone), so "
+                f"every completion would be stored hours off. Set report_timezone under [sites.{site}] "
+                f'to the forced zone (e.g. "{example}"), or clear Force timezone'
+            ),
+        )
+
+
+def forced_zone_candidates(wrong: Sequence[tuple[datetime, timedelta]], reading: tzinfo) -> list[str]:
+    """IANA zones that shift each exact time by the offset seen (daylight saving included), so a
+    zone with summer time, whose rows are off by different amounts, is still recognised."""
+    found = []
+    for name in sorted(available_timezones()):
+        if "/" not in name or name.startswith(("Etc/", "SystemV/", "posix/", "right/", "US/")):
+            continue
+        zone = ZoneInfo(name)
+        if all(_shift(zone, reading, exact) == offset for exact, offset in wrong):
+            found.append(name)
+    return found
+
+
+@cache
+def _representative_zones() -> frozenset[str]:
+    """One zone per distinct clock of today's world (tzdata's zonenow.tab: America/New_York for
+    US Eastern, not Detroit or Fort_Wayne), to name a fitting zone an administrator recognises."""
+    try:
+        text = resources.files("tzdata").joinpath("zoneinfo", "zonenow.tab").read_text()
+    except (ModuleNotFoundError, FileNotFoundError):
+        return frozenset()
+    return frozenset(line.split("\t")[2] for line in text.splitlines() if line and not line.startswith("#"))
+
+
+def _shift(zone: tzinfo, reading: tzinfo, exact: datetime) -> timedelta:
+    return (exact.astimezone(zone).utcoffset() or timedelta(0)) - (
+        exact.astimezone(reading).utcoffset() or timedelta(0)
+    )
 
 
 class ReportColumns:
@@ -102,29 +173,23 @@ class ReportFeed:
         """Compare report times with each completion's exact time, once per process.
 
         With *Force timezone* set, Moodle ignores the UTC the feed asks for and shows every date
-        in the forced zone; read as UTC they would all be hours off. Two rows off by the same
-        whole quarter hours mean exactly that: the pull stops with the fix, nothing is stored.
+        in the forced zone; read as UTC they would all be hours off. Rows off by whole quarter
+        hours (by different amounts either side of a daylight-saving change) mean exactly that:
+        the pull stops with the fix, naming the zones that fit, and nothing is stored.
         """
         if self.times_checked is not None:
             return
-        offsets = []
+        pairs = []
         for user_id, course_id, shown in samples[:2]:
             exact = exact_completion_time(self.client, user_id, course_id)
             if exact is not None:
-                offsets.append(report_offset(shown, exact))
-        if not offsets or None in offsets:
-            self.times_checked = "not checkable (no completion with an exact time to compare)"
-            return
-        if len(set(offsets)) == 1 and offsets[0]:
-            hours = offsets[0].total_seconds() / 3600
-            raise SourceError(
-                f"the completion report on site '{self.site}' shows times {hours:+g} h from "
-                f"{self.zone}: the site forces a time zone (Site administration > General > Location > "
-                "Force timezone), so every completion would be stored hours off. Set "
-                f'report_timezone under [sites.{self.site}] to the forced zone (e.g. "Europe/Berlin")',
-                Remedy.FIX_CONFIG,
-            )
-        self.times_checked = f"report times agree with exact completion times ({self.zone})"
+                pairs.append((shown, exact))
+        verdict = ZoneVerdict.of(pairs, self.zone, self.site)
+        if verdict.forced:
+            raise SourceError(verdict.forced, Remedy.FIX_CONFIG)
+        self.times_checked = (
+            f"report times agree with exact completion times ({self.zone})" if verdict.agree else verdict.note
+        )
 
     def pull(self, ctx: PullContext, in_scope: set[int] | None) -> Iterator[Batch]:
         assert ctx.view is not None
