@@ -153,6 +153,9 @@ def _apply_guards(
             assert verdict.until is not None
             outbox.release(conn, row, f"deferred: {verdict.reason}", verdict.until, now)
             report.states["deferred"] += 1
+        elif verdict.state == "waiting":
+            outbox.hold_for_account(conn, row, verdict.reason or "", now)
+            report.states["waiting"] += 1
         else:
             outbox.finish(conn, row, verdict.state, verdict.reason or "", now)
             report.states[verdict.state] += 1

@@ -31,7 +31,7 @@ CAP_WINDOW = timedelta(days=7)
 @dataclass(frozen=True)
 class Verdict:
     row: Any
-    state: str  # "send", "suppressed", "cancelled" or "deferred"
+    state: str  # "send", "suppressed", "cancelled", "deferred" or "waiting" (for the right account)
     reason: str | None = None
     until: datetime | None = None
 
@@ -84,6 +84,8 @@ def screen(
             and rec_state.get(row.recommendation_id, "open") != "open"
         ):
             verdicts.append(Verdict(row, "cancelled", "the recommendation is no longer open"))
+        elif (moved := truth.changed_hands(row, current)) is not None:
+            verdicts.append(Verdict(row, "waiting", moved))
         elif (
             untrue := truth.too_old(row, settings, now) or truth.no_longer_true(row, current, now)
         ) is not None:

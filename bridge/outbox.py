@@ -339,6 +339,24 @@ def release(conn: Connection, row: Any, error: str, due_at: datetime, now: datet
     )
 
 
+def hold_for_account(conn: Connection, row: Any, reason: str, now: datetime) -> None:
+    """Give a claimed action back to wait for its person's account (the one it carried belongs
+    to someone else now); :func:`address_waiting` addresses it again before the next delivery."""
+    a = t.actions
+    conn.execute(
+        update(a)
+        .where(owned(row))
+        .values(
+            state="waiting",
+            recipient_user_id=None,
+            claim_token=None,
+            attempts=a.c.attempts - 1,
+            last_error=reason,
+            updated_at=now,
+        )
+    )
+
+
 def store_rendered(conn: Connection, row: Any, rendered: Any, now: datetime) -> None:
     """Keep the body rendered at send time (``rendered`` has subject, html and text)."""
     a = t.actions

@@ -95,8 +95,8 @@ def changed_hands(row: Any, state: StateOfNow) -> str | None:
     if not mine or (row.site, person, user) in mine:
         return None
     return (
-        f"not sent: account {user} on site '{row.site}' is no longer linked to this person "
-        "(the accounts were relinked after it was queued)"
+        f"held: account {user} on site '{row.site}' is no longer linked to this person "
+        "(the accounts were relinked after it was queued); it goes to their account of now"
     )
 
 
@@ -111,9 +111,9 @@ def too_old(row: Any, settings: Settings, now: datetime) -> str | None:
 
 
 def no_longer_true(row: Any, state: StateOfNow, now: datetime) -> str | None:
-    """Why this action would contradict the store now, or None when it is still true."""
-    if (moved := changed_hands(row, state)) is not None:
-        return moved
+    """Why this action would contradict the store now, or None when it is still true (an
+    account that changed hands is not a contradiction: the guards hold the row, see
+    :func:`changed_hands`)."""
     rec = state.recommendations.get(row.recommendation_id) if row.recommendation_id else None
     target = target_from_json(row.target)
     facts = state.facts.get(row.person_id or "")

@@ -151,7 +151,9 @@ def test_queued_actions_follow_their_person_to_the_new_account_or_wait(engine: E
     assert addressed(engine)["P3"] == ("pending", 14)
 
 
-def test_an_action_still_addressed_to_an_account_that_changed_hands_is_not_sent(engine: Engine) -> None:
+def test_an_action_still_addressed_to_an_account_that_changed_hands_is_held_then_sent_to_the_new_one(
+    engine: Engine,
+) -> None:
     store(
         engine,
         Person("P1", employee_number="e1", timezone="UTC"),
@@ -172,4 +174,7 @@ def test_an_action_still_addressed_to_an_account_that_changed_hands_is_not_sent(
     deliver(engine, {"moodle": sink}, Settings())
     assert sink.sent == []
     reasons = {r.person_id: (r.state, r.last_error) for r in rows(engine, t.actions)}
-    assert reasons["P1"][0] == "cancelled" and "no longer linked to this person" in reasons["P1"][1]
+    assert reasons["P1"][0] == "waiting" and "no longer linked to this person" in reasons["P1"][1]
+    deliver(engine, {"moodle": sink}, Settings())  # addressed again to each person's account of now
+    sent = {r.person_id: (r.state, r.recipient_user_id) for r in rows(engine, t.actions)}
+    assert sent == {"P1": ("sent", 12), "P2": ("sent", 11)} and len(sink.sent) == 2
