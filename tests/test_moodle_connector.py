@@ -72,6 +72,40 @@ def test_users_found_by_idnumber_then_email_then_case_insensitive_email(moodle: 
     assert no_idnumber and all(p.user_id in found for p in no_idnumber)
 
 
+def test_the_case_insensitive_email_search_is_not_repeated_by_the_next_process(moodle: Running) -> None:
+    """Each `sync --once` from cron is a new process: what the previous one tried is in the cursors."""
+    org = generate(1)
+    changed = datetime(2026, 10, 1, tzinfo=UTC)
+    # People with no idnumber on the site, whose HR email differs in letter case: only the
+    # case-insensitive search (a call per person) finds them.
+    shouted = {p.person_id for p in org.people if not p.lms_idnumber}
+
+    def keys(when: datetime) -> list[PersonKeys]:
+        return [
+            PersonKeys(
+                p.person_id, p.employee_number, p.email.upper() if p.person_id in shouted else p.email, when
+            )
+            for p in org.people
+        ]
+
+    people = keys(changed)
+    first = PullContext(cursors={}, scope=PullScope(), now=NOW, people=people, view=View({}))
+    c = client(moodle)
+    batches = list(MoodleSource("moodle", c).pull_users(first))
+    assert c.calls["core_user_get_users"] >= len(shouted)
+    cursors = {b.stream: b.cursor for b in batches if b.cursor is not None}
+    assert shouted and "like_tried" in cursors
+    c = client(moodle)
+    later = PullContext(cursors=cursors, scope=PullScope(), now=NOW, people=people, view=View({}))
+    list(MoodleSource("moodle", c).pull_users(later))
+    assert c.calls["core_user_get_users"] == 0
+    newer = keys(NOW)
+    c = client(moodle)
+    again = PullContext(cursors=cursors, scope=PullScope(), now=NOW, people=newer, view=View({}))
+    list(MoodleSource("moodle", c).pull_users(again))
+    assert c.calls["core_user_get_users"] > 0  # a new HR version of them is tried once more
+
+
 def test_incremental_users_only_looks_up_unlinked_people(moodle: Running) -> None:
     org = generate(1)
     people = [PersonKeys(p.person_id, p.employee_number, p.email) for p in org.people]

@@ -164,17 +164,25 @@ class MoodleSource:
         for users in self._by_field("email", emails):
             found_emails.update((u.email or "").lower() for u in users)
             yield Batch("users", users)
-        # The case-insensitive fallback costs a call per person: once per HR version of them,
-        # not again on every hourly retry or look-back poll.
+        # The case-insensitive fallback costs a call per person: once per HR version of them
+        # (the ``like_tried`` cursor: HR versions up to then were tried, even by another
+        # process, such as the previous ``sync --once`` from cron), and for everyone daily.
+        tried = ctx.cursors.get("like_tried")
+        through = datetime.fromisoformat(tried) if tried and not everyone else None
         missing = [
             p
             for p in remaining
             if p.email
             and p.email.strip().lower() not in found_emails
             and (everyone or (p.person_id, p.changed_at) not in self._tried_like)
+            and (through is None or (p.changed_at is not None and p.changed_at > through))
         ]
         self._tried_like.update((p.person_id, p.changed_at) for p in missing)
         yield from self._email_like(missing)
+        considered = (through, *(p.changed_at for p in people))
+        newest_tried = max([c for c in considered if c is not None], default=None)
+        if newest_tried is not None:
+            yield Batch("like_tried", [], cursor=newest_tried.astimezone(UTC).isoformat())
         yield Batch("users", [], cursor=stamp(ctx.now) if everyone and ctx.people else cursor)
         newest = max((p.changed_at for p in ctx.people if p.changed_at is not None), default=None)
         # Every HR change stamped before now - HR_LOOKBACK was committed and seen by now; later
