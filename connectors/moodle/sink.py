@@ -43,6 +43,16 @@ def enrolment_dates(action: OutgoingAction) -> dict[str, int]:
     return {"timestart": start, "timeend": start + int(days) * 86400}
 
 
+def _message_id(result: Any) -> int | None:
+    """The ``msgid`` of one send result (-1 when Moodle refused it), or None when unreadable."""
+    msgid = result.get("msgid") if isinstance(result, dict) else None
+    if isinstance(msgid, int) and not isinstance(msgid, bool):
+        return msgid
+    if isinstance(msgid, str) and msgid.strip().lstrip("-").isdigit():
+        return int(msgid)
+    return None
+
+
 class MoodleSink:
     kinds = frozenset({ActionKind.MESSAGE, ActionKind.ENROL, ActionKind.PLAN})
 
@@ -100,9 +110,19 @@ class MoodleSink:
             ]
         }
         answer = self.client.call("core_message_send_instant_messages", params)
+        if not isinstance(answer, list) or len(answer) != len(sendable):
+            shape = (
+                f"{type(answer).__name__} of {len(answer)}"
+                if isinstance(answer, list | dict)
+                else repr(answer)[:40]
+            )
+            what = f"an answer of an unexpected shape ({shape} for {len(sendable)} messages)"
+            return outcomes + [self._unknown(a.key, what) for a in sendable]
         for action, result in zip(sendable, answer, strict=True):
-            msgid = int(result.get("msgid", -1))
-            if msgid > 0:
+            msgid = _message_id(result)
+            if msgid is None:
+                outcomes.append(self._unknown(action.key, f"an unreadable result ({repr(result)[:60]})"))
+            elif msgid > 0:
                 outcomes.append(DeliveryOutcome(action.key, OutcomeStatus.SENT, external_id=str(msgid)))
             else:
                 reason = result.get("errormessage") or "Moodle did not accept the message"
@@ -112,6 +132,12 @@ class MoodleSink:
                     )
                 )
         return outcomes
+
+    def _unknown(self, key: str, what: str) -> DeliveryOutcome:
+        """The site answered, but not so that it says whether the message went: checked on the
+        site (by its Ref code) before any resend, never sent again blindly."""
+        error = f"Moodle site '{self.name}' sent {what} to core_message_send_instant_messages"
+        return DeliveryOutcome(key, OutcomeStatus.UNKNOWN, error=error)
 
     def _enrolment(self, action: OutgoingAction) -> dict[str, Any]:
         assert action.recipient_user_id is not None and action.target is not None
