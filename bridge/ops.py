@@ -248,6 +248,17 @@ class OpsServer:
         self._thread = threading.Thread(target=self._server.serve_forever, name="ops-http", daemon=True)
         self._thread.start()
         log.info("operations endpoint listening", address=f"http://{self.host}:{self.port}")
+        if (warning := self.exposure_warning()) is not None:
+            log.warning(warning, address=f"{self.host}:{self.port}")
+
+    def exposure_warning(self) -> str | None:
+        """What to tell the operator when the endpoint is reachable from other machines unguarded."""
+        if self.token is None and not is_loopback(self.host):
+            return (
+                "the operations endpoint listens beyond loopback without daemon.token: /metrics "
+                "and the dashboard are refused there until a token is set"
+            )
+        return None
 
     def stop(self) -> None:
         if self._server is not None:

@@ -173,3 +173,23 @@ def test_token_never_reaches_logs_on_moodle_error(captured: io.StringIO) -> None
 def test_oversized_requests_are_refused_before_sending() -> None:
     with pytest.raises(ValueError, match="chunk"):
         client().call("core_user_get_users_by_field", {"field": "id", "values": list(range(5000))})
+
+
+@responses.activate
+def test_error_codes_do_not_become_metric_labels() -> None:
+    """A site's own error codes are unbounded; the metric's outcome is the error's kind."""
+    from bridge.metrics import registry
+
+    for n in range(3):
+        body = {"exception": "moodle_exception", "errorcode": f"pluginerror{n}", "message": "no"}
+        responses.post(ENDPOINT, json=body)
+        with pytest.raises(errors.MoodleError):
+            client().call("local_plugin_thing")
+    outcomes = {
+        s.labels["outcome"]
+        for metric in registry.collect()
+        if metric.name == "lmsbridge_lms_call_seconds"
+        for s in metric.samples
+        if s.labels.get("function") == "local_plugin_thing"
+    }
+    assert outcomes == {"MoodleError"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
@@ -10,7 +11,7 @@ import typer
 from rich.console import Console
 from sqlalchemy import Engine
 
-from bridge import __version__, log, registry
+from bridge import __version__, log, private_files, registry
 from bridge.settings import Settings, load_settings
 from bridge.store.db import make_engine, require_current
 
@@ -38,6 +39,7 @@ class CliState:
             settings = load_settings(self.config_path)
             log.register_secrets(settings.secrets())
             log.configure(self.log_level or settings.log.level, settings.log.format)
+            private_files.warn_about_secrets(os.environ.get("LMSBRIDGE_SECRETS_DIR"))
             registry.configured(settings)  # every site and feed validated before anything runs
             self._settings = settings
         return self._settings

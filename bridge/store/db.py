@@ -13,6 +13,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 
+from bridge import private_files
 from bridge.errors import StoreError
 from bridge.log import redact_text
 
@@ -29,6 +30,7 @@ def make_engine(url: str, echo: bool = False) -> Engine:
         database = parsed.database or ""
         if database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
+            private_files.create_private(Path(database))
         # A small statement cache: SQLite keeps each prepared statement's program in native
         # memory, and batched inserts make large ones (128 of them cost ~250 MB at 50k learners).
         kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False, "cached_statements": 16}

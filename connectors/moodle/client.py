@@ -157,7 +157,10 @@ class MoodleClient:
             outcome = "ok"
             return answer
         except errors.MoodleError as exc:
-            outcome = exc.errorcode or "moodle_error"
+            # The error's kind, a fixed set: a site's error codes are its own, and as metric
+            # labels they would grow without bound (the code is in the log line instead).
+            outcome = type(exc).__name__
+            log.debug("moodle error", site=self.site, function=function, errorcode=exc.errorcode)
             raise
         except errors.TransportError:
             outcome = "transport"
