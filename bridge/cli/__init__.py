@@ -11,6 +11,7 @@ import sys
 from importlib.metadata import entry_points
 
 import typer
+from sqlalchemy.exc import SQLAlchemyError
 
 from bridge import __version__
 
@@ -25,7 +26,8 @@ from bridge.cli import mappings as _mappings  # noqa: F401
 from bridge.cli import outbox as _outbox  # noqa: F401
 from bridge.cli import sync as _sync  # noqa: F401
 from bridge.cli.common import app, console_err
-from bridge.errors import BridgeError, MappingError
+from bridge.errors import BridgeError, MappingError, database_cause
+from bridge.log import redact_text
 
 SIMULATORS = "lmsbridge.simulators"
 
@@ -44,6 +46,16 @@ def main() -> None:
         sys.exit(1)
     except BridgeError as exc:
         console_err.print(f"error: {exc}", markup=False, highlight=False)
+        sys.exit(1)
+    except SQLAlchemyError as exc:
+        # The transaction in progress was rolled back, so nothing is half-written: a disk
+        # that filled up, a database gone away. One line with the driver's own reason.
+        cause = redact_text(database_cause(exc))
+        console_err.print(
+            f"error: the store failed, nothing of the step in progress was kept: {cause}",
+            markup=False,
+            highlight=False,
+        )
         sys.exit(1)
 
 
