@@ -56,10 +56,13 @@ def render_spec(
 
 
 def names(person: Person | None) -> dict[str, str]:
+    """A person's names for a template; a first name missing from HR falls back to the full name."""
+    if person is None:
+        return {"first_name": "", "last_name": "", "full_name": ""}
     return {
-        "first_name": getattr(person, "first_name", "") or "",
-        "last_name": getattr(person, "last_name", "") or "",
-        "full_name": person.full_name if person is not None else "",
+        "first_name": person.first_name or person.full_name,
+        "last_name": person.last_name or "",
+        "full_name": person.full_name,
     }
 
 
@@ -173,13 +176,13 @@ def digest_lines(conn: Connection, key: str, now: datetime) -> list[str]:
         person = people.get(rec.person_id)
         if person is None or not person.active:
             continue
-        line = _digest_line(rec, target, person, now)
+        line = digest_line(rec, target, person, now)
         if line:
             lines.append(line)
     return lines
 
 
-def _digest_line(rec: Any, target: Target, person: Person, now: datetime) -> str | None:
+def digest_line(rec: Any, target: Target, person: Person, now: datetime) -> str | None:
     tz = person.timezone
     if rec.state == "closed" and rec.completed_at is not None:
         done = rec.completed_at.astimezone(zone(tz)).date().isoformat()
@@ -202,7 +205,7 @@ def _digest_line(rec: Any, target: Target, person: Person, now: datetime) -> str
 
 
 def render_digest(manager: Person, lines: list[str]) -> templates.Rendered:
-    return templates.render(DIGEST_TEMPLATE, {"name": manager.first_name, "items": lines})
+    return templates.render(DIGEST_TEMPLATE, {"name": names(manager)["first_name"], "items": lines})
 
 
 def for_sending(

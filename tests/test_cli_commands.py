@@ -61,8 +61,9 @@ def test_explain_gives_every_mapping_verdict(cli: tuple[Path, CliRunner]) -> Non
 
 
 def test_preview_renders_a_message(cli: tuple[Path, CliRunner]) -> None:
-    output = invoke(cli, "preview", "csat-customer-conversations", "--person", "000001")
+    output = invoke(cli, "preview", "csat-customer-conversations", "--person", "000028")
     assert "Subject: A short course for you: Customer Conversations that Resolve" in output
+    assert "Hello Liam," in output and "csat 3.51" in output
 
 
 def test_status_json(cli: tuple[Path, CliRunner]) -> None:

@@ -9,14 +9,13 @@ import typer
 from sqlalchemy import and_, delete, or_, select, update
 
 from bridge import clock
-from bridge.act import message_context
+from bridge import preview as preview_of
 from bridge.cli.common import app, console, state
 from bridge.cli.mappings import load_mappings
 from bridge.cli.output import Format, emit
 from bridge.errors import BridgeError
 from bridge.facts import iter_facts, person_id_of
 from bridge.guards import set_paused
-from bridge.mapping import templates
 from bridge.mapping.context import build_context
 from bridge.mapping.model import MessageKind
 from bridge.store import schema as t
@@ -158,48 +157,48 @@ def preview(
     mapping_id: Annotated[str, typer.Argument(help="Mapping id.")],
     person: Annotated[str, typer.Option("--person", help="HR id or employee number to render for.")],
     kind: Annotated[
-        str, typer.Option("--kind", help="recommend, reminder, escalation, reinforcement or observe.")
-    ] = "recommend",
+        str | None,
+        typer.Option(
+            "--kind",
+            help="recommend, reminder, escalation, reinforcement or observe (default: all but observe).",
+        ),
+    ] = None,
+    html: Annotated[bool, typer.Option("--html", help="Show the HTML version too.")] = False,
     mappings: Annotated[Path | None, typer.Option("--mappings", help="Mappings directory.")] = None,
 ) -> None:
-    """Render a mapping's message for one person, exactly as it would be sent."""
+    """A mapping's messages for one person, from their real facts, exactly as they would be sent now.
+
+    Where a message would not be sent to that person, one line says why.
+    """
     st = state(ctx)
     settings = st.settings
-    mapping_set = load_mappings(settings, mappings)
-    mapping = mapping_set.get(mapping_id)
+    mapping = load_mappings(settings, mappings).get(mapping_id)
     if mapping is None:
         raise BridgeError(f"no mapping with id '{mapping_id}'")
-    if kind not in templates.DEFAULTS:
-        raise BridgeError(f"--kind must be one of {', '.join(templates.DEFAULTS)}")
-    engine = st.engine()
+    if kind is not None and kind not in preview_of.KINDS:
+        raise BridgeError(f"--kind must be one of {', '.join(preview_of.KINDS)}")
+    kinds: tuple[MessageKind, ...] = (kind,) if kind else preview_of.DEFAULT_KINDS
     now = clock.now()
-    with engine.connect() as conn:
-        person_id = person_id_of(conn, person)
+    with st.engine().connect() as conn:
+        (facts,) = iter_facts(conn, [person_id_of(conn, person)])
         context = build_context(conn, [mapping], settings, now)
-        (facts,) = iter_facts(conn, [person_id])
-        manager = (
-            next(iter(iter_facts(conn, [facts.person.manager_id]))).person
-            if facts.person.manager_id
-            else None
-        )
-    rec = mapping.recommend[0]
-    target = (
-        context.competency(rec.site, rec.ref)
-        if rec.kind == "competency"
-        else context.target(rec.site, rec.kind, rec.ref)
-    )
-    if target is None:
-        raise BridgeError(
-            f"{rec.kind} '{rec.ref}' is not known on site '{rec.site}' yet (run `lmsbridge sync` first)"
-        )
-    values = message_context(mapping, facts, target, "(the facts that triggered it)", now, manager)
-    values["completed_on"] = now.date().isoformat()
-    message_kind: MessageKind = kind  # type: ignore[assignment]
-    rendered = templates.render(templates.template_for(mapping, message_kind, facts.person.locale), values)
-    console.print(f"[bold]Subject:[/] {rendered.subject}", highlight=False)
-    console.print(rendered.text, highlight=False, markup=False)
-    console.print("\n[dim]HTML:[/]")
-    console.print(rendered.html, highlight=False, markup=False)
+        found = preview_of.preview(conn, mapping, facts, context, now, kinds)
+    reasons = {item.not_sent for item in found}
+    if len(found) > 1 and all(item.rendered is None for item in found) and len(reasons) == 1:
+        console.print(f"nothing would be sent: {reasons.pop()}", highlight=False)
+        return
+    for item in found:
+        if item.rendered is None:
+            console.print(f"[bold]{item.kind}:[/] not sent: {item.not_sent}", highlight=False)
+            continue
+        note = f", {item.note}" if item.note else ""
+        console.print(f"[bold]{item.kind}[/] (to {item.recipient}{note})", highlight=False)
+        console.print(f"[bold]Subject:[/] {item.rendered.subject}", highlight=False)
+        console.print(item.rendered.text, highlight=False, markup=False)
+        if html:
+            console.print("[dim]HTML:[/]")
+            console.print(item.rendered.html, highlight=False, markup=False)
+        console.print()
 
 
 optout_app = typer.Typer(

@@ -41,12 +41,20 @@ DEFAULTS: dict[str, MessageTemplate] = {
         ),
     ),
     "escalation": MessageTemplate(
-        subject="{{ person.full_name }} has not completed {{ learning.name }} yet",
+        # Subject and body say the same: who, which item, and whether it is overdue.
+        subject=(
+            "{{ person.full_name }} has not completed {{ learning.name }}"
+            "{% if overdue %}: {{ days_overdue }} day{{ '' if days_overdue == 1 else 's' }} overdue"
+            "{% else %} yet{% endif %}"
+        ),
         body=(
             "Hello {{ manager.first_name }},\n\n"
             "{{ person.full_name }} was recommended {{ link(learning.url, learning.name) }} "
-            "on {{ opened_on }} and has not completed it yet.\n\n"
-            "Why: {{ reason }}\n\n"
+            "on {{ opened_on }} and has not completed it yet. "
+            "{% if overdue %}It was due on {{ due_date }} and is {{ days_overdue }} "
+            "day{{ '' if days_overdue == 1 else 's' }} overdue."
+            "{% elif due_date %}It is due by {{ due_date }}.{% endif %}\n\n"
+            "Why: {{ reason }}.\n\n"
             "A short conversation about it usually helps."
         ),
     ),
