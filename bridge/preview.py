@@ -103,12 +103,23 @@ def _blocked(conn: Connection, mapping: m.Mapping, facts: Facts, ctx: EvalContex
         common = f"not found on the site: {'; '.join(a.missing_targets)}"
     elif not (is_open or completed) and (sites := unknown_history(a)):
         common = f"no LMS account linked for {person.full_name} on site {', '.join(map(repr, sites))}"
+    elif unusable := sorted({tg.site for tg in a.targets if not _usable(facts, tg.site)}):
+        common = (
+            f"{person.full_name}'s account on site {', '.join(map(repr, unusable))} is suspended or deleted"
+        )
     schedule = mapping.follow_up
     if completed:
         assert rec is not None
-        before = f"completed on {rec.completed_at.date().isoformat()}: nothing more is sent before completion"
+        before = f"{person.full_name} already completed it on {rec.completed_at.date().isoformat()}"
     elif is_open:
         before = ""
+    elif (
+        rec is not None
+        and rec.closed_at is not None
+        and (rec.closed_at + timedelta(days=mapping.schedule.cooldown_days) > ctx.now)
+    ):
+        until = (rec.closed_at + timedelta(days=mapping.schedule.cooldown_days)).date().isoformat()
+        before = f"recommended before and closed ({rec.close_reason}); it may open again from {until}"
     elif a.completed is not None:
         before = f"already completed {a.completed[0].name} on {a.completed[1].date().isoformat()}"
     elif not a.matches:
@@ -217,3 +228,8 @@ def _to_manager(
     return Preview(
         kind, recipient=manager.full_name, note=note, rendered=compose.render_digest(manager, [line])
     )
+
+
+def _usable(facts: Facts, site: str) -> bool:
+    account = facts.accounts.get(site)
+    return account is None or account.usable  # no account at all is said by unknown_history
