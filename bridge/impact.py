@@ -1,12 +1,23 @@
 """Impact: did a mapping's learning move its KPI, and what did it take?
 
 For every mapping with a ``measure`` section, the people it recommended learning to are split
-into three cohorts at their first recommendation:
+into cohorts at their first recommendation, by what was *delivered*, not by what was queued:
 
-* ``completed``: contacted, and completed a recommended item (or were rated proficient in a
-  recommended competency) after the recommendation opened;
+* ``completed``: contacted (a recommendation or reminder message or email to the learner was
+  actually sent, outbox state ``sent``), and completed a recommended item (or were rated
+  proficient in a recommended competency) after the recommendation opened;
 * ``not_completed``: contacted, and have not completed it;
+* ``not_contacted``: recommended, but no message ever reached them (held by quiet hours, caps or
+  opt-outs, dropped as stale, failed, or completed before it went out); whether they completed
+  or not, the mapping did not reach them, so they are neither completers nor non-completers;
 * ``holdout``: deliberately not contacted (``measure.holdout_percent``).
+
+The holdout comparison is intention-to-treat: everyone recommended (contacted or not) against
+the holdout, because the holdout was drawn at random from the same recommendations, and who
+could not be reached is not random (no account yet, opted out, already done). The contacted-only
+comparison with the holdout is reported beside it, labelled as such, never as the headline.
+``Reach`` gives the counts every view shows (``lmsbridge impact`` as a table and as JSON, and
+the dashboard), all from ``measure``.
 
 Each person's KPI *before* is the mean of their periods that ended in the ``before_days`` before
 the recommendation opened; *after* is the mean of the periods that began in the ``after_days``
@@ -30,7 +41,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import Connection, Engine, and_, func, select
+from sqlalchemy import Connection, Engine, and_, select
 
 from bridge.errors import BridgeError
 from bridge.impact_stats import (
@@ -42,6 +53,7 @@ from bridge.impact_stats import (
     minimum_detectable_effect,
     pre_trend,
 )
+from bridge.log import redact_text
 from bridge.mapping.loader import MappingSet
 from bridge.mapping.model import Mapping, Measure
 from bridge.settings import Settings
@@ -50,14 +62,32 @@ from bridge.store import schema as t
 Verdict = Literal["works", "no detectable effect", "harmful", "insufficient data"]
 Headline = Literal["treated_vs_holdout", "completers_vs_non"]
 
-COHORTS = ("completed", "not_completed", "holdout")
+COHORTS = ("completed", "not_completed", "not_contacted", "holdout")
+# What each cohort means, for every view that labels them.
+COHORT_MEANINGS = {
+    "completed": "a message was delivered, and they completed",
+    "not_completed": "a message was delivered, not completed",
+    "not_contacted": "recommended, but no message was delivered",
+    "holdout": "deliberately not contacted (random holdout)",
+}
 # A smaller randomised holdout gives an interval too wide to decide anything (with 5 people it
 # spans about +-1.2 standard deviations of the per-person change, with 10 about +-0.7), so below
 # this the holdout comparison is reported in the notes and completers vs non-completers leads.
 MIN_HOLDOUT = 10
 ACTED_ON = ("open", "closed")  # "suppressed" and "lapsed" recommendations were never acted on
-MESSAGE_PURPOSES = ("recommend", "reminder")
+MESSAGE_PURPOSES = ("recommend", "reminder")  # what contacts a learner about a recommendation
 MESSAGE_KINDS = ("message", "email")
+# Why a recommendation's learner messages did not go out, by the state of its outbox actions.
+NOT_SENT_STATES = {
+    "pending": "not sent yet",
+    "sending": "not sent yet",
+    "waiting": "held",
+    "dead": "delivery failed",
+    "cancelled": "cancelled before sending",
+    "suppressed": "suppressed",
+}
+NO_MESSAGE = "no message queued"
+REASON_CHARS = 80
 CHUNK = 500
 SECONDS_PER_DAY = 86400.0
 
@@ -76,8 +106,39 @@ class CohortStats:
 
 
 @dataclass(frozen=True)
+class Reach:
+    """Who the mapping's recommendations reached, counted by what was delivered.
+
+    Recommendations acted on (every episode, not only each person's first). ``contacted``: at
+    least one recommendation or reminder message or email to the learner was actually sent.
+    ``not_contacted_reasons``: for the others, why (reason -> recommendations).
+    """
+
+    recommended: int  # holdout excluded
+    contacted: int
+    not_contacted: int
+    not_contacted_reasons: dict[str, int]
+    holdout: int
+    completed: int  # of everyone recommended (intention to treat)
+    contacted_completed: int
+
+    @property
+    def completion_rate(self) -> float | None:
+        return self.completed / self.recommended if self.recommended else None
+
+    @property
+    def contacted_completion_rate(self) -> float | None:
+        return self.contacted_completed / self.contacted if self.contacted else None
+
+
+@dataclass(frozen=True)
 class Effort:
-    """What the recommendations took: messages sent (learner recommendations and reminders)."""
+    """What the recommendations took: messages sent (learner recommendations and reminders).
+
+    ``messages_sent`` counts only messages in state ``sent``; ``messages_per_completion``
+    divides them by the completions of contacted people (a completion nobody was messaged
+    about took no messages, so it does not thin the figure out).
+    """
 
     recommendations: int
     completions: int
@@ -85,6 +146,7 @@ class Effort:
     median_days_to_complete: float | None
     messages_sent: int
     messages_per_completion: float | None
+    contacted_completions: int = 0
 
 
 @dataclass(frozen=True)
@@ -98,14 +160,16 @@ class MappingImpact:
     before_days: int
     after_days: int
     cohorts: dict[str, CohortStats]
-    completers_vs_non: Estimate | None
-    treated_vs_holdout: Estimate | None
+    completers_vs_non: Estimate | None  # contacted completers vs contacted non-completers
+    treated_vs_holdout: Estimate | None  # intention to treat: everyone recommended vs holdout
+    contacted_vs_holdout: Estimate | None  # secondary: only those a message reached vs holdout
     headline: str
     mde: float | None
     verdict: str
     pre_trend: Estimate | None
     time_to_competency: Survival | None
     effort: Effort
+    reach: Reach
     notes: list[str]
 
     @property
@@ -120,6 +184,8 @@ class _Recommendation:
     holdout: bool
     opened_at: datetime
     done_at: datetime | None  # first completion (or proficient rating) after it opened
+    sent: int = 0  # learner messages (recommendation, reminders) actually sent
+    not_sent_reason: str | None = None  # why none was sent, when sent == 0
 
 
 @dataclass(frozen=True)
@@ -162,6 +228,16 @@ def measure(
         return [_measure_one(conn, mp, settings, now) for mp in chosen]
 
 
+def reach(engine: Engine, mapping_id: str, now: datetime) -> tuple[Reach, Effort]:
+    """A mapping's reach and effort by what was delivered, with or without a ``measure`` section.
+
+    The same computation ``measure`` reports, for views that show the counts of any mapping.
+    """
+    with engine.connect() as conn:
+        recs = _recommendations(conn, mapping_id, now)
+    return _reach(recs), _effort([rec for rec in recs if not rec.holdout])
+
+
 def _measure_one(conn: Connection, mapping: Mapping, settings: Settings, now: datetime) -> MappingImpact:
     spec = mapping.measure
     assert spec is not None
@@ -179,13 +255,15 @@ def _measure_one(conn: Connection, mapping: Mapping, settings: Settings, now: da
     cohorts = {name: _cohort_stats(name, groups[name]) for name in COHORTS}
 
     contacted = groups["completed"] + groups["not_completed"]
+    recommended = contacted + groups["not_contacted"]
     completers_vs_non = _did(groups["completed"], groups["not_completed"], sign)
-    treated_vs_holdout = _did(contacted, groups["holdout"], sign)
+    treated_vs_holdout = _did(recommended, groups["holdout"], sign)
+    contacted_vs_holdout = _did(contacted, groups["holdout"], sign)
     headline: Headline = (
         "treated_vs_holdout" if len(groups["holdout"]) >= MIN_HOLDOUT else "completers_vs_non"
     )
     treated, control = (
-        (contacted, groups["holdout"])
+        (recommended, groups["holdout"])
         if headline == "treated_vs_holdout"
         else (groups["completed"], groups["not_completed"])
     )
@@ -193,9 +271,11 @@ def _measure_one(conn: Connection, mapping: Mapping, settings: Settings, now: da
     mde = _mde(treated, control, sign)
     verdict = _verdict(estimate)
     trend = _pre_trend(treated, control, sign)
-    contacted_recs = [rec for rec in recs if not rec.holdout]
+    recommended_recs = [rec for rec in recs if not rec.holdout]
+    reach = _reach(recs)
 
     notes = _framing_notes(spec, direction, metric_settings is None)
+    notes.append(_reach_note(reach))
     left_out = [p.cohort for p in people if not (p.before and p.after)]
     if left_out:
         counts = ", ".join(f"{name.replace('_', ' ')} {left_out.count(name)}" for name in COHORTS)
@@ -208,17 +288,21 @@ def _measure_one(conn: Connection, mapping: Mapping, settings: Settings, now: da
             f"{len(recs) - len(first)} repeat recommendation(s) to people already counted are left out of "
             "the KPI comparison (each person counts once, at their first) but count in the effort."
         )
-    notes += _headline_notes(headline, groups["holdout"], treated_vs_holdout)
+    notes += _headline_notes(headline, groups["holdout"], treated_vs_holdout, contacted_vs_holdout)
     notes += _verdict_notes(verdict, estimate, mde, len(treated), len(control))
     notes.append(_pre_trend_note(trend))
-    survival = _time_to_competency(contacted_recs, now)
+    survival = _time_to_competency(recommended_recs, now)
     if survival is not None:
-        notes.append(_time_note(survival, len(contacted_recs)))
-    effort = _effort(conn, contacted_recs)
-    if effort.messages_per_completion is not None:
+        notes.append(_time_note(survival, len(recommended_recs)))
+    effort = _effort(recommended_recs)
+    if effort.messages_sent or effort.completions:
+        per = (
+            f"{effort.messages_per_completion:.1f} per completion by a contacted person"
+            if effort.messages_per_completion is not None
+            else "no contacted person has completed yet"
+        )
         notes.append(
-            f"Effort: {effort.messages_sent} messages (recommendations and reminders) sent, "
-            f"{effort.messages_per_completion:.1f} per completion."
+            f"Effort: {effort.messages_sent} messages (recommendations and reminders) actually sent, {per}."
         )
     return MappingImpact(
         mapping_id=mapping.id,
@@ -230,12 +314,14 @@ def _measure_one(conn: Connection, mapping: Mapping, settings: Settings, now: da
         cohorts=cohorts,
         completers_vs_non=completers_vs_non,
         treated_vs_holdout=treated_vs_holdout,
+        contacted_vs_holdout=contacted_vs_holdout,
         headline=headline,
         mde=mde,
         verdict=verdict,
         pre_trend=trend,
         time_to_competency=survival,
         effort=effort,
+        reach=reach,
         notes=notes,
     )
 
@@ -262,6 +348,7 @@ def _recommendations(conn: Connection, mapping_id: str, now: datetime) -> list[_
         for target in row.targets:
             wanted[(target["site"], target["kind"])].add(int(target["item_id"]))
     done = _done_times(conn, wanted, accounts, now)
+    delivered = _deliveries(conn, [int(row.id) for row in rows], now)
     found = []
     for row in rows:
         times = [
@@ -271,9 +358,53 @@ def _recommendations(conn: Connection, mapping_id: str, now: datetime) -> list[_
             for when in done.get((target["site"], target["kind"], int(target["item_id"]), user_id), [])
             if when >= row.opened_at
         ]
+        sent, reason = delivered.get(int(row.id), (0, NO_MESSAGE))
         found.append(
-            _Recommendation(row.id, row.person_id, row.holdout, row.opened_at, min(times, default=None))
+            _Recommendation(
+                row.id, row.person_id, row.holdout, row.opened_at, min(times, default=None), sent, reason
+            )
         )
+    return found
+
+
+def _reason_text(state: str, error: str | None) -> str:
+    """A groupable reason: the state in words and the head of the recorded reason (no dates)."""
+    words = NOT_SENT_STATES.get(state, state)
+    head = redact_text(error or "").split(":", 1)[0].strip()[:REASON_CHARS]
+    return f"{words}: {head}" if head and state in ("cancelled", "suppressed", "waiting") else words
+
+
+def _deliveries(conn: Connection, rec_ids: Sequence[int], now: datetime) -> dict[int, tuple[int, str | None]]:
+    """recommendation id -> (learner messages sent by ``now``, why none was when none was).
+
+    The reason comes from the recommendation message itself when there is one (a reminder is
+    usually only "superseded" because the recommendation never went out), else the latest other.
+    """
+    a = t.actions
+    found: dict[int, tuple[int, str | None]] = {}
+    rows_by_rec: dict[int, list[Any]] = defaultdict(list)
+    for chunk in _chunks(list(rec_ids)):
+        query = (
+            select(a.c.id, a.c.recommendation_id, a.c.purpose, a.c.state, a.c.last_error, a.c.sent_at)
+            .where(
+                and_(
+                    a.c.recommendation_id.in_(chunk),
+                    a.c.purpose.in_(MESSAGE_PURPOSES),
+                    a.c.kind.in_(MESSAGE_KINDS),
+                )
+            )
+            .order_by(a.c.id)
+        )
+        for row in conn.execute(query):
+            rows_by_rec[int(row.recommendation_id)].append(row)
+    for rec_id, rows in rows_by_rec.items():
+        sent = sum(1 for r in rows if r.state == "sent" and (r.sent_at is None or r.sent_at <= now))
+        if sent:
+            found[rec_id] = (sent, None)
+            continue
+        recommend = [r for r in rows if r.purpose == "recommend"]
+        row = (recommend or rows)[-1]
+        found[rec_id] = (0, _reason_text(row.state, row.last_error))
     return found
 
 
@@ -354,7 +485,12 @@ def _person(rec: _Recommendation, periods: list[_Period], spec: Measure) -> _Per
     recommendation for people who did not complete, and for the holdout). Periods spanning
     the day itself are in neither window.
     """
-    cohort = "holdout" if rec.holdout else ("completed" if rec.done_at is not None else "not_completed")
+    if rec.holdout:
+        cohort = "holdout"
+    elif not rec.sent:
+        cohort = "not_contacted"
+    else:
+        cohort = "completed" if rec.done_at is not None else "not_completed"
     opened = rec.opened_at.date()
     start = rec.done_at.date() if cohort == "completed" and rec.done_at is not None else opened
     before_from = opened - timedelta(days=spec.before_days)
@@ -452,30 +588,38 @@ def _time_to_competency(recs: Sequence[_Recommendation], now: datetime) -> Survi
     )
 
 
-def _effort(conn: Connection, recs: Sequence[_Recommendation]) -> Effort:
-    a = t.actions
-    sent = 0
-    for chunk in _chunks([rec.id for rec in recs]):
-        sent += int(
-            conn.execute(
-                select(func.count()).where(
-                    and_(
-                        a.c.recommendation_id.in_(chunk),
-                        a.c.purpose.in_(MESSAGE_PURPOSES),
-                        a.c.kind.in_(MESSAGE_KINDS),
-                        a.c.state == "sent",
-                    )
-                )
-            ).scalar_one()
-        )
+def _effort(recs: Sequence[_Recommendation]) -> Effort:
+    """Messages actually sent for these recommendations, and per completion by a contacted person."""
+    sent = sum(rec.sent for rec in recs)
     days = [_days(rec.opened_at, rec.done_at) for rec in recs if rec.done_at is not None]
+    contacted_done = sum(1 for rec in recs if rec.done_at is not None and rec.sent)
     return Effort(
         recommendations=len(recs),
         completions=len(days),
         completion_rate=len(days) / len(recs) if recs else None,
         median_days_to_complete=statistics.median(days) if days else None,
         messages_sent=sent,
-        messages_per_completion=sent / len(days) if days else None,
+        messages_per_completion=sent / contacted_done if contacted_done else None,
+        contacted_completions=contacted_done,
+    )
+
+
+def _reach(recs: Sequence[_Recommendation]) -> Reach:
+    """The counts by what was delivered, over every acted-on recommendation (not only firsts)."""
+    recommended = [rec for rec in recs if not rec.holdout]
+    contacted = [rec for rec in recommended if rec.sent]
+    reasons: dict[str, int] = defaultdict(int)
+    for rec in recommended:
+        if not rec.sent:
+            reasons[rec.not_sent_reason or NO_MESSAGE] += 1
+    return Reach(
+        recommended=len(recommended),
+        contacted=len(contacted),
+        not_contacted=len(recommended) - len(contacted),
+        not_contacted_reasons=dict(sorted(reasons.items(), key=lambda item: (-item[1], item[0]))),
+        holdout=sum(1 for rec in recs if rec.holdout),
+        completed=sum(1 for rec in recommended if rec.done_at is not None),
+        contacted_completed=sum(1 for rec in contacted if rec.done_at is not None),
     )
 
 
@@ -505,26 +649,54 @@ def _framing_notes(spec: Measure, direction: str, assumed: bool) -> list[str]:
     return notes
 
 
-def _headline_notes(headline: Headline, holdout: Sequence[_Person], estimate: Estimate | None) -> list[str]:
+def _interval(estimate: Estimate | None) -> str:
+    return "" if estimate is None else f"95% interval {_signed(estimate.low)} to {_signed(estimate.high)}"
+
+
+def _reach_note(reach: Reach) -> str:
+    """The delivered-based counts in words: what "contacted" means, and why the rest were not."""
+    text = (
+        f"Reach: {reach.recommended} recommendation(s) outside the holdout; {reach.contacted} contacted "
+        f"(a message was delivered: a recommendation or reminder actually sent), {reach.not_contacted} "
+        "not contacted"
+    )
+    if reach.not_contacted_reasons:
+        text += " (" + "; ".join(f"{why} {n}" for why, n in reach.not_contacted_reasons.items()) + ")"
+    return (
+        text + f"; {reach.holdout} in the holdout. The not contacted are neither completers nor "
+        "non-completers, but stay in the intention-to-treat comparison with the holdout."
+    )
+
+
+def _headline_notes(
+    headline: Headline,
+    holdout: Sequence[_Person],
+    itt: Estimate | None,
+    delivered: Estimate | None,
+) -> list[str]:
+    secondary = (
+        f" Delivered only (secondary: contacted vs holdout, {_interval(delivered)}): who could be "
+        "reached is not random, so this figure can be biased either way."
+        if delivered is not None
+        else ""
+    )
     if headline == "treated_vs_holdout":
         return [
-            "Compared: everyone contacted (completed or not) against the random holdout, never contacted; "
-            "nobody chose their group, so self-selection cannot explain a difference."
+            "Compared (intention to treat): everyone recommended, contacted or not, against the random "
+            "holdout, never contacted; nobody chose their group, so self-selection cannot explain a "
+            "difference, and it measures what recommending does, including the people a message "
+            f"never reached.{secondary}"
         ]
     notes = [
-        "Compared: people who completed against those recommended the same learning who did not. They "
+        "Compared: contacted people who completed against contacted people who did not. They "
         "chose whether to complete, so part of a difference may be who they are rather than the "
         "learning; a large enough holdout (measure.holdout_percent) removes that doubt."
     ]
     if holdout:
-        detail = (
-            f" (contacted vs holdout, 95% interval {_signed(estimate.low)} to {_signed(estimate.high)})"
-            if estimate is not None
-            else ""
-        )
+        detail = f" (intention to treat, recommended vs holdout, {_interval(itt)})" if itt is not None else ""
         notes.append(
             f"The holdout has {len(holdout)} people with KPI values before and after, fewer than the "
-            f"{MIN_HOLDOUT} it needs to lead{detail}."
+            f"{MIN_HOLDOUT} it needs to lead{detail}.{secondary}"
         )
     return notes
 
@@ -555,11 +727,11 @@ def _verdict_notes(
     return notes
 
 
-def _time_note(survival: Survival, contacted: int) -> str:
+def _time_note(survival: Survival, recommended: int) -> str:
     reached = sum(survival.events)
     start = (
-        f"Time to complete (Kaplan-Meier, from the recommendation; the {contacted - reached} not done yet "
-        f"are censored at now): {reached} of {contacted} recommendations completed"
+        f"Time to complete (Kaplan-Meier, from the recommendation; the {recommended - reached} not done yet "
+        f"are censored at now): {reached} of {recommended} recommendations completed"
     )
     if survival.median is None:
         return f"{start}; the median is not reached yet (fewer than half have completed)."

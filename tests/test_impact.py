@@ -297,7 +297,7 @@ def test_too_few_people_is_insufficient_data(engine: Engine, tmp_path: Path) -> 
 
 
 def test_first_episode_only_and_not_before_it_opened(engine: Engine, tmp_path: Path) -> None:
-    recommend(engine, "A", 1)
+    action(engine, recommend(engine, "A", 1), "A-rec", "recommend", "message", "sent")
     recommend(engine, "A", 1, opened=OPENED + timedelta(days=100), episode=2)
     complete(engine, 1, OPENED - timedelta(days=5))  # done before the recommendation: not a completer
     store(engine, *monthly("A", {1: 4.0, 2: 4.0, 3: 4.0, 5: 4.2, 6: 4.2}))

@@ -14,7 +14,8 @@ from bridge.impact_stats import Survival
 
 COHORT_LABELS = {
     "completed": "Completed",
-    "not_completed": "Recommended, not completed",
+    "not_completed": "Contacted, not completed",
+    "not_contacted": "Not contacted (no message delivered)",
     "holdout": "Holdout (not contacted)",
 }
 

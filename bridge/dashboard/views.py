@@ -36,7 +36,8 @@ STATIC_FILES = {
 }
 Query = dict[str, list[str]]
 COMPARISON_LABELS = {
-    "treated_vs_holdout": "Recommended vs holdout",
+    "treated_vs_holdout": "Recommended vs holdout (intention to treat)",
+    "contacted_vs_holdout": "Delivered only: contacted vs holdout (secondary)",
     "completers_vs_non": "Completed vs not completed",
 }
 
@@ -148,6 +149,10 @@ class Dashboard:
             except BridgeError as exc:
                 problem = redact_text(str(exc))
         result = impacts[0] if impacts else None
+        if result is not None:
+            reached, effort = result.reach, result.effort
+        else:
+            reached, effort = impact.reach(self.engine, mapping_id, now)
         chart_data: dict[str, Any] = {}
         if result is not None and any(c.n for c in result.cohorts.values()):
             chart_data["before-after"] = charts.before_after(
@@ -162,6 +167,9 @@ class Dashboard:
             mapping=mapping,
             summary=summary,
             impact=result,
+            reach=reached,
+            effort=effort,
+            cohort_meanings=impact.COHORT_MEANINGS,
             problem=problem,
             metric_label=self._metric_label(result.metric) if result else "",
             headline_label=COMPARISON_LABELS.get(result.headline, result.headline) if result else "",
