@@ -121,6 +121,7 @@ class Reach:
     holdout: int
     completed: int  # of everyone recommended (intention to treat)
     contacted_completed: int
+    holdout_completed: int = 0
 
     @property
     def completion_rate(self) -> float | None:
@@ -129,6 +130,10 @@ class Reach:
     @property
     def contacted_completion_rate(self) -> float | None:
         return self.contacted_completed / self.contacted if self.contacted else None
+
+    @property
+    def holdout_completion_rate(self) -> float | None:
+        return self.holdout_completed / self.holdout if self.holdout else None
 
 
 @dataclass(frozen=True)
@@ -620,6 +625,7 @@ def _reach(recs: Sequence[_Recommendation]) -> Reach:
         holdout=sum(1 for rec in recs if rec.holdout),
         completed=sum(1 for rec in recommended if rec.done_at is not None),
         contacted_completed=sum(1 for rec in contacted if rec.done_at is not None),
+        holdout_completed=sum(1 for rec in recs if rec.holdout and rec.done_at is not None),
     )
 
 

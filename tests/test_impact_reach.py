@@ -168,6 +168,7 @@ def test_cli_json_cli_table_and_dashboard_show_the_same_contacted_count(tmp_path
         ops.start()
         try:
             status, _, body = fetch(ops.port, "/dashboard/mapping?id=csat")
+            list_status, _, list_body = fetch(ops.port, "/dashboard/mappings")
         finally:
             ops.stop()
     finally:
@@ -185,4 +186,10 @@ def test_cli_json_cli_table_and_dashboard_show_the_same_contacted_count(tmp_path
     assert figure("messages-sent") == "4" and figure("messages-per-completion") == "2.0"
     assert "contacted: a message was delivered" in html
     assert "suppressed: opted out: 1" in html and "intention to treat" in html
+    # The mappings list shows the same counts.
+    assert list_status == 200
+    listed = list_body.decode()
+    assert '<td data-label="Contacted" class="num" data-figure="contacted">3</td>' in listed
+    assert '<td data-label="Recommended" class="num">7</td>' in listed
+    assert '<td data-label="Messages sent" class="num">4</td>' in listed
     engine.dispose()

@@ -46,6 +46,7 @@ def as_json(result: MappingImpact) -> dict[str, Any]:
     data = dataclasses.asdict(result)
     data["reach"]["completion_rate"] = result.reach.completion_rate
     data["reach"]["contacted_completion_rate"] = result.reach.contacted_completion_rate
+    data["reach"]["holdout_completion_rate"] = result.reach.holdout_completion_rate
     data["cohort_meanings"] = dict(COHORT_MEANINGS)
     data["comparisons"] = {
         "treated_vs_holdout": "intention to treat: everyone recommended (contacted or not) vs the holdout",

@@ -125,9 +125,12 @@ class Dashboard:
         )
 
     def mapping_list(self, _query: Query) -> Response:
+        now = clock.now()
         with self.engine.connect() as conn:
             summaries = queries.mapping_summaries(conn, self.mappings())
-        return self._render("mappings.html", page="mappings", now=clock.now(), mappings=summaries)
+        # The counts by what was delivered, from the computation `lmsbridge impact` reports.
+        reaches = {s.mapping_id: impact.reach(self.engine, s.mapping_id, now) for s in summaries}
+        return self._render("mappings.html", page="mappings", now=now, mappings=summaries, reaches=reaches)
 
     def mapping_page(self, query: Query) -> Response:
         mapping_id = (query.get("id") or [""])[0]
