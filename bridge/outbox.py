@@ -322,39 +322,25 @@ def record(conn: Connection, row: Any, outcome: DeliveryOutcome, now: datetime, 
     return str(values["state"])
 
 
-def release(conn: Connection, row: Any, error: str, due_at: datetime, now: datetime) -> None:
-    """Give a claimed action back without counting the attempt (nothing was sent)."""
+def _give_back(conn: Connection, row: Any, now: datetime, **values: Any) -> None:
+    """Write about a claimed row and end the claim, the attempt not counted (nothing was sent)."""
     a = t.actions
     conn.execute(
         update(a)
         .where(owned(row))
-        .values(
-            state="pending",
-            claim_token=None,
-            attempts=a.c.attempts - 1,
-            due_at=due_at,
-            last_error=error,
-            updated_at=now,
-        )
+        .values(claim_token=None, attempts=a.c.attempts - 1, updated_at=now, **values)
     )
+
+
+def release(conn: Connection, row: Any, error: str, due_at: datetime, now: datetime) -> None:
+    """Give a claimed action back to the queue, due again at ``due_at``."""
+    _give_back(conn, row, now, state="pending", due_at=due_at, last_error=error)
 
 
 def hold_for_account(conn: Connection, row: Any, reason: str, now: datetime) -> None:
     """Give a claimed action back to wait for its person's account (the one it carried belongs
     to someone else now); :func:`address_waiting` addresses it again before the next delivery."""
-    a = t.actions
-    conn.execute(
-        update(a)
-        .where(owned(row))
-        .values(
-            state="waiting",
-            recipient_user_id=None,
-            claim_token=None,
-            attempts=a.c.attempts - 1,
-            last_error=reason,
-            updated_at=now,
-        )
-    )
+    _give_back(conn, row, now, state="waiting", recipient_user_id=None, last_error=reason)
 
 
 def store_rendered(conn: Connection, row: Any, rendered: Any, now: datetime) -> None:
@@ -369,12 +355,7 @@ def store_rendered(conn: Connection, row: Any, rendered: Any, now: datetime) -> 
 
 def finish(conn: Connection, row: Any, state: str, reason: str, now: datetime) -> None:
     """Close a claimed action without sending it (suppressed or cancelled by a guard)."""
-    a = t.actions
-    conn.execute(
-        update(a)
-        .where(owned(row))
-        .values(state=state, claim_token=None, attempts=a.c.attempts - 1, last_error=reason, updated_at=now)
-    )
+    _give_back(conn, row, now, state=state, last_error=reason)
 
 
 def counts_by_state(conn: Connection) -> dict[str, int]:
