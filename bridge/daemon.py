@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import signal
 import threading
+import time
 from collections.abc import Callable
 from contextlib import suppress
 from datetime import UTC, datetime
@@ -46,6 +47,8 @@ from bridge.webhooks import receiver
 
 log = get_logger(__name__)
 
+EARLY_PULL_GAP = 30.0  # seconds between two webhook-triggered pulls of one source
+
 
 def trigger(every_seconds: float, cron: str | None) -> IntervalTrigger | CronTrigger:
     if cron:
@@ -64,6 +67,7 @@ class Daemon:
         self.mappings_dir = settings.resolve(settings.mappings.dir)
         self.stopping = threading.Event()
         self.reload_requested = threading.Event()
+        self.early_pulls: dict[str, float] = {}  # source -> monotonic time of its last early pull
         self.seen_files: str | None = None  # the first check validates the directory once more
         self.sources = {s.name: s for s in ordered_sources(settings)}
         self.sinks = registry.sinks(settings)
@@ -99,7 +103,15 @@ class Daemon:
                 )
 
     def pull_now(self, name: str) -> None:
-        """Run the source's pull job at once (coalesced with a run already due or running)."""
+        """Run the source's pull job at once (coalesced with a run already due or running), at
+        most once per :data:`EARLY_PULL_GAP` seconds: a replayed or flooded webhook, which its
+        signature cannot tell from a new one, costs the site at most that one early pull."""
+        now = time.monotonic()
+        last = self.early_pulls.get(name)
+        if last is not None and now - last < EARLY_PULL_GAP:
+            log.info("webhook received; an early pull of the site was asked for just before", site=name)
+            return
+        self.early_pulls[name] = now
         self.scheduler.modify_job(f"pull:{name}", next_run_time=datetime.now(UTC))
 
     # ------------------------------------------------------------------ jobs

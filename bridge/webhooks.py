@@ -4,7 +4,10 @@ An event is accepted only when its HMAC-SHA256 signature, computed over the exac
 site's shared secret, matches the signature header; the comparison is constant-time. The body is
 never parsed into records: its shape is not documented across versions, and the pull that follows
 reads the same data through the routes the cursors already track — so a forged, replayed or
-dropped event can at worst cause or miss one early pull, never a wrong record.
+dropped event can at worst cause or miss one early pull, never a wrong record. Early pulls of a
+site are at most one per 30 s (bridge.daemon), so a replayed flood costs the site that one pull.
+No timestamp window is checked: the body is not relied on (see above), and no signed timestamp
+or nonce of Totara's could be confirmed without a real 19.1 site.
 """
 
 from __future__ import annotations

@@ -554,9 +554,14 @@ def test_a_signed_webhook_makes_the_daemon_pull_the_site_now(
         good = hmac.new(b"hook-secret-123", body, hashlib.sha256).hexdigest()
         assert post(good) == 202
         wait_for(lambda: service.log_path.read_text().count('"source": "totara"') >= 2)
+        # The same signed event replayed 20 times: accepted, but no second early pull.
+        assert all(post(good) == 202 for _ in range(20))
+        time.sleep(2)
+        pulls = service.log_path.read_text().count('"source": "totara"')
     finally:
         code, log = service.stop()
     assert code == 0
+    assert pulls == 2, "a replayed webhook costs the site at most one early pull per 30 s"
     assert "webhook refused: bad or missing signature" in log and "hook-secret-123" not in log
 
 
