@@ -110,7 +110,7 @@ def test_mapping_page_draws_the_impact_charts(browser: Browser, base_url: str, v
         assert chart["painted"] > 0.02 * chart["area"], f"{chart['name']} is (nearly) blank"
     labels = by_name["before-after"]["labels"]
     assert any(label.startswith("Completed (n=") for label in labels)
-    assert any(label.startswith("Recommended, not completed (n=") for label in labels)
+    assert any(label.startswith("Contacted, not completed (n=") for label in labels)
     assert "Target" in labels
     assert by_name["before-after"]["points"] == 2
     assert by_name["time-to-competency"]["points"] > 2
