@@ -7,13 +7,12 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, case, select, update
+from sqlalchemy import Connection, and_, select, update
 
 from bridge import compose, registry
 from bridge.decide import LEFT, Decision, LatestRecommendation
 from bridge.facts import Facts
 from bridge.guards import window_options
-from bridge.log import get_logger
 from bridge.mapping import model as m
 from bridge.mapping import templates
 from bridge.mapping.loader import MappingSet
@@ -24,6 +23,7 @@ from bridge.outbox import (
     cancel_for_recommendation,
     enqueue,
     target_json,
+    wait_for_account,
 )
 from bridge.ports import ActionKind
 from bridge.records import Target
@@ -32,20 +32,7 @@ from bridge.settings import Settings
 from bridge.store import schema as t
 from bridge.timing import next_send_time, zone
 
-log = get_logger(__name__)
-
 MESSAGE_CHANNELS = ("message", "email")
-
-
-def draft_failed(mapping: m.Mapping, purpose: str, person_id: str, exc: templates.TemplateFailed) -> str:
-    """The reason a message whose template fails on this person's data is queued dead, logged once.
-
-    Queued (not skipped), so the next decide finds the action and neither renders nor logs again;
-    every other message and job goes on.
-    """
-    reason = f"not sent: mapping '{mapping.id}', {purpose} message: {exc}"
-    log.error("message not queued: its template failed", mapping=mapping.id, person=person_id, reason=reason)
-    return reason
 
 
 def message_context(
@@ -154,7 +141,10 @@ def recommend_actions(
                     )
                     subject, html, text = rendered.subject, rendered.html, rendered.text
                 except templates.TemplateFailed as exc:
-                    state, why = "dead", draft_failed(mapping, "recommend", person.person_id, exc)
+                    state, why = (
+                        "dead",
+                        compose.template_failed(mapping.id, "recommend", exc, person=person.person_id),
+                    )
             actions.append(
                 NewAction(
                     key=action_key(mapping.id, person.person_id, episode, "recommend", channel, target.key),
@@ -198,27 +188,24 @@ def reopen(conn: Connection, recommendation_id: int, now: datetime) -> int:
         .where(and_(r.c.id == recommendation_id, r.c.state == "closed", r.c.close_reason == LEFT))
         .values(state="open", closed_at=None, close_reason=None, completed_at=None)
     )
-    email = a.c.kind == ActionKind.EMAIL.value
-    restored = conn.execute(
-        update(a)
-        .where(
-            and_(
-                a.c.recommendation_id == recommendation_id,
-                a.c.state == "cancelled",
-                a.c.last_error.in_(LEFT_REASONS),
-            )
-        )
-        .values(
-            state=case((email, "pending"), else_="waiting"),
-            recipient_user_id=case((email, a.c.recipient_user_id), else_=None),
-            last_error=case(
-                (email, None), else_="back in the organisation: waiting for the account to be linked"
-            ),
-            updated_at=now,
-        )
+    cancelled_for_leaving = and_(
+        a.c.recommendation_id == recommendation_id,
+        a.c.state == "cancelled",
+        a.c.last_error.in_(LEFT_REASONS),
     )
+    email = a.c.kind == ActionKind.EMAIL.value
+    emails = (
+        conn.execute(
+            update(a)
+            .where(and_(cancelled_for_leaving, email))
+            .values(state="pending", last_error=None, updated_at=now)
+        ).rowcount
+        or 0
+    )
+    reason = "back in the organisation: waiting for the account to be linked"
+    lms = wait_for_account(conn, and_(cancelled_for_leaving, ~email), reason, now)
     address_waiting(conn, now)
-    return restored.rowcount or 0
+    return emails + lms
 
 
 OpenTargets = dict[tuple[str, str], str]  # (person id, target key) -> mapping id that holds it

@@ -208,6 +208,14 @@ def render_digest(manager: Person, lines: list[str]) -> templates.Rendered:
     return templates.render(DIGEST_TEMPLATE, {"name": names(manager)["first_name"], "items": lines})
 
 
+def template_failed(mapping_id: str, purpose: str, exc: templates.TemplateFailed, **where: str) -> str:
+    """Why a message whose template fails on its data is not sent, logged once (at decide time
+    the action is queued dead with it, at send time it is finished with it)."""
+    reason = f"not sent: mapping '{mapping_id}', {purpose} message: {exc}"
+    log.error("message not sent: its template failed", mapping=mapping_id, reason=reason, **where)
+    return reason
+
+
 def for_sending(
     conn: Connection, rows: Sequence[Any], current: StateOfNow, now: datetime
 ) -> dict[int, templates.Rendered | str]:
@@ -229,9 +237,7 @@ def for_sending(
         try:
             rendered = _render_for_sending(conn, row, people, current, now)
         except templates.TemplateFailed as exc:
-            reason = f"not sent: mapping '{row.mapping_id}', {row.purpose} message: {exc}"
-            log.error("message not sent: its template failed", key=row.key, reason=reason)
-            rendered = reason
+            rendered = template_failed(row.mapping_id or "", row.purpose, exc, key=row.key)
         if rendered is not None:
             out[row.id] = rendered
     return out

@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, and_, select, update
 
 from bridge import compose
-from bridge.act import draft_failed, message_context, sending_slot
+from bridge.act import message_context, sending_slot
 from bridge.facts import NO_KPIS, Facts, iter_facts, load_people
 from bridge.mapping import evaluate as ev
 from bridge.mapping import model as m
@@ -94,7 +94,7 @@ def _learner_actions(
     except templates.TemplateFailed as exc:
         rendered, failed = (
             templates.Rendered("", "", ""),
-            draft_failed(mapping, purpose, person.person_id, exc),
+            compose.template_failed(mapping.id, purpose, exc, person=person.person_id),
         )
     send_at, window = sending_slot(mapping.schedule, person.timezone, settings, now)
     account = facts.accounts.get(target.site)

@@ -58,7 +58,7 @@ def screen(
     """A verdict for each claimed action, in order (claim puts new recommendations first, so
     under the per-person cap they go before reinforcement and reminders)."""
     people = {r.recipient_person_id for r in rows if r.recipient_person_id}
-    opted = _opt_outs(conn, people)
+    opted = opt_outs(conn, people)
     active = _active(conn, people)
     usable = _usable_accounts(conn, [(r.site, r.recipient_user_id) for r in rows if r.recipient_user_id])
     rec_state = _recommendation_states(conn, {r.recommendation_id for r in rows if r.recommendation_id})
@@ -119,7 +119,8 @@ def _window_opens(row: Any, now: datetime) -> datetime | None:
     return None if opens <= now else opens
 
 
-def _opt_outs(conn: Connection, people: set[str]) -> set[tuple[str, str]]:
+def opt_outs(conn: Connection, people: set[str]) -> set[tuple[str, str]]:
+    """(mapping id or ``*``, person id) of each opt-out of ``people``."""
     if not people:
         return set()
     o = t.opt_outs

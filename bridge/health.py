@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, case, select, update
+from sqlalchemy import Connection, Engine, and_, or_, select, update
 
 from bridge.store import schema as t
 from bridge.store.ingest import upsert_statement
@@ -47,7 +47,7 @@ def record_started(engine: Engine, name: str, now: datetime) -> None:
     h = t.source_health
     with engine.begin() as conn:
         _ensure(conn, name, now)
-        conn.execute(update(h).where(h.c.name == name).values(pull_state="pulling", updated_at=now))
+        conn.execute(update(h).where(h.c.name == name).values(pulling=True, updated_at=now))
 
 
 def record_success(engine: Engine, name: str, now: datetime) -> None:
@@ -60,8 +60,7 @@ def record_success(engine: Engine, name: str, now: datetime) -> None:
             .values(
                 last_success_at=now,
                 consecutive_failures=0,
-                # Only a source has a pull state (record_started); a stage keeps none.
-                pull_state=case((h.c.pull_state.is_(None), None), else_="ok"),
+                pulling=False,
                 updated_at=now,
             )
         )
@@ -78,7 +77,7 @@ def record_failure(engine: Engine, name: str, error: str, now: datetime) -> None
                 last_error=error[:2000],
                 last_error_at=now,
                 consecutive_failures=h.c.consecutive_failures + 1,
-                pull_state=case((h.c.pull_state.is_(None), None), else_="failed"),
+                pulling=False,
                 updated_at=now,
             )
         )
@@ -88,14 +87,11 @@ def unsettled(conn: Connection, names: Iterable[str]) -> dict[str, str]:
     """Of ``names``, the sources whose latest pull is still running or failed, with why."""
     h = t.source_health
     rows = conn.execute(
-        select(h.c.name, h.c.pull_state, h.c.last_error).where(
-            and_(h.c.name.in_(sorted(set(names))), h.c.pull_state.in_(("pulling", "failed")))
+        select(h.c.name, h.c.pulling, h.c.last_error).where(
+            and_(h.c.name.in_(sorted(set(names))), or_(h.c.pulling, h.c.consecutive_failures > 0))
         )
     )
-    return {
-        r.name: "is being pulled" if r.pull_state == "pulling" else f"failed its last pull: {r.last_error}"
-        for r in rows
-    }
+    return {r.name: "is being pulled" if r.pulling else f"failed its last pull: {r.last_error}" for r in rows}
 
 
 def get(engine: Engine, name: str) -> Health | None:

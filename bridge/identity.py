@@ -19,10 +19,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import Connection, and_, delete, select, update
+from sqlalchemy import Connection, and_, delete, select
 
 from bridge import clock
-from bridge.outbox import address_waiting
+from bridge.outbox import address_waiting, wait_for_account
 from bridge.store import schema as t
 from bridge.store.ingest import CHUNK, mark_dirty
 
@@ -161,22 +161,13 @@ def readdress(conn: Connection, site: str, moved: list[str], now: datetime) -> i
     gives it the person's current account, now if there is one. Returns how many were released.
     """
     a = t.actions
+    reason = f"the person's account on site '{site}' changed: waiting for the new one to be linked"
     for start in range(0, len(moved), CHUNK):
-        conn.execute(
-            update(a)
-            .where(
-                and_(
-                    a.c.site == site,
-                    a.c.state == "pending",
-                    a.c.recipient_user_id.is_not(None),
-                    a.c.recipient_person_id.in_(moved[start : start + CHUNK]),
-                )
-            )
-            .values(
-                state="waiting",
-                recipient_user_id=None,
-                last_error=f"the person's account on site '{site}' changed: waiting for the new one to be linked",
-                updated_at=now,
-            )
+        queued_for_old = and_(
+            a.c.site == site,
+            a.c.state == "pending",
+            a.c.recipient_user_id.is_not(None),
+            a.c.recipient_person_id.in_(moved[start : start + CHUNK]),
         )
+        wait_for_account(conn, queued_for_old, reason, now)
     return address_waiting(conn, now, site)

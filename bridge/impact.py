@@ -233,13 +233,12 @@ def measure(
         return [_measure_one(conn, mp, settings, now) for mp in chosen]
 
 
-def reach(engine: Engine, mapping_id: str, now: datetime) -> tuple[Reach, Effort]:
+def reach(conn: Connection, mapping_id: str, now: datetime) -> tuple[Reach, Effort]:
     """A mapping's reach and effort by what was delivered, with or without a ``measure`` section.
 
     The same computation ``measure`` reports, for views that show the counts of any mapping.
     """
-    with engine.connect() as conn:
-        recs = _recommendations(conn, mapping_id, now)
+    recs = _recommendations(conn, mapping_id, now)
     return _reach(recs), _effort([rec for rec in recs if not rec.holdout])
 
 

@@ -56,6 +56,8 @@ class Response:
 
 
 Route = Callable[[dict[str, list[str]]], Response]
+# A page anyone may ask for; ``trusted`` says whether the caller may also see the protected ones.
+PublicRoute = Callable[[bool], Response]
 Hook = Callable[[bytes, Mapping[str, str]], Response]
 MAX_HOOK_BODY = 1024 * 1024
 
@@ -124,7 +126,7 @@ class OpsServer:
         self.connection_timeout = connection_timeout
         self.max_connections = max_connections
         self.protected: dict[str, Route] = {"/metrics": self._metrics}
-        self.public: dict[str, Route] = {"/healthz": self._healthz}
+        self.public: dict[str, PublicRoute] = {"/healthz": self._healthz, "/readyz": self._readyz}
         self.hooks: dict[str, Hook] = {}
         self._server: BoundedHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -150,7 +152,7 @@ class OpsServer:
 
     # ------------------------------------------------------------------ routes
 
-    def _healthz(self, _q: dict[str, list[str]]) -> Response:
+    def _healthz(self, _trusted: bool) -> Response:
         return Response.json({"status": "alive", "time": clock.now().isoformat()})
 
     def _readyz(self, trusted: bool) -> Response:
@@ -184,11 +186,9 @@ class OpsServer:
     def handle(self, path: str, authorization: str | None) -> Response:
         parts = urlsplit(path)
         query = parse_qs(parts.query)
-        route = self.public.get(parts.path)
-        if route is not None:
-            return route(query)
-        if parts.path == "/readyz":
-            return self._readyz(self._refusal(authorization) is None)
+        public = self.public.get(parts.path)
+        if public is not None:
+            return public(self._refusal(authorization) is None)
         route = self.protected.get(parts.path)
         if route is None:
             return Response.text("not found\n", 404)

@@ -162,6 +162,18 @@ def address_waiting(conn: Connection, now: datetime, site: str | None = None) ->
     return result.rowcount or 0
 
 
+def wait_for_account(conn: Connection, condition: Any, reason: str, now: datetime) -> int:
+    """Set the actions matching ``condition`` waiting for their person's account, the one they
+    carried cleared; :func:`address_waiting` gives them the account of now. Returns how many."""
+    a = t.actions
+    result = conn.execute(
+        update(a)
+        .where(condition)
+        .values(state="waiting", recipient_user_id=None, last_error=reason, updated_at=now)
+    )
+    return result.rowcount or 0
+
+
 def _step(key: str) -> int:
     tail = key.rsplit("/", 1)[-1]
     return int(tail) if tail.isdigit() else 0

@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, select
 
-from bridge import compose
+from bridge import compose, guards
 from bridge.decide import assess, in_holdout, unknown_history
 from bridge.facts import Facts, load_people
 from bridge.followups import completed_target, schedule_days
@@ -73,11 +73,8 @@ def _latest(conn: Connection, mapping_id: str, person_id: str) -> Any:
 
 
 def _opted_out(conn: Connection, mapping_id: str, person_id: str) -> bool:
-    o = t.opt_outs
-    query = select(o.c.person_id).where(
-        and_(o.c.person_id == person_id, o.c.mapping_id.in_(("*", mapping_id)))
-    )
-    return conn.execute(query).first() is not None
+    opted = guards.opt_outs(conn, {person_id})
+    return ("*", person_id) in opted or (mapping_id, person_id) in opted
 
 
 def _blocked(conn: Connection, mapping: m.Mapping, facts: Facts, ctx: EvalContext, rec: Any) -> Any:

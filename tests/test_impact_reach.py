@@ -87,7 +87,8 @@ def test_contacted_means_a_message_was_delivered(engine: Engine, tmp_path: Path)
     assert any("Delivered only (secondary" in note for note in result.notes)
     assert any("Reach: 7 recommendation(s)" in note and "3 contacted" in note for note in result.notes)
     # The same figures for a view that shows any mapping.
-    assert reach(engine, "csat", NOW) == (result.reach, result.effort)
+    with engine.connect() as conn:
+        assert reach(conn, "csat", NOW) == (result.reach, result.effort)
 
 
 def test_messages_per_completion_counts_only_sent_messages(engine: Engine, tmp_path: Path) -> None:

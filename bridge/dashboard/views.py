@@ -128,8 +128,8 @@ class Dashboard:
         now = clock.now()
         with self.engine.connect() as conn:
             summaries = queries.mapping_summaries(conn, self.mappings())
-        # The counts by what was delivered, from the computation `lmsbridge impact` reports.
-        reaches = {s.mapping_id: impact.reach(self.engine, s.mapping_id, now) for s in summaries}
+            # The counts by what was delivered, from the computation `lmsbridge impact` reports.
+            reaches = {s.mapping_id: impact.reach(conn, s.mapping_id, now) for s in summaries}
         return self._render("mappings.html", page="mappings", now=now, mappings=summaries, reaches=reaches)
 
     def mapping_page(self, query: Query) -> Response:
@@ -155,7 +155,8 @@ class Dashboard:
         if result is not None:
             reached, effort = result.reach, result.effort
         else:
-            reached, effort = impact.reach(self.engine, mapping_id, now)
+            with self.engine.connect() as conn:
+                reached, effort = impact.reach(conn, mapping_id, now)
         chart_data: dict[str, Any] = {}
         if result is not None and any(c.n for c in result.cohorts.values()):
             chart_data["before-after"] = charts.before_after(

@@ -27,6 +27,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 
 from bridge import clock
@@ -374,8 +375,9 @@ source_health = Table(
     Column("last_error_at", UtcDateTime()),
     Column("last_error", Text),
     Column("consecutive_failures", Integer, nullable=False, default=0),
-    # A source's latest pull: "pulling", "ok" or "failed". Decisions wait for "ok" (bridge.decide).
-    Column("pull_state", String(16)),
+    # A source's pull has begun and not ended: decisions wait for it (bridge.decide), as they do
+    # after a failed one (consecutive_failures > 0).
+    Column("pulling", Boolean, nullable=False, default=False, server_default=false()),
     updated_at(),
 )
 

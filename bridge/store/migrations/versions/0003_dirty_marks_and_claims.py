@@ -1,5 +1,5 @@
 """dirty_people.mark (decide deletes only the marks it read); actions.claim_token and
-lease_until (a claim is fenced and renewed while its worker sends); source_health.pull_state
+lease_until (a claim is fenced and renewed while its worker sends); source_health.pulling
 (decisions wait for a source's pull to have finished well)
 
 Revision ID: 0003
@@ -29,12 +29,12 @@ def upgrade() -> None:
             sa.Column("lease_until", bridge.store.schema.UtcDateTime(timezone=True), nullable=True)
         )
     with op.batch_alter_table("source_health") as batch:
-        batch.add_column(sa.Column("pull_state", sa.String(length=16), nullable=True))
+        batch.add_column(sa.Column("pulling", sa.Boolean(), server_default=sa.false(), nullable=False))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("source_health") as batch:
-        batch.drop_column("pull_state")
+        batch.drop_column("pulling")
     with op.batch_alter_table("actions") as batch:
         batch.drop_column("lease_until")
         batch.drop_column("claim_token")
