@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy import and_, delete, select, update
 
 from bridge import clock
 from bridge import preview as preview_of
@@ -16,6 +16,7 @@ from bridge.cli.output import Format, emit
 from bridge.errors import BridgeError
 from bridge.facts import iter_facts, person_id_of
 from bridge.guards import set_paused
+from bridge.history import person_history, recommendation_state, recommendation_why
 from bridge.mapping.context import build_context
 from bridge.mapping.model import MessageKind
 from bridge.store import schema as t
@@ -31,18 +32,8 @@ def why(
     fmt: Annotated[Format, typer.Option("--format", help="table, json or csv.")] = Format.table,
 ) -> None:
     """Every recommendation, action and follow-up for one person, with its state and the reason."""
-    engine = state(ctx).engine()
-    r, a = t.recommendations, t.actions
-    with engine.connect() as conn:
-        person_id = person_id_of(conn, person)
-        recs = list(conn.execute(select(r).where(r.c.person_id == person_id).order_by(r.c.opened_at, r.c.id)))
-        actions = list(
-            conn.execute(
-                select(a)
-                .where(or_(a.c.person_id == person_id, a.c.recipient_person_id == person_id))
-                .order_by(a.c.created_at, a.c.id)
-            )
-        )
+    with state(ctx).engine().connect() as conn:
+        history = person_history(conn, person)
     emit(
         "Recommendations",
         ["Mapping", "Episode", "State", "Opened", "Closed", "Why"],
@@ -50,13 +41,12 @@ def why(
             (
                 rec.mapping_id,
                 rec.episode,
-                rec.state + (" (holdout)" if rec.holdout else ""),
+                recommendation_state(rec),
                 f"{rec.opened_at:%Y-%m-%d %H:%M}",
                 f"{rec.closed_at:%Y-%m-%d %H:%M}" if rec.closed_at else "",
-                "; ".join(rec.explanation.get("facts", []))
-                + (f" | closed: {rec.close_reason}" if rec.close_reason else ""),
+                recommendation_why(rec),
             )
-            for rec in recs
+            for rec in history.recommendations
         ],
         fmt,
     )
@@ -74,7 +64,7 @@ def why(
                 act.attempts,
                 act.last_error or "",
             )
-            for act in actions
+            for act in history.actions
         ],
         fmt,
     )

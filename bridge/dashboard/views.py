@@ -18,9 +18,10 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from sqlalchemy import Engine
 
-from bridge import clock, health, impact
-from bridge.dashboard import charts, queries
+from bridge import clock, health, history, impact
+from bridge.dashboard import charts, people, queries
 from bridge.errors import BridgeError
+from bridge.facts import load_people
 from bridge.log import redact_text
 from bridge.mapping.loader import MappingSet
 from bridge.ops import OpsServer, Response, Route
@@ -28,6 +29,7 @@ from bridge.settings import Settings
 
 PREFIX = "/dashboard"
 HTML = "text/html; charset=utf-8"
+CSV = "text/csv; charset=utf-8"
 # Every file the dashboard serves, with its content type. Nothing outside this list is served.
 STATIC_FILES = {
     "dashboard.css": "text/css; charset=utf-8",
@@ -79,7 +81,9 @@ class Dashboard:
             trim_blocks=True,
             lstrip_blocks=True,
         )
-        self.env.filters.update(when=when, ago=ago, pct=pct, num=num, signed=signed, seconds=seconds)
+        self.env.filters.update(
+            when=when, day=day, ago=ago, pct=pct, num=num, signed=signed, seconds=seconds, redact=redact_text
+        )
         self.env.globals.update(
             prefix=PREFIX, cohort_label=charts.cohort_label, comparison_labels=COMPARISON_LABELS
         )
@@ -95,6 +99,10 @@ class Dashboard:
             f"{PREFIX}/mappings": self.mapping_list,
             f"{PREFIX}/mapping": self.mapping_page,
             f"{PREFIX}/outbox": self.outbox,
+            f"{PREFIX}/people": self.people_list,
+            f"{PREFIX}/people.csv": self.people_csv,
+            f"{PREFIX}/person": self.person_page,
+            f"{PREFIX}/manager": self.manager_page,
         }
         for name, static in self.static.items():
             pages[f"{PREFIX}/static/{name}"] = partial(_serve, static)
@@ -196,6 +204,92 @@ class Dashboard:
             reasons=reasons,
         )
 
+    def people_list(self, query: Query) -> Response:
+        now = clock.now()
+        mappings = self.mappings().mappings
+        try:
+            chosen = people.PeopleFilter.from_query(query)
+        except people.FilterError as exc:
+            return self._render("bad_request.html", status=400, page="people", now=now, problem=str(exc))
+        with self.engine.connect() as conn:
+            found = people.people_page(conn, chosen, mappings, now)
+            departments = people.departments(conn)
+            manager = load_people(conn, [chosen.manager]).get(chosen.manager) if chosen.manager else None
+        return self._render(
+            "people.html",
+            page="people",
+            now=now,
+            chosen=chosen,
+            found=found,
+            mappings=sorted(mappings, key=lambda m: m.title.lower()),
+            departments=departments,
+            states=people.STATES,
+            manager=manager,
+        )
+
+    def people_csv(self, query: Query) -> Response:
+        now = clock.now()
+        try:
+            chosen = people.PeopleFilter.from_query(query)
+        except people.FilterError as exc:
+            return Response.text(f"{exc}\n", 400)
+        with self.engine.connect() as conn:
+            body = people.export_csv(conn, chosen, self.mappings().mappings, now)
+        return Response(200, body.encode(), CSV)
+
+    def person_page(self, query: Query) -> Response:
+        now = clock.now()
+        ref = (query.get("id") or [""])[0]
+        mapping_set = self.mappings()
+        with self.engine.connect() as conn:
+            try:
+                found = history.person_history(conn, ref) if ref else None
+            except BridgeError:
+                found = None
+            if found is None:
+                return self._render(
+                    "not_found.html", status=404, page="people", now=now, what=f"person {ref!r}"
+                )
+            person = load_people(conn, [found.person_id])[found.person_id]
+            manager = (
+                load_people(conn, [person.manager_id]).get(person.manager_id) if person.manager_id else None
+            )
+            reports = people.report_count(conn, found.person_id)
+        return self._render(
+            "person.html",
+            page="people",
+            now=now,
+            person=person,
+            manager=manager,
+            reports=reports,
+            history=found,
+            titles={m.id: m.title for m in mapping_set.mappings},
+            recommendation_state=history.recommendation_state,
+            recommendation_why=history.recommendation_why,
+        )
+
+    def manager_page(self, query: Query) -> Response:
+        now = clock.now()
+        manager_id = (query.get("id") or [""])[0]
+        with self.engine.connect() as conn:
+            manager = load_people(conn, [manager_id]).get(manager_id) if manager_id else None
+            if manager is None:
+                return self._render(
+                    "not_found.html", status=404, page="people", now=now, what=f"manager {manager_id!r}"
+                )
+            reports, more = people.manager_reports(conn, manager_id, self.mappings().mappings, now)
+        return self._render(
+            "manager.html",
+            page="people",
+            now=now,
+            manager=manager,
+            reports=reports,
+            open_total=sum(len(r.open) for r in reports),
+            overdue_total=sum(r.overdue for r in reports),
+            more=more,
+            limit=people.MAX_REPORTS,
+        )
+
     # ------------------------------------------------------------------ helpers
 
     def _render(self, template: str, status: int = 200, **context: Any) -> Response:
@@ -221,6 +315,10 @@ def _serve(static: StaticFile, _query: Query) -> Response:
 
 def when(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M UTC") if value is not None else "never"
+
+
+def day(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d") if value is not None else ""
 
 
 def ago(value: datetime | None, now: datetime) -> str:

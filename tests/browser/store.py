@@ -20,6 +20,8 @@ from tests.test_cli_e2e import ROOT
 NOW = datetime(2026, 11, 3, 10, tzinfo=UTC)
 CSAT = "csat-customer-conversations"
 SOURCES = ["hr", "moodle"]
+MANAGER_A, MANAGER_B = "lead-a", "lead-b"  # cs01-cs15 report to the first, cs16-cs30 to the second
+ESCALATED = "cs17"  # open and overdue; escalated to MANAGER_B in a digest that was sent
 # A last_error that would run script if the pages did not escape what they show.
 HOSTILE_ERROR = '<script>alert("x")</script> Moodle said: user cannot receive messages'
 
@@ -49,10 +51,20 @@ def seed(engine: Engine) -> None:
     opened = {
         p: datetime(2026, 6, 1, 9, tzinfo=UTC) + timedelta(days=i % 9) for i, p in enumerate(people[:26])
     }
+    records += [
+        Person(MANAGER_A, first_name="Dana", last_name="Lead", department="Customer Service", timezone="UTC"),
+        Person(MANAGER_B, first_name="Sam", last_name="Lead", department="Sales", timezone="UTC"),
+    ]
     for i, person in enumerate(people):
         user_id = 100 + i
         records.append(
-            Person(person, first_name=f"Agent {i + 1}", department="Customer Service", timezone="UTC")
+            Person(
+                person,
+                first_name=f"Agent {i + 1}",
+                department="Sales" if i >= 26 else "Customer Service",
+                manager_id=MANAGER_A if i < 15 else MANAGER_B,
+                timezone="UTC",
+            )
         )
         records.append(LmsUser("moodle", user_id, username=person))
         base = 3.55 + rng.uniform(-0.25, 0.25)
@@ -253,3 +265,30 @@ def _actions(conn: Any, people: list[str], rec_ids: dict[str, int], opened: dict
     )
     for row in rows:
         conn.execute(t.actions.insert().values(**row))
+    digest_key = f"digest/{MANAGER_B}/2026-06-23"
+    conn.execute(
+        t.actions.insert().values(
+            key=digest_key,
+            person_id=MANAGER_B,
+            purpose="digest",
+            kind="message",
+            site="moodle",
+            recipient_person_id=MANAGER_B,
+            state="sent",
+            attempts=1,
+            due_at=datetime(2026, 6, 23, 9, tzinfo=UTC),
+            sent_at=datetime(2026, 6, 23, 9, tzinfo=UTC),
+            created_at=datetime(2026, 6, 23, 9, tzinfo=UTC),
+            updated_at=datetime(2026, 6, 23, 9, tzinfo=UTC),
+        )
+    )
+    conn.execute(
+        t.digest_items.insert().values(
+            manager_id=MANAGER_B,
+            recommendation_id=rec_ids[ESCALATED],
+            kind="escalation",
+            text="Agent 17 has not completed Customer Conversations yet",
+            created_at=datetime(2026, 6, 23, 8, tzinfo=UTC),
+            action_key=digest_key,
+        )
+    )
