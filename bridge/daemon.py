@@ -64,6 +64,7 @@ class Daemon:
         self.settings = settings
         self.engine = engine
         self.mapping_set = mapping_set
+        self.mapping_problems: list[str] = []  # why the files on disk were rejected, while they are
         self.mappings_dir = settings.resolve(settings.mappings.dir)
         self.stopping = threading.Event()
         self.reload_requested = threading.Event()
@@ -94,7 +95,13 @@ class Daemon:
             max_connections=settings.daemon.max_connections,
         )
         # Lambdas, so the pages show the mapping set the daemon holds now, after any reload.
-        Dashboard(engine, settings, lambda: self.mapping_set, lambda: list(self.sources)).install(self.ops)
+        Dashboard(
+            engine,
+            settings,
+            lambda: self.mapping_set,
+            lambda: list(self.sources),
+            mapping_problems=lambda: self.mapping_problems,
+        ).install(self.ops)
         for item in registry.configured(settings):
             hook = item.connector.webhook(item.options) if item.connector.webhook else None
             if hook is not None and item.name in self.sources:
@@ -202,7 +209,9 @@ class Daemon:
             candidate = load_dir(self.mappings_dir)
         except MappingError as exc:
             log.error("mappings rejected; keeping the last good set", problems=exc.problems)
+            self.mapping_problems = list(exc.problems)
             return False
+        self.mapping_problems = []
         if candidate.fingerprints() != self.mapping_set.fingerprints():
             self.mapping_set = candidate
             log.info("mappings reloaded", mappings=sorted(candidate.fingerprints()))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import http.client
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -212,7 +213,7 @@ def test_vendored_chart_js_is_the_pinned_release_with_its_licence() -> None:
 
 def test_time_to_competency_chart_steps_up_from_zero() -> None:
     survival = kaplan_meier([2, 4, 4, 10], [True, True, False, True])
-    spec = charts.time_to_competency(survival)
+    spec = charts.time_to_competency(survival, until_days=10)
     assert spec["points"] == [
         {"x": 0.0, "y": 0.0},
         {"x": 2.0, "y": 25.0},
@@ -220,6 +221,22 @@ def test_time_to_competency_chart_steps_up_from_zero() -> None:
         {"x": 10.0, "y": 100.0},
     ]
     assert spec["median"] == 4.0
+
+
+def test_time_to_competency_chart_runs_to_today_for_people_still_in_progress() -> None:
+    # Two completed on days 2 and 4; the third is 30 days in and still going: censored, and the
+    # curve runs flat to day 30 instead of stopping at the last completion.
+    survival = kaplan_meier([2, 4, 30], [True, True, False])
+    spec = charts.time_to_competency(survival, until_days=30)
+    assert spec["points"][-2:] == [{"x": 4.0, "y": 66.67}, {"x": 30, "y": 66.67}]
+
+
+def test_mapping_page_curve_runs_to_the_oldest_recommendation_s_age(local: OpsServer) -> None:
+    html = page(local, f"/dashboard/mapping?id={CSAT}")
+    data = json.loads(html.split('id="chart-data">')[1].split("</script>")[0])
+    last = data["time-to-competency"]["points"][-1]
+    # The oldest csat recommendation opened 2026-06-01 09:00, 155 days and 1 hour before NOW.
+    assert last["x"] == round(155 + 1 / 24, 2) and last["x"] > 70  # the last completion was day 70
 
 
 def test_relative_times_and_percentages() -> None:

@@ -47,9 +47,9 @@ def rows(html: str) -> list[str]:
 
 def test_every_recommendation_is_listed_newest_first(local: OpsServer) -> None:
     html = page(local, "/dashboard/people")
-    # 26 csat recommendations, 4 win-rate ones, 1 of a removed mapping.
-    assert total(html) == 31
-    assert rows(html)[:4] == ["cs27", "cs28", "cs29", "cs30"]  # opened 10 to 13 days ago
+    # 26 csat recommendations, 4 win-rate ones, 2 onboarding ones, 1 of a removed mapping.
+    assert total(html) == 33
+    assert rows(html)[:5] == ["cs30", "cs27", "cs28", "cs29", "cs30"]  # opened 5, then 10 to 13 days ago
 
 
 def test_filters_narrow_by_mapping_state_department_manager_and_search(local: OpsServer) -> None:
@@ -66,7 +66,8 @@ def test_filters_narrow_by_mapping_state_department_manager_and_search(local: Op
     assert total(page(local, f"/dashboard/people?mapping={CSAT}&state=completed")) == 13
     assert total(page(local, f"/dashboard/people?mapping={CSAT}&state=holdout")) == 4
     assert total(page(local, f"/dashboard/people?mapping={CSAT}&state=lapsed")) == 2
-    assert sorted(rows(page(local, "/dashboard/people?department=Sales"))) == ["cs27", "cs28", "cs29", "cs30"]
+    sales = rows(page(local, "/dashboard/people?department=Sales&mapping=sales-win-rate"))
+    assert sorted(sales) == ["cs27", "cs28", "cs29", "cs30"]
     # cs01-cs15 report to the first lead: their 15 csat recommendations and cs01's old one.
     team = page(local, f"/dashboard/people?manager={MANAGER_A}")
     assert total(team) == 16 and "Team of" in team and "Dana Lead" in team
@@ -155,7 +156,8 @@ def test_manager_view_lists_the_reports_and_what_is_open_for_each(local: OpsServ
     assert "<h1>Sam Lead's team</h1>" in html
     assert '<strong data-figure="reports">15</strong>' in html
     # cs16-cs22 open and overdue (cs21, cs22 lapsed), cs23-cs26 holdout, all overdue; cs27-30 open.
-    assert '<span data-figure="open">13</span>' in html and '<span data-figure="overdue">9</span>' in html
+    # cs29 and cs30 are new starters too, one of them overdue.
+    assert '<span data-figure="open">15</span>' in html and '<span data-figure="overdue">10</span>' in html
     assert html.count("nothing open") == 2  # cs21 and cs22
     assert f'href="/dashboard/people?manager={MANAGER_B}"' in html
 

@@ -43,17 +43,21 @@ def before_after(impact: MappingImpact, metric_label: str, target: float | None)
     }
 
 
-def time_to_competency(survival: Survival) -> dict[str, Any]:
+def time_to_competency(survival: Survival, until_days: float) -> dict[str, Any]:
     """The Kaplan-Meier curve turned upside down: the share who have completed, by day.
 
     The curve starts at (0, 0) and steps up at each time somebody completed; people who have
-    not completed yet are censored in the estimate rather than counted as never completing.
+    not completed yet are censored in the estimate rather than counted as never completing,
+    and the curve runs flat to ``until_days`` (the longest anyone has been followed: the oldest
+    recommendation's age today), not only to the last completion.
     """
     points = [{"x": 0.0, "y": 0.0}]
     points += [
         {"x": time, "y": round(100.0 * (1.0 - share), 2)}
         for time, share in zip(survival.times, survival.survival, strict=True)
     ]
+    if until_days > points[-1]["x"]:
+        points.append({"x": round(until_days, 2), "y": points[-1]["y"]})
     return {
         "kind": "steps",
         "label": "Completed (%)",

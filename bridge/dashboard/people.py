@@ -215,11 +215,17 @@ def filtered(chosen: PeopleFilter, mappings: Sequence[Mapping], now: datetime) -
     return query.where(and_(*conditions)) if conditions else query
 
 
+def count(conn: Connection, chosen: PeopleFilter, mappings: Sequence[Mapping], now: datetime) -> int:
+    """How many recommendations the filter matches (its page ignored)."""
+    query = filtered(chosen, mappings, now)
+    return int(conn.execute(select(func.count()).select_from(query.subquery())).scalar_one())
+
+
 def people_page(
     conn: Connection, chosen: PeopleFilter, mappings: Sequence[Mapping], now: datetime
 ) -> PeoplePage:
     query = filtered(chosen, mappings, now)
-    total = int(conn.execute(select(func.count()).select_from(query.subquery())).scalar_one())
+    total = count(conn, chosen, mappings, now)
     pages = max(1, -(-total // PAGE_SIZE))
     page = min(chosen.page, pages)
     rows = _rows(conn, query, mappings, now, (page - 1) * PAGE_SIZE, PAGE_SIZE)

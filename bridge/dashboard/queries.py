@@ -6,12 +6,15 @@ a hundred recommendations or a million; only the "recent" lists fetch rows, and 
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import Connection, and_, func, or_, select
 
+from bridge import impact
 from bridge.health import Health
 from bridge.log import redact_text
 from bridge.mapping.loader import MappingSet
@@ -19,6 +22,13 @@ from bridge.outbox import counts_by_state
 from bridge.store import schema as t
 
 RECENT_FAILURES = 50
+QUEUED_SHOWN = 50
+DEFERRED = "deferred: "  # how delivery prefixes the reason of an action it put off (bridge.delivery)
+# A date, with a time and zone if given, inside a reason: reasons are grouped without them, so
+# "dropped unsent: queued 2026-05-03, ..." and "... queued 2026-05-04, ..." are one group.
+DATE_IN_REASON = re.compile(
+    r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2}| UTC)?)?"
+)
 # Outbox states in the order an action moves through them; unknown states sort after these.
 STATE_ORDER = ("waiting", "pending", "sending", "sent", "suppressed", "cancelled", "dead")
 
@@ -60,29 +70,13 @@ class MappingSummary:
     enabled: bool
     configured: bool  # False for a mapping whose file was removed but whose history is stored
     metric: str | None
-    open: int = 0
+    open: int = 0  # open recommendations outside the holdout
     open_holdout: int = 0
-    recommended: int = 0  # contacted (not holdout), every state
-    completed: int = 0
-    holdout: int = 0
-    holdout_completed: int = 0
     actions: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def completion_rate(self) -> float | None:
-        return self.completed / self.recommended if self.recommended else None
-
-    @property
-    def holdout_completion_rate(self) -> float | None:
-        return self.holdout_completed / self.holdout if self.holdout else None
 
     @property
     def actions_by_state(self) -> list[tuple[str, int]]:
         return in_lifecycle_order(self.actions)
-
-    @property
-    def sent(self) -> int:
-        return self.actions.get("sent", 0)
 
     @property
     def dead(self) -> int:
@@ -183,27 +177,18 @@ def mapping_summaries(
         return summaries[mapping_id]
 
     r = t.recommendations
-    recs = select(
-        r.c.mapping_id,
-        r.c.state,
-        r.c.holdout,
-        func.count().label("n"),
-        func.count(r.c.completed_at).label("completed"),
-    ).group_by(r.c.mapping_id, r.c.state, r.c.holdout)
+    # Every mapping with stored history is listed; the figures about who was reached and who
+    # completed are impact.reach's, not counted here a second way.
+    recs = select(r.c.mapping_id, r.c.holdout, func.count(r.c.id).filter(r.c.state == "open").label("open"))
+    recs = recs.group_by(r.c.mapping_id, r.c.holdout)
     if only is not None:
         recs = recs.where(r.c.mapping_id == only)
     for row in conn.execute(recs):
         s = summary(row.mapping_id)
         if row.holdout:
-            s.holdout += row.n
-            s.holdout_completed += row.completed
-            if row.state == "open":
-                s.open_holdout += row.n
+            s.open_holdout += row.open
         else:
-            s.recommended += row.n
-            s.completed += row.completed
-            if row.state == "open":
-                s.open += row.n
+            s.open += row.open
 
     a = t.actions
     acts = (
@@ -244,17 +229,116 @@ def recent_failures(conn: Connection, limit: int = RECENT_FAILURES) -> list[Fail
 
 
 def not_sent_reasons(conn: Connection) -> list[Reason]:
-    """Why actions were deliberately not sent (suppressed, cancelled) or are held (waiting)."""
+    """Why actions were deliberately not sent (suppressed, cancelled), grouped without the
+    dates in the reasons. Those still waiting are ``queued_reasons``'."""
     a = t.actions
     query = (
         select(a.c.state, a.c.last_error, func.count().label("n"))
-        .where(a.c.state.in_(("suppressed", "cancelled", "waiting")))
+        .where(a.c.state.in_(("suppressed", "cancelled")))
         .group_by(a.c.state, a.c.last_error)
     )
+    return _grouped((row.state, row.last_error or "no reason recorded", row.n) for row in conn.execute(query))
+
+
+def undated(reason: str) -> str:
+    """A reason with its dates and times taken out, so reasons that differ only by them group."""
+    return DATE_IN_REASON.sub("(date)", reason)
+
+
+@dataclass(frozen=True)
+class QueuedAction:
+    id: int
+    mapping_id: str | None
+    person_id: str | None
+    purpose: str
+    kind: str
+    site: str
+    status: str  # "deferred", "retrying", "waiting" or "queued"
+    due_at: datetime
+    created_at: datetime
+    reason: str
+
+
+@dataclass(frozen=True)
+class Backlog:
+    """Actions delivery put off (sending hours, the weekly cap): how many, and since when."""
+
+    deferred: int
+    oldest: datetime | None
+
+
+def _queued_status(state: str, attempts: int, reason: str | None) -> str:
+    if state == "waiting":
+        return "waiting"
+    if reason and reason.startswith(DEFERRED):
+        return "deferred"
+    if attempts and reason:
+        return "retrying"
+    return "queued"
+
+
+def queued(conn: Connection, limit: int = QUEUED_SHOWN) -> list[QueuedAction]:
+    """Actions not sent yet (pending, waiting), the soonest due first, with why they wait."""
+    a = t.actions
+    query = select(a).where(a.c.state.in_(("pending", "waiting"))).order_by(a.c.due_at, a.c.id).limit(limit)
+    return [
+        QueuedAction(
+            id=row.id,
+            mapping_id=row.mapping_id,
+            person_id=row.recipient_person_id or row.person_id,
+            purpose=row.purpose,
+            kind=row.kind,
+            site=row.site,
+            status=_queued_status(row.state, row.attempts, row.last_error),
+            due_at=row.due_at,
+            created_at=row.created_at,
+            reason=redact_text(row.last_error or "due, not sent yet"),
+        )
+        for row in conn.execute(query)
+    ]
+
+
+def queued_reasons(conn: Connection) -> list[Reason]:
+    """Why the actions not sent yet wait, grouped (dates taken out), with their state."""
+    a = t.actions
+    query = (
+        select(a.c.state, a.c.last_error, func.count().label("n"))
+        .where(a.c.state.in_(("pending", "waiting")))
+        .group_by(a.c.state, a.c.last_error)
+    )
+    return _grouped((row.state, row.last_error or "due, not sent yet", row.n) for row in conn.execute(query))
+
+
+def deferred_backlog(conn: Connection) -> Backlog:
+    a = t.actions
+    row = conn.execute(
+        select(func.count(), func.min(a.c.created_at)).where(
+            and_(a.c.state == "pending", a.c.last_error.like(DEFERRED + "%"))
+        )
+    ).one()
+    return Backlog(int(row[0]), row[1])
+
+
+def _grouped(rows: Iterable[tuple[str, str, int]]) -> list[Reason]:
     grouped: dict[tuple[str, str], int] = defaultdict(int)
-    for row in conn.execute(query):
-        grouped[(row.state, redact_text(row.last_error or "no reason recorded"))] += row.n
+    for state, reason, n in rows:
+        grouped[(state, undated(redact_text(reason)))] += n
     return [
         Reason(state, reason, n)
         for (state, reason), n in sorted(grouped.items(), key=lambda item: (-item[1], item[0]))
     ]
+
+
+def first_opened(conn: Connection, mapping_id: str, now: datetime) -> datetime | None:
+    """When the oldest recommendation the impact follows (acted on, outside the holdout) opened."""
+    r = t.recommendations
+    query = select(func.min(r.c.opened_at)).where(
+        and_(
+            r.c.mapping_id == mapping_id,
+            r.c.state.in_(impact.ACTED_ON),
+            r.c.holdout.is_(False),
+            r.c.opened_at <= now,
+        )
+    )
+    value: datetime | None = conn.execute(query).scalar()
+    return value

@@ -18,8 +18,8 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from sqlalchemy import Engine
 
-from bridge import clock, health, history, impact
-from bridge.dashboard import charts, people, queries
+from bridge import clock, guards, health, history, impact
+from bridge.dashboard import charts, people, queries, wording
 from bridge.errors import BridgeError
 from bridge.facts import load_people
 from bridge.log import redact_text
@@ -59,7 +59,9 @@ class Dashboard:
     """The read-only admin pages: overview, mappings, one page per mapping, outbox.
 
     ``mappings`` and ``sources`` are callables so the pages follow the daemon when it reloads
-    its mapping files.
+    its mapping files; ``mapping_problems`` says why the files on disk were rejected, while
+    the daemon keeps running on its last good set (each page shows it in a banner, as it does
+    paused delivery).
     """
 
     def __init__(
@@ -68,11 +70,13 @@ class Dashboard:
         settings: Settings,
         mappings: Callable[[], MappingSet],
         sources: Callable[[], list[str]],
+        mapping_problems: Callable[[], list[str]] = list,
     ) -> None:
         self.engine = engine
         self.settings = settings
         self.mappings = mappings
         self.sources = sources
+        self.mapping_problems = mapping_problems
         self.static = load_static()
         self.env = Environment(
             loader=PackageLoader("bridge.dashboard", "templates"),
@@ -85,7 +89,11 @@ class Dashboard:
             when=when, day=day, ago=ago, pct=pct, num=num, signed=signed, seconds=seconds, redact=redact_text
         )
         self.env.globals.update(
-            prefix=PREFIX, cohort_label=charts.cohort_label, comparison_labels=COMPARISON_LABELS
+            prefix=PREFIX,
+            cohort_label=charts.cohort_label,
+            comparison_labels=COMPARISON_LABELS,
+            detectable=wording.detectable,
+            effect_in_words=wording.effect_in_words,
         )
 
     def install(self, ops: OpsServer) -> None:
@@ -134,11 +142,31 @@ class Dashboard:
 
     def mapping_list(self, _query: Query) -> Response:
         now = clock.now()
+        mapping_set = self.mappings()
+        # Verdicts, counts and effort from the computation `lmsbridge impact` reports: measured
+        # mappings through it whole, the others through its reach and effort.
+        try:
+            measured = {r.mapping_id: r for r in impact.measure(self.engine, mapping_set, self.settings, now)}
+            problem = None
+        except BridgeError as exc:
+            measured, problem = {}, redact_text(str(exc))
         with self.engine.connect() as conn:
-            summaries = queries.mapping_summaries(conn, self.mappings())
-            # The counts by what was delivered, from the computation `lmsbridge impact` reports.
-            reaches = {s.mapping_id: impact.reach(conn, s.mapping_id, now) for s in summaries}
-        return self._render("mappings.html", page="mappings", now=now, mappings=summaries, reaches=reaches)
+            summaries = queries.mapping_summaries(conn, mapping_set)
+            reaches = {
+                s.mapping_id: (measured[s.mapping_id].reach, measured[s.mapping_id].effort)
+                if s.mapping_id in measured
+                else impact.reach(conn, s.mapping_id, now)
+                for s in summaries
+            }
+        return self._render(
+            "mappings.html",
+            page="mappings",
+            now=now,
+            mappings=summaries,
+            reaches=reaches,
+            measured=measured,
+            problem=problem,
+        )
 
     def mapping_page(self, query: Query) -> Response:
         mapping_id = (query.get("id") or [""])[0]
@@ -160,18 +188,27 @@ class Dashboard:
             except BridgeError as exc:
                 problem = redact_text(str(exc))
         result = impacts[0] if impacts else None
-        if result is not None:
-            reached, effort = result.reach, result.effort
-        else:
-            with self.engine.connect() as conn:
-                reached, effort = impact.reach(conn, mapping_id, now)
+        mappings = mapping_set.mappings
+        with self.engine.connect() as conn:
+            reached, effort = (
+                (result.reach, result.effort) if result is not None else impact.reach(conn, mapping_id, now)
+            )
+            open_now = people.people_page(
+                conn, people.PeopleFilter(mapping=mapping_id, state="open"), mappings, now
+            )
+            overdue = people.count(
+                conn, people.PeopleFilter(mapping=mapping_id, state="overdue"), mappings, now
+            )
+            first_opened = queries.first_opened(conn, mapping_id, now)
         chart_data: dict[str, Any] = {}
         if result is not None and any(c.n for c in result.cohorts.values()):
             chart_data["before-after"] = charts.before_after(
                 result, self._metric_label(result.metric), self._target(result.metric)
             )
-            if result.time_to_competency is not None and result.time_to_competency.times:
-                chart_data["time-to-competency"] = charts.time_to_competency(result.time_to_competency)
+        if result is not None and result.time_to_competency is not None and result.time_to_competency.times:
+            # The curve runs to today: people still in progress are followed up to now.
+            until = (now - first_opened).total_seconds() / 86400.0 if first_opened else 0.0
+            chart_data["time-to-competency"] = charts.time_to_competency(result.time_to_competency, until)
         return self._render(
             "mapping.html",
             page="mappings",
@@ -186,6 +223,10 @@ class Dashboard:
             metric_label=self._metric_label(result.metric) if result else "",
             headline_label=COMPARISON_LABELS.get(result.headline, result.headline) if result else "",
             chart_data=chart_data,
+            holdout_configured=bool(mapping and mapping.measure and mapping.measure.holdout_percent)
+            or reached.holdout > 0,
+            open_now=open_now,
+            overdue=overdue,
         )
 
     def outbox(self, _query: Query) -> Response:
@@ -193,6 +234,9 @@ class Dashboard:
             counts = queries.outbox_counts(conn)
             failures = queries.recent_failures(conn)
             reasons = queries.not_sent_reasons(conn)
+            waiting = queries.queued(conn)
+            waiting_reasons = queries.queued_reasons(conn)
+            backlog = queries.deferred_backlog(conn)
         return self._render(
             "outbox.html",
             page="outbox",
@@ -202,6 +246,10 @@ class Dashboard:
             failures=failures,
             limit=queries.RECENT_FAILURES,
             reasons=reasons,
+            queued=waiting,
+            queued_reasons=waiting_reasons,
+            queued_limit=queries.QUEUED_SHOWN,
+            backlog=backlog,
         )
 
     def people_list(self, query: Query) -> Response:
@@ -293,7 +341,15 @@ class Dashboard:
     # ------------------------------------------------------------------ helpers
 
     def _render(self, template: str, status: int = 200, **context: Any) -> Response:
-        body = self.env.get_template(template).render(**context)
+        with self.engine.connect() as conn:
+            paused = guards.paused(conn, self.settings)
+        problems = [redact_text(p) for p in self.mapping_problems()]
+        body = self.env.get_template(template).render(
+            paused=paused,
+            paused_in_settings=self.settings.delivery.paused,
+            mapping_problems=problems,
+            **context,
+        )
         return Response(status, body.encode(), HTML)
 
     def _metric_label(self, metric: str) -> str:

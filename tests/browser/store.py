@@ -134,6 +134,19 @@ def seed(engine: Engine) -> None:
                     opened_at=NOW - timedelta(days=10 + j),
                 )
             )
+        # A mapping without measure: one new starter overdue (21 days to finish), one not yet.
+        for person, days in ((people[28], 30), (people[29], 5)):
+            conn.execute(
+                t.recommendations.insert().values(
+                    mapping_id="onboarding-essentials",
+                    person_id=person,
+                    state="open",
+                    holdout=False,
+                    targets=[],
+                    explanation={"reason": "new starter", "facts": ["started 2026-10-01"], "audience": []},
+                    opened_at=NOW - timedelta(days=days),
+                )
+            )
         conn.execute(
             t.recommendations.insert().values(
                 mapping_id="retired-mapping",
@@ -263,6 +276,32 @@ def _actions(conn: Any, people: list[str], rec_ids: dict[str, int], opened: dict
         NOW - timedelta(days=2),
         last_error="no account on site 'moodle' yet; sent once the account is linked",
     )
+    # Put off by delivery, and dropped as stale: reasons that group on the outbox page.
+    action(
+        people[19],
+        "reminder",
+        "pending",
+        NOW + timedelta(hours=1),
+        last_error="deferred: outside the recipient's sending hours",
+        created_at=NOW - timedelta(days=1),
+    )
+    action(
+        people[13],
+        "reminder",
+        "pending",
+        NOW + timedelta(days=2),
+        last_error="deferred: weekly cap of 3 messages reached",
+        created_at=NOW - timedelta(days=3),
+    )
+    for person, queued in ((people[20], "2026-06-08"), (people[21], "2026-06-09")):
+        action(
+            person,
+            "reminder",
+            "cancelled",
+            NOW - timedelta(days=100),
+            last_error=f"dropped unsent: queued {queued}, older than the 14-day limit for reminder "
+            "messages (delivery.max_age_days)",
+        )
     for row in rows:
         conn.execute(t.actions.insert().values(**row))
     digest_key = f"digest/{MANAGER_B}/2026-06-23"
