@@ -80,7 +80,7 @@ def test_a_row_says_who_was_messaged_reminded_and_escalated_to_which_manager(loc
     html = page(local, f"/dashboard/people?q={ESCALATED}")
     (row,) = re.findall(r"<tr>.*?</tr>", html.split("<tbody>")[1], re.S)
     assert "overdue" in row
-    assert '<td data-label="Messaged">2026-06-08</td>' in row
+    assert '<td data-label="Messaged" class="day">2026-06-08</td>' in row
     assert '<td data-label="Reminders" class="num">2</td>' in row
     assert f'href="/dashboard/manager?id={MANAGER_B}">Sam Lead</a>' in row and "digest sent" in row
 

@@ -12,13 +12,18 @@ from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, R
 from playwright.sync_api import Error as PlaywrightError
 
 from tests.browser.conftest import TOKEN
-from tests.browser.store import CSAT
+from tests.browser.store import CSAT, ESCALATED, MANAGER_B
 
 PAGES = {
     "overview": "/dashboard",
     "mappings": "/dashboard/mappings",
     "mapping": f"/dashboard/mapping?id={CSAT}",
     "outbox": "/dashboard/outbox",
+    "people": "/dashboard/people",
+    "people-filtered": f"/dashboard/people?mapping={CSAT}&state=overdue",
+    "person": f"/dashboard/person?id={ESCALATED}",
+    "manager": f"/dashboard/manager?id={MANAGER_B}",
+    "mapping-unmeasured": "/dashboard/mapping?id=onboarding-essentials",
 }
 VIEWPORTS = {"laptop": {"width": 1366, "height": 900}, "phone": {"width": 390, "height": 844}}
 
@@ -158,3 +163,52 @@ def test_without_the_token_the_browser_is_refused(
             assert statuses and set(statuses) == {401}, path
     finally:
         context.close()
+
+
+@pytest.mark.parametrize("viewport", list(VIEWPORTS))
+def test_people_are_found_with_the_filters_and_followed_to_their_manager(
+    browser: Browser, base_url: str, viewport: str
+) -> None:
+    context = signed_in(browser, viewport)
+    page = context.new_page()
+    problems = watch(page)
+    try:
+        page.goto(base_url + "/dashboard")
+        page.get_by_role("navigation", name="Dashboard").get_by_role("link", name="People").click()
+        page.wait_for_url("**/dashboard/people")
+        form = page.get_by_role("search", name="Filter people")
+        form.get_by_label("Mapping").select_option(label="Customer satisfaction below target")
+        form.get_by_label("State").select_option("overdue")
+        form.get_by_label("Search").fill("agent 17")
+        form.get_by_role("button", name="Show").click()
+        page.wait_for_url("**/dashboard/people?*state=overdue*")
+        assert page.locator('[data-figure="people-total"] strong').inner_text() == "1"
+        row = page.locator("table.people tbody tr")
+        assert row.count() == 1 and row.get_by_text("digest sent").is_visible()
+        with page.expect_download() as download:
+            page.get_by_role("link", name="Export CSV").click()
+        exported = Path(download.value.path()).read_text()
+        assert exported.count("\n") == 2 and ESCALATED in exported
+        row.get_by_role("link", name="Agent 17").click()
+        page.wait_for_url(f"**/dashboard/person?id={ESCALATED}")
+        assert page.get_by_text("HTTP 503 from the Moodle site").is_visible()
+        page.locator("dl.facts").get_by_role("link", name="Sam Lead").click()
+        page.wait_for_url(f"**/dashboard/manager?id={MANAGER_B}")
+        assert page.locator('[data-figure="reports"]').inner_text() == "15"
+    finally:
+        context.close()
+    assert problems == []
+
+
+def test_a_page_past_the_end_shows_the_last_one(browser: Browser, base_url: str) -> None:
+    context = signed_in(browser, "phone")
+    page = context.new_page()
+    problems = watch(page)
+    try:
+        # Every row fits one page of 50 here; the pager is checked on the server side.
+        page.goto(base_url + "/dashboard/people?page=9")
+        assert page.locator("nav.pager").count() == 0
+        assert page.locator("table.people tbody tr").count() == 33
+    finally:
+        context.close()
+    assert problems == []
