@@ -195,12 +195,10 @@ def _state_condition(state: str, mappings: Sequence[Mapping], now: datetime) -> 
     return r.c.state == state
 
 
-def filtered(chosen: PeopleFilter, mappings: Sequence[Mapping], now: datetime) -> Select[Any]:
-    """Recommendations joined with their people, narrowed by the filter (no order, no limit)."""
+def _conditions(
+    chosen: PeopleFilter, mappings: Sequence[Mapping], now: datetime
+) -> list[ColumnElement[bool]]:
     r, p = t.recommendations, t.people
-    query = select(r, p.c.first_name, p.c.last_name, p.c.department).select_from(
-        r.outerjoin(p, p.c.person_id == r.c.person_id)
-    )
     conditions: list[ColumnElement[bool]] = []
     if chosen.mapping:
         conditions.append(r.c.mapping_id == chosen.mapping)
@@ -212,13 +210,27 @@ def filtered(chosen: PeopleFilter, mappings: Sequence[Mapping], now: datetime) -
         conditions.append(_state_condition(chosen.state, mappings, now))
     if chosen.search:
         conditions.append(_search_condition(chosen.search))
+    return conditions
+
+
+def _joined() -> Any:
+    r, p = t.recommendations, t.people
+    return r.outerjoin(p, p.c.person_id == r.c.person_id)
+
+
+def filtered(chosen: PeopleFilter, mappings: Sequence[Mapping], now: datetime) -> Select[Any]:
+    """Recommendations joined with their people, narrowed by the filter (no order, no limit)."""
+    r = t.recommendations
+    query = select(r).select_from(_joined())
+    conditions = _conditions(chosen, mappings, now)
     return query.where(and_(*conditions)) if conditions else query
 
 
 def count(conn: Connection, chosen: PeopleFilter, mappings: Sequence[Mapping], now: datetime) -> int:
     """How many recommendations the filter matches (its page ignored)."""
-    query = filtered(chosen, mappings, now)
-    return int(conn.execute(select(func.count()).select_from(query.subquery())).scalar_one())
+    query = select(func.count(t.recommendations.c.id)).select_from(_joined())
+    conditions = _conditions(chosen, mappings, now)
+    return int(conn.execute(query.where(and_(*conditions)) if conditions else query).scalar_one())
 
 
 def people_page(
@@ -288,16 +300,18 @@ def _iso(value: datetime | None) -> str:
     return value.isoformat() if value is not None else ""
 
 
+def _newest_first(query: Select[Any]) -> Select[Any]:
+    r = t.recommendations
+    return query.order_by(r.c.opened_at.desc(), r.c.id.desc())
+
+
 def _all_rows(
     conn: Connection, query: Select[Any], mappings: Sequence[Mapping], now: datetime
 ) -> Iterator[RecommendationRow]:
-    offset = 0
-    while True:
-        chunk = _rows(conn, query, mappings, now, offset, EXPORT_CHUNK)
-        yield from chunk
-        if len(chunk) < EXPORT_CHUNK:
-            return
-        offset += EXPORT_CHUNK
+    """Every row of the query in one ordered pass, completed ``EXPORT_CHUNK`` rows at a time."""
+    result = conn.execution_options(yield_per=EXPORT_CHUNK).execute(_newest_first(query))
+    for chunk in result.partitions():
+        yield from _complete(conn, list(chunk), mappings, now)
 
 
 def _rows(
@@ -308,10 +322,14 @@ def _rows(
     offset: int,
     limit: int,
 ) -> list[RecommendationRow]:
-    r = t.recommendations
-    found = list(
-        conn.execute(query.order_by(r.c.opened_at.desc(), r.c.id.desc()).offset(offset).limit(limit))
-    )
+    found = list(conn.execute(_newest_first(query).offset(offset).limit(limit)))
+    return _complete(conn, found, mappings, now)
+
+
+def _complete(
+    conn: Connection, found: list[Any], mappings: Sequence[Mapping], now: datetime
+) -> list[RecommendationRow]:
+    """The page's rows with what happened to each: messages, reminders, escalation, people."""
     if not found:
         return []
     ids = [int(row.id) for row in found]
@@ -376,29 +394,28 @@ def _name(people: dict[str, Person], person_id: str | None) -> str:
 
 
 def _learner_messages(conn: Connection, ids: list[int]) -> tuple[dict[int, datetime], dict[int, int]]:
-    """Per recommendation: when its first recommendation was sent, and how many reminders were."""
+    """Per recommendation: when its first recommendation was sent, and how many reminders were.
+
+    Selected by recommendation id only and counted here, so the database walks the
+    recommendation index (a handful of rows each), not every sent action.
+    """
     a = t.actions
     rows = conn.execute(
-        select(
-            a.c.recommendation_id, a.c.purpose, func.min(a.c.sent_at).label("first"), func.count().label("n")
+        select(a.c.recommendation_id, a.c.purpose, a.c.kind, a.c.state, a.c.sent_at).where(
+            a.c.recommendation_id.in_(ids)
         )
-        .where(
-            and_(
-                a.c.recommendation_id.in_(ids),
-                a.c.state == "sent",
-                a.c.kind.in_(LEARNER_MESSAGES),
-                a.c.purpose.in_(("recommend", "reminder")),
-            )
-        )
-        .group_by(a.c.recommendation_id, a.c.purpose)
     )
     messaged: dict[int, datetime] = {}
     reminders: dict[int, int] = defaultdict(int)
     for row in rows:
+        if row.state != "sent" or row.kind not in LEARNER_MESSAGES or row.sent_at is None:
+            continue
+        rec_id = int(row.recommendation_id)
         if row.purpose == "recommend":
-            messaged[int(row.recommendation_id)] = row.first
-        else:
-            reminders[int(row.recommendation_id)] += int(row.n)
+            first = messaged.get(rec_id)
+            messaged[rec_id] = row.sent_at if first is None or row.sent_at < first else first
+        elif row.purpose == "reminder":
+            reminders[rec_id] += 1
     return messaged, reminders
 
 
