@@ -144,11 +144,159 @@ def _learner_actions(
 
 def schedule_days(mapping: m.Mapping, purpose: str) -> list[int]:
     f = mapping.follow_up
-    return list(f.remind_after_days if purpose == "reminder" else f.reinforce_after_days)
+    return f.reminder_days() if purpose == "reminder" else list(f.reinforce_after_days)
 
 
 def _number(schedule: list[int], step: int) -> int:
     return schedule.index(step) + 1 if step in schedule else len(schedule)
+
+
+def _recommendations_sent(conn: Connection, rec_ids: list[int]) -> set[int]:
+    """The recommendations among ``rec_ids`` whose recommend message reached the learner."""
+    if not rec_ids:
+        return set()
+    a = t.actions
+    return set(
+        conn.execute(
+            select(a.c.recommendation_id).where(
+                and_(
+                    a.c.recommendation_id.in_(rec_ids),
+                    a.c.purpose == "recommend",
+                    a.c.kind.in_(("message", "email")),
+                    a.c.state == "sent",
+                )
+            )
+        ).scalars()
+    )
+
+
+def _to_manager(
+    conn: Connection,
+    mapping: m.Mapping,
+    rec: Any,
+    target: Target,
+    facts: Facts,
+    manager: Person,
+    purpose: m.MessageKind,
+    day: int,
+    digest_text: str,
+    settings: Settings,
+    now: datetime,
+) -> list[NewAction]:
+    """A manager follow-up: the mapping's own template for it as a message of its own, or,
+    without one, a line of the manager's daily digest (built from the state of when it is sent).
+
+    A template the administrator wrote is never silently left unused.
+    """
+    template = templates.own_template(mapping, purpose, manager.locale)
+    if template is None:
+        _digest_item(conn, manager.person_id, rec.id, purpose, digest_text, now)
+        return []
+    return [
+        _manager_message(conn, mapping, rec, target, facts, manager, purpose, template, day, settings, now)
+    ]
+
+
+def _manager_copy(
+    conn: Connection,
+    mapping: m.Mapping,
+    rec: Any,
+    target: Target,
+    facts: Facts,
+    manager: Person | None,
+    reason: str,
+    settings: Settings,
+    now: datetime,
+) -> list[NewAction]:
+    """The manager's copy of a recommendation the learner has been sent (once per episode); with
+    no manager to send it to, the copy is recorded as not sent, with the reason."""
+    person = facts.person
+    if manager is None or not manager.active:
+        why = (
+            f"{person.full_name} has no manager in the HR record"
+            if not person.manager_id
+            else f"{person.full_name}'s manager is not in the HR record or has left"
+        )
+        key = action_key(mapping.id, person.person_id, rec.episode, "manager_copy", "message", target.key)
+        return [
+            NewAction(
+                key=key,
+                purpose="manager_copy",
+                kind=ActionKind.MESSAGE,
+                site=target.site,
+                due_at=now,
+                recommendation_id=rec.id,
+                mapping_id=mapping.id,
+                person_id=person.person_id,
+                target=target,
+                state="suppressed",
+                reason=f"no manager copy: {why}",
+            )
+        ]
+    text = f"{person.full_name} was recommended {target.name}. Why: {reason}."
+    return _to_manager(conn, mapping, rec, target, facts, manager, "manager_copy", 0, text, settings, now)
+
+
+def _manager_message(
+    conn: Connection,
+    mapping: m.Mapping,
+    rec: Any,
+    target: Target,
+    facts: Facts,
+    manager: Person,
+    purpose: m.MessageKind,
+    template: m.MessageTemplate,
+    day: int,
+    settings: Settings,
+    now: datetime,
+) -> NewAction:
+    """A message to the learner's manager from the mapping's template, rendered again when sent."""
+    person = facts.person
+    account = _manager_account(conn, manager, [target.site])
+    kind = ActionKind.MESSAGE if account else ActionKind.EMAIL
+    state, reason = "pending", None
+    if account is None and not manager.email:
+        state, reason = "suppressed", "the manager has no LMS account on the site or email to send to"
+    context = compose.context_values(
+        person=person,
+        manager=manager,
+        target=target,
+        mapping_id=mapping.id,
+        mapping_title=mapping.title,
+        due_in_days=mapping.follow_up.due_in_days,
+        reason=compose.reason_of(rec.explanation, mapping.messages.show_peer_rank),
+        opened=rec.opened_at,
+        now=now,
+        tz=manager.timezone,
+        completed=rec.completed_at,
+        step=day,
+    )
+    try:
+        rendered = templates.render(template, context)  # a draft: delivery renders it again when sent
+    except templates.TemplateFailed as exc:
+        rendered = templates.Rendered("", "", "")
+        state, reason = "dead", compose.template_failed(mapping.id, purpose, exc, person=person.person_id)
+    send_at, window = sending_slot(mapping.schedule, manager.timezone, settings, now)
+    return NewAction(
+        key=action_key(mapping.id, person.person_id, rec.episode, purpose, kind.value, target.key, day),
+        purpose=purpose,
+        kind=kind,
+        site=account[0] if account else "email",
+        due_at=send_at,
+        recommendation_id=rec.id,
+        mapping_id=mapping.id,
+        person_id=person.person_id,
+        recipient_person_id=manager.person_id,
+        recipient_user_id=account[1] if account else None,
+        recipient_email=manager.email,
+        subject=rendered.subject,
+        body_html=rendered.html,
+        body_text=rendered.text,
+        target=target,
+        options={**window, "render": compose.render_spec(template, purpose, mapping, day)},
+        state=state,
+        reason=reason,
+    )
 
 
 def _digest_item(conn: Connection, manager_id: str, rec_id: int, kind: str, text: str, now: datetime) -> None:
@@ -224,6 +372,7 @@ def _chunk(
     facts = {f.person.person_id: f for f in iter_facts(conn, person_ids, NO_KPIS)}
     managers = load_people(conn, sorted({f.person.manager_id for f in facts.values() if f.person.manager_id}))
     actions: list[NewAction] = []
+    sent_to_learner = _recommendations_sent(conn, [rec.id for rec in open_recs])
     for rec in open_recs:
         mapping, person_facts = mappings[rec.mapping_id], facts.get(rec.person_id)
         if person_facts is None or not person_facts.person.active or not rec.targets:
@@ -232,7 +381,7 @@ def _chunk(
         assert target is not None
         reason = "; ".join(rec.explanation.get("facts", []))
         context = message_context(mapping, person_facts, target, reason, rec.opened_at)
-        steps = _due_steps(rec.opened_at, mapping.follow_up.remind_after_days, now)
+        steps = _due_steps(rec.opened_at, schedule_days(mapping, "reminder"), now)
         actions.extend(
             _learner_actions(mapping, rec, target, person_facts, "reminder", steps, context, settings, now)
         )
@@ -244,7 +393,25 @@ def _chunk(
                 f"{person_facts.person.full_name} has not completed {target.name} yet "
                 f"(recommended {context['opened_on']}{f', due {due}' if due else ''}). Why: {reason}."
             )
-            _digest_item(conn, manager.person_id, rec.id, "escalation", text, now)
+            actions.extend(
+                _to_manager(
+                    conn,
+                    mapping,
+                    rec,
+                    target,
+                    person_facts,
+                    manager,
+                    "escalation",
+                    escalate,
+                    text,
+                    settings,
+                    now,
+                )
+            )
+        if mapping.follow_up.copy_manager_on_recommend and rec.id in sent_to_learner:
+            actions.extend(
+                _manager_copy(conn, mapping, rec, target, person_facts, manager, reason, settings, now)
+            )
     for rec in completed_recs:
         mapping, person_facts = mappings[rec.mapping_id], facts.get(rec.person_id)
         if person_facts is None or not person_facts.person.active or not rec.targets:
@@ -266,7 +433,11 @@ def _chunk(
                 f"{person_facts.person.full_name} completed {target.name} on {context['completed_on']}: "
                 "watch for the new behaviour and give feedback."
             )
-            _digest_item(conn, manager.person_id, rec.id, "observe", text, now)
+            actions.extend(
+                _to_manager(
+                    conn, mapping, rec, target, person_facts, manager, "observe", after, text, settings, now
+                )
+            )
     report.queued += enqueue(conn, actions, now)
 
 
