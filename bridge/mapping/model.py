@@ -365,25 +365,36 @@ class FollowUp(Strict):
             raise ValueError("repeat_every_days needs follow_up.max_reminders: reminders must stop somewhere")
         return value
 
-    def reminder_days(self) -> list[int]:
-        """The days after the recommendation on which a reminder falls, in order.
+    def reminder_schedule(self) -> list[tuple[int, str]]:
+        """Each reminder as (days after the recommendation, what it is), in order.
 
         Before-due days count back from ``due_in_days``; the overdue reminder is the day after
         the due date (the first day the due date is in the past); repeats follow the last of
-        those every ``repeat_every_days``. ``max_reminders`` keeps the first ones.
+        those every ``repeat_every_days``. Two rules landing on one day make one reminder.
+        ``max_reminders`` keeps the first ones.
         """
-        days = set(self.remind_after_days)
+        labelled: dict[int, str] = {}
+        for day in self.remind_after_days:
+            labelled.setdefault(day, "after the recommendation")
         if self.due_in_days is not None:
-            days |= {self.due_in_days - d for d in self.remind_before_due_days}
+            for before in self.remind_before_due_days:
+                label = (
+                    f"{before} day{'' if before == 1 else 's'} before due" if before else "on the due date"
+                )
+                labelled.setdefault(self.due_in_days - before, label)
             if self.remind_when_overdue:
-                days.add(self.due_in_days + 1)
-        ordered = sorted(days)
+                labelled.setdefault(self.due_in_days + 1, "overdue")
+        ordered = sorted(labelled.items())
         if self.repeat_every_days is not None and self.max_reminders is not None:
-            last = ordered[-1] if ordered else 0
+            last = ordered[-1][0] if ordered else 0
             while len(ordered) < self.max_reminders:
                 last += self.repeat_every_days
-                ordered.append(last)
+                ordered.append((last, "repeat"))
         return ordered[: self.max_reminders] if self.max_reminders is not None else ordered
+
+    def reminder_days(self) -> list[int]:
+        """The days after the recommendation on which a reminder falls, in order."""
+        return [day for day, _ in self.reminder_schedule()]
 
 
 class Measure(Strict):
