@@ -109,12 +109,14 @@ def changed_hands(row: Any, state: StateOfNow) -> str | None:
 
 
 def too_old(row: Any, settings: Settings, now: datetime) -> str | None:
-    days = settings.delivery.max_age_days.get(AGE_LIMIT_OF.get(row.purpose, row.purpose), 0)
+    limit = AGE_LIMIT_OF.get(row.purpose, row.purpose)
+    days = settings.delivery.max_age_days.get(limit, 0)
     if row.kind not in MESSAGE_KINDS or not days or row.created_at > now - timedelta(days=days):
         return None
+    setting = "delivery.max_age_days" if limit == row.purpose else f"delivery.max_age_days, {limit}"
     return (
         f"dropped unsent: queued {row.created_at:%Y-%m-%d}, older than the {days}-day limit "
-        f"for {row.purpose} messages (delivery.max_age_days)"
+        f"for {row.purpose} messages ({setting})"
     )
 
 

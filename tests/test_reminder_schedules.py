@@ -12,8 +12,14 @@ from sqlalchemy import Engine
 from bridge.errors import MappingError
 from bridge.mapping.loader import load_file
 from bridge.mapping.model import FollowUp
-from tests.seed import CSAT_MAPPING, write_mapping
-from tests.test_send_time import T0, RecordingSink, decide, p1_actions, send, team  # noqa: F401
+from tests.seed import CSAT_MAPPING, agent_and_manager, write_mapping
+from tests.test_send_time import T0, RecordingSink, decide, p1_actions, send
+
+
+@pytest.fixture
+def team(engine: Engine) -> Engine:
+    return agent_and_manager(engine)
+
 
 SCHEDULE = (
     CSAT_MAPPING
@@ -87,7 +93,7 @@ def _reminders(engine: Engine) -> list[tuple[str, str]]:
     return [(step, state) for purpose, step, state, _ in p1_actions(engine) if purpose == "reminder"]
 
 
-def test_each_reminder_goes_on_its_day_and_says_due_by_or_overdue_since(team: Engine, tmp_path: Path) -> None:  # noqa: F811
+def test_each_reminder_goes_on_its_day_and_says_due_by_or_overdue_since(team: Engine, tmp_path: Path) -> None:
     mappings = write_mapping(tmp_path, "csat", SCHEDULE)
     sink = RecordingSink()
     decide(team, mappings, T0)
@@ -105,7 +111,7 @@ def test_each_reminder_goes_on_its_day_and_says_due_by_or_overdue_since(team: En
         assert "It was due on 2026-11-12 and is now overdue" in overdue and "due by" not in overdue
 
 
-def test_plan_shows_the_dates_the_schedule_produces(team: Engine, tmp_path: Path) -> None:  # noqa: F811
+def test_plan_shows_the_dates_the_schedule_produces(team: Engine, tmp_path: Path) -> None:
     from bridge.plan import plan
     from tests.seed import settings
 
