@@ -19,6 +19,7 @@ from tests.seed import (
     completion,
     link,
     rows,
+    settings,
     store,
     write_mapping,
 )
@@ -216,3 +217,32 @@ def test_own_escalation_too_old_is_dropped_under_the_digest_limit(team: Engine, 
         "(delivery.max_age_days, digest)",
     ) in p1_actions(team)
     assert _to_manager(sink, "escalation") == []
+
+
+def test_preview_shows_the_manager_messages_as_delivery_sends_them(team: Engine, tmp_path: Path) -> None:
+    from bridge import preview
+    from bridge.facts import iter_facts
+    from bridge.mapping.context import build_context
+
+    both = OWN_ESCALATION.replace("after_days: 5", "after_days: 5\n  copy_manager_on_recommend: true")
+    own = write_mapping(tmp_path / "own", "csat", both + OWN_COPY[OWN_COPY.index("  manager_copy:") :])
+    digest = write_mapping(tmp_path / "digest", "csat", COPY)
+    decide(team, own, T0)
+    now = T0 + timedelta(days=11)
+    found = {}
+    with team.connect() as conn:
+        (facts,) = iter_facts(conn, ["P1"])
+        for name, mapping_set in (("own", own), ("digest", digest)):
+            (mapping,) = mapping_set.mappings
+            ctx = build_context(conn, [mapping], settings(), now)
+            for p in preview.preview(conn, mapping, facts, ctx, now, ("escalation", "manager_copy")):
+                found[(name, p.kind)] = p
+    escalation, copy = found[("own", "escalation")], found[("own", "manager_copy")]
+    assert escalation.recipient == "Mia Boss" and escalation.rendered is not None
+    assert escalation.rendered.subject == "Please talk to P1 about Customer Conversations"
+    assert escalation.rendered.text == "Hello Mia, P1 has been overdue since 2026-11-12."
+    assert copy.rendered is not None and copy.rendered.subject == "New for P1: Customer Conversations"
+    assert found[("digest", "escalation")].not_sent == "the mapping does not escalate to the manager"
+    in_digest = found[("digest", "manager_copy")]
+    assert in_digest.rendered is not None and "in the manager's daily digest" in in_digest.note
+    assert "- P1 was recommended Customer Conversations on 2026-11-02" in in_digest.rendered.text
