@@ -246,3 +246,19 @@ def test_preview_shows_the_manager_messages_as_delivery_sends_them(team: Engine,
     in_digest = found[("digest", "manager_copy")]
     assert in_digest.rendered is not None and "in the manager's daily digest" in in_digest.note
     assert "- P1 was recommended Customer Conversations on 2026-11-02" in in_digest.rendered.text
+
+
+def test_validate_warns_of_a_template_its_settings_never_send(tmp_path: Path) -> None:
+    from bridge.mapping.checks import check_configuration
+    from bridge.mapping.loader import load_dir
+
+    silent = OWN_COPY.replace("copy_manager_on_recommend: true", "copy_manager_on_recommend: false")
+    mappings = write_mapping(tmp_path, "csat", silent)
+    warnings = [str(f) for f in check_configuration(mappings, settings()) if f.severity == "warning"]
+    assert warnings == [
+        "warning: mapping csat: messages.manager_copy is never sent: follow_up.copy_manager_on_recommend is false"
+    ]
+    sent = write_mapping(tmp_path / "sent", "csat", OWN_COPY)
+    shipped = load_dir(Path(__file__).parents[1] / "mappings")
+    for mapping_set in (sent, shipped):
+        assert [f for f in check_configuration(mapping_set, settings()) if "never sent" in f.message] == []
