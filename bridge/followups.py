@@ -35,6 +35,9 @@ from bridge.timing import zone
 
 CHUNK = 500
 DIGEST_SCHEDULE = m.Schedule()  # weekdays, 09:00-17:00 in the manager's time zone
+# The channel part of a manager message's key: one message whichever channel it takes, so a
+# manager who gains an LMS account after an email was queued is not told twice.
+TO_MANAGER = "manager"
 
 
 @dataclass
@@ -217,7 +220,7 @@ def _manager_copy(
             if not person.manager_id
             else f"{person.full_name}'s manager is not in the HR record or has left"
         )
-        key = action_key(mapping.id, person.person_id, rec.episode, "manager_copy", "message", target.key)
+        key = action_key(mapping.id, person.person_id, rec.episode, "manager_copy", TO_MANAGER, target.key)
         return [
             NewAction(
                 key=key,
@@ -278,7 +281,7 @@ def _manager_message(
         state, reason = "dead", compose.template_failed(mapping.id, purpose, exc, person=person.person_id)
     send_at, window = sending_slot(mapping.schedule, manager.timezone, settings, now)
     return NewAction(
-        key=action_key(mapping.id, person.person_id, rec.episode, purpose, kind.value, target.key, day),
+        key=action_key(mapping.id, person.person_id, rec.episode, purpose, TO_MANAGER, target.key, day),
         purpose=purpose,
         kind=kind,
         site=account[0] if account else "email",

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, update
 
-from bridge.records import Person
+from bridge.records import LmsUser, Person
 from bridge.store import schema as t
 from tests.seed import (
     CS101,
@@ -262,3 +262,25 @@ def test_validate_warns_of_a_template_its_settings_never_send(tmp_path: Path) ->
     shipped = load_dir(Path(__file__).parents[1] / "mappings")
     for mapping_set in (sent, shipped):
         assert [f for f in check_configuration(mapping_set, settings()) if "never sent" in f.message] == []
+
+
+def test_one_manager_message_whichever_channel_it_takes(engine: Engine, tmp_path: Path) -> None:
+    store(
+        engine,
+        CS101,
+        Person(
+            "M1", first_name="Mia", department="Customer Service", email="mia@example.org", timezone="UTC"
+        ),
+        *agent("P1", 3.6, user_id=11, manager_id="M1"),
+    )
+    link(engine, "P1", 11)
+    mappings = write_mapping(tmp_path, "csat", OWN_COPY)
+    sink = RecordingSink()
+    decide(engine, mappings, T0)
+    send(engine, sink, T0)
+    decide(engine, mappings, T0 + HOUR)  # no LMS account for the manager: the copy is an email
+    store(engine, LmsUser("moodle", 90, username="mia"))
+    link(engine, "M1", 90)  # the manager's account appears before the next cycle
+    decide(engine, mappings, T0 + 2 * HOUR)
+    copies = [a for a in rows(engine, t.actions) if a.purpose == "manager_copy"]
+    assert [(a.kind, a.recipient_email) for a in copies] == [("email", "mia@example.org")]
