@@ -5,13 +5,14 @@ Each follow-up is queued when it falls due, with a deterministic key, so a cycle
 twice queues nothing twice, and a learner who completes gets nothing more (pending reminders are
 cancelled when the recommendation closes). When the service was down past several steps, only
 the latest is sent; the missed ones are recorded as superseded instead of arriving in a burst.
-Items for managers are collected into one daily digest per manager.
+Items for managers are collected into one daily digest per manager, unless the mapping has its
+own template for them (:mod:`bridge.manager_followups`).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -19,6 +20,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, and_, select, update
 
 from bridge import compose
+from bridge import manager_followups as mf
 from bridge.act import message_context, sending_slot
 from bridge.facts import NO_KPIS, Facts, iter_facts, load_people
 from bridge.mapping import evaluate as ev
@@ -30,14 +32,10 @@ from bridge.ports import ActionKind
 from bridge.records import Person, Target
 from bridge.settings import Settings
 from bridge.store import schema as t
-from bridge.store.ingest import upsert_statement
 from bridge.timing import zone
 
 CHUNK = 500
 DIGEST_SCHEDULE = m.Schedule()  # weekdays, 09:00-17:00 in the manager's time zone
-# The channel part of a manager message's key: one message whichever channel it takes, so a
-# manager who gains an LMS account after an email was queued is not told twice.
-TO_MANAGER = "manager"
 
 
 @dataclass
@@ -154,170 +152,6 @@ def _number(schedule: list[int], step: int) -> int:
     return schedule.index(step) + 1 if step in schedule else len(schedule)
 
 
-def _recommendations_sent(conn: Connection, rec_ids: list[int]) -> set[int]:
-    """The recommendations among ``rec_ids`` whose recommend message reached the learner."""
-    if not rec_ids:
-        return set()
-    a = t.actions
-    return set(
-        conn.execute(
-            select(a.c.recommendation_id).where(
-                and_(
-                    a.c.recommendation_id.in_(rec_ids),
-                    a.c.purpose == "recommend",
-                    a.c.kind.in_(("message", "email")),
-                    a.c.state == "sent",
-                )
-            )
-        ).scalars()
-    )
-
-
-def _to_manager(
-    conn: Connection,
-    mapping: m.Mapping,
-    rec: Any,
-    target: Target,
-    facts: Facts,
-    manager: Person,
-    purpose: m.MessageKind,
-    day: int,
-    digest_text: str,
-    settings: Settings,
-    now: datetime,
-) -> list[NewAction]:
-    """A manager follow-up: the mapping's own template for it as a message of its own, or,
-    without one, a line of the manager's daily digest (built from the state of when it is sent).
-
-    A template the administrator wrote is never silently left unused.
-    """
-    template = templates.own_template(mapping, purpose, manager.locale)
-    if template is None:
-        _digest_item(conn, manager.person_id, rec.id, purpose, digest_text, now)
-        return []
-    return [
-        _manager_message(conn, mapping, rec, target, facts, manager, purpose, template, day, settings, now)
-    ]
-
-
-def _manager_copy(
-    conn: Connection,
-    mapping: m.Mapping,
-    rec: Any,
-    target: Target,
-    facts: Facts,
-    manager: Person | None,
-    reason: str,
-    settings: Settings,
-    now: datetime,
-) -> list[NewAction]:
-    """The manager's copy of a recommendation the learner has been sent (once per episode); with
-    no manager to send it to, the copy is recorded as not sent, with the reason."""
-    person = facts.person
-    if manager is None or not manager.active:
-        why = (
-            f"{person.full_name} has no manager in the HR record"
-            if not person.manager_id
-            else f"{person.full_name}'s manager is not in the HR record or has left"
-        )
-        key = action_key(mapping.id, person.person_id, rec.episode, "manager_copy", TO_MANAGER, target.key)
-        return [
-            NewAction(
-                key=key,
-                purpose="manager_copy",
-                kind=ActionKind.MESSAGE,
-                site=target.site,
-                due_at=now,
-                recommendation_id=rec.id,
-                mapping_id=mapping.id,
-                person_id=person.person_id,
-                target=target,
-                state="suppressed",
-                reason=f"no manager copy: {why}",
-            )
-        ]
-    text = f"{person.full_name} was recommended {target.name}. Why: {reason}."
-    return _to_manager(conn, mapping, rec, target, facts, manager, "manager_copy", 0, text, settings, now)
-
-
-def _manager_message(
-    conn: Connection,
-    mapping: m.Mapping,
-    rec: Any,
-    target: Target,
-    facts: Facts,
-    manager: Person,
-    purpose: m.MessageKind,
-    template: m.MessageTemplate,
-    day: int,
-    settings: Settings,
-    now: datetime,
-) -> NewAction:
-    """A message to the learner's manager from the mapping's template, rendered again when sent."""
-    person = facts.person
-    account = _manager_account(conn, manager, [target.site])
-    kind = ActionKind.MESSAGE if account else ActionKind.EMAIL
-    state, reason = "pending", None
-    if account is None and not manager.email:
-        state, reason = "suppressed", "the manager has no LMS account on the site or email to send to"
-    context = compose.context_values(
-        person=person,
-        manager=manager,
-        target=target,
-        mapping_id=mapping.id,
-        mapping_title=mapping.title,
-        due_in_days=mapping.follow_up.due_in_days,
-        reason=compose.reason_of(rec.explanation, mapping.messages.show_peer_rank),
-        opened=rec.opened_at,
-        now=now,
-        tz=manager.timezone,
-        completed=rec.completed_at,
-        step=day,
-    )
-    try:
-        rendered = templates.render(template, context)  # a draft: delivery renders it again when sent
-    except templates.TemplateFailed as exc:
-        rendered = templates.Rendered("", "", "")
-        state, reason = "dead", compose.template_failed(mapping.id, purpose, exc, person=person.person_id)
-    send_at, window = sending_slot(mapping.schedule, manager.timezone, settings, now)
-    return NewAction(
-        key=action_key(mapping.id, person.person_id, rec.episode, purpose, TO_MANAGER, target.key, day),
-        purpose=purpose,
-        kind=kind,
-        site=account[0] if account else "email",
-        due_at=send_at,
-        recommendation_id=rec.id,
-        mapping_id=mapping.id,
-        person_id=person.person_id,
-        recipient_person_id=manager.person_id,
-        recipient_user_id=account[1] if account else None,
-        recipient_email=manager.email,
-        subject=rendered.subject,
-        body_html=rendered.html,
-        body_text=rendered.text,
-        target=target,
-        options={**window, "render": compose.render_spec(template, purpose, mapping, day)},
-        state=state,
-        reason=reason,
-    )
-
-
-def _digest_item(conn: Connection, manager_id: str, rec_id: int, kind: str, text: str, now: datetime) -> None:
-    stmt = upsert_statement(
-        conn, t.digest_items, ["recommendation_id", "kind"], ["recommendation_id", "kind"]
-    )
-    conn.execute(
-        stmt,
-        {
-            "manager_id": manager_id,
-            "recommendation_id": rec_id,
-            "kind": kind,
-            "text": text,
-            "created_at": now,
-        },
-    )
-
-
 def _recommendations(conn: Connection, where: Any) -> list[Any]:
     r = t.recommendations
     return list(conn.execute(select(r).where(where).order_by(r.c.person_id, r.c.id)))
@@ -375,7 +209,7 @@ def _chunk(
     facts = {f.person.person_id: f for f in iter_facts(conn, person_ids, NO_KPIS)}
     managers = load_people(conn, sorted({f.person.manager_id for f in facts.values() if f.person.manager_id}))
     actions: list[NewAction] = []
-    sent_to_learner = _recommendations_sent(conn, [rec.id for rec in open_recs])
+    sent_to_learner = mf.recommendations_sent(conn, [rec.id for rec in open_recs])
     for rec in open_recs:
         mapping, person_facts = mappings[rec.mapping_id], facts.get(rec.person_id)
         if person_facts is None or not person_facts.person.active or not rec.targets:
@@ -397,7 +231,7 @@ def _chunk(
                 f"(recommended {context['opened_on']}{f', due {due}' if due else ''}). Why: {reason}."
             )
             actions.extend(
-                _to_manager(
+                mf.to_manager(
                     conn,
                     mapping,
                     rec,
@@ -413,7 +247,7 @@ def _chunk(
             )
         if mapping.follow_up.copy_manager_on_recommend and rec.id in sent_to_learner:
             actions.extend(
-                _manager_copy(conn, mapping, rec, target, person_facts, manager, reason, settings, now)
+                mf.manager_copy(conn, mapping, rec, target, person_facts, manager, reason, settings, now)
             )
     for rec in completed_recs:
         mapping, person_facts = mappings[rec.mapping_id], facts.get(rec.person_id)
@@ -437,7 +271,7 @@ def _chunk(
                 "watch for the new behaviour and give feedback."
             )
             actions.extend(
-                _to_manager(
+                mf.to_manager(
                     conn, mapping, rec, target, person_facts, manager, "observe", after, text, settings, now
                 )
             )
@@ -461,19 +295,6 @@ def build_digests(conn: Connection, settings: Settings, now: datetime) -> int:
     return made
 
 
-def _manager_account(conn: Connection, manager: Person, sites: Iterable[str]) -> tuple[str, int] | None:
-    i, u = t.identities, t.lms_users
-    for site in sites:
-        row = conn.execute(
-            select(i.c.user_id, u.c.suspended, u.c.deleted)
-            .select_from(i.outerjoin(u, and_(u.c.site == i.c.site, u.c.user_id == i.c.user_id)))
-            .where(and_(i.c.person_id == manager.person_id, i.c.site == site))
-        ).first()
-        if row is not None and not (row.suspended or row.deleted):
-            return site, int(row.user_id)
-    return None
-
-
 def _digest_for(
     conn: Connection, manager: Person, new_items: list[Any], settings: Settings, now: datetime
 ) -> int:
@@ -482,7 +303,7 @@ def _digest_for(
         select(r.c.targets).where(r.c.id.in_([i.recommendation_id for i in new_items]))
     ).scalars()
     sites = [target["site"] for row in targets for target in row]
-    account = _manager_account(conn, manager, dict.fromkeys(sites))
+    account = mf.manager_account(conn, manager, dict.fromkeys(sites))
     pending = conn.execute(
         select(a.c.key).where(
             and_(
