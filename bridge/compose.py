@@ -24,7 +24,7 @@ from bridge.outbox import target_from_json
 from bridge.records import Person, Target
 from bridge.store import schema as t
 from bridge.timing import zone
-from bridge.truth import StateOfNow
+from bridge.truth import MANAGER_PURPOSES, StateOfNow
 
 log = get_logger(__name__)
 
@@ -139,7 +139,7 @@ def render_message(
         opened=rec.opened_at,
         now=now,
         tz=tz,
-        completed=rec.completed_at if spec.get("purpose") == "reinforcement" else None,
+        completed=rec.completed_at if spec.get("purpose") in ("reinforcement", "observe") else None,
         step=int(spec.get("step", 0)),
         step_number=int(spec.get("step_number", 1)),
         steps=int(spec.get("steps", 1)),
@@ -162,8 +162,10 @@ def digest_lines(conn: Connection, key: str, now: datetime) -> list[str]:
         .order_by(r.c.person_id, r.c.id)
     ).all()
     people = load_people(conn, sorted({row.person_id for row in rows}))
-    latest: dict[tuple[str, str], Any] = {}
+    latest: dict[tuple[str, str], tuple[Any, Target]] = {}
+    kinds: dict[int, set[str]] = {}
     for row in rows:
+        kinds.setdefault(row.id, set()).add(row.kind)
         for target_data in row.targets or []:
             target = target_from_json(target_data)
             if target is None:
@@ -176,15 +178,21 @@ def digest_lines(conn: Connection, key: str, now: datetime) -> list[str]:
         person = people.get(rec.person_id)
         if person is None or not person.active:
             continue
-        line = digest_line(rec, target, person, now)
+        line = digest_line(rec, target, person, now, frozenset(kinds[rec.id]))
         if line:
             lines.append(line)
     return lines
 
 
-def digest_line(rec: Any, target: Target, person: Person, now: datetime) -> str | None:
+def digest_line(
+    rec: Any, target: Target, person: Person, now: datetime, kinds: frozenset[str] = frozenset()
+) -> str | None:
+    """Where one report stands with one piece of learning, today. A line that only copies the
+    manager on a new recommendation (``manager_copy``) says it was recommended, and goes only while
+    the recommendation is open and not completed."""
     tz = person.timezone
-    if rec.state == "closed" and rec.completed_at is not None:
+    copy_only = kinds == {"manager_copy"}
+    if rec.state == "closed" and rec.completed_at is not None and not copy_only:
         done = rec.completed_at.astimezone(zone(tz)).date().isoformat()
         return f"{person.full_name} completed {target.name} on {done}: watch for the new behaviour and give feedback."
     if rec.state != "open":
@@ -199,9 +207,10 @@ def digest_line(rec: Any, target: Target, person: Person, now: datetime) -> str 
             f", overdue since {due_date.isoformat()}" if due_date < today else f", due {due_date.isoformat()}"
         )
     reason = reason_of(rec.explanation, show_peer_rank=True)
-    return f"{person.full_name} has not completed {target.name} yet (recommended {opened}{due})." + (
-        f" Why: {reason}." if reason else ""
-    )
+    why = f" Why: {reason}." if reason else ""
+    if copy_only:
+        return f"{person.full_name} was recommended {target.name} on {opened}{due}.{why}"
+    return f"{person.full_name} has not completed {target.name} yet (recommended {opened}{due}).{why}"
 
 
 def render_digest(manager: Person, lines: list[str]) -> templates.Rendered:
@@ -252,11 +261,12 @@ def _render_for_sending(
             return None
         lines = digest_lines(conn, row.key, now)
         if not lines:
-            return "nothing left to report: every item in this digest was closed without a completion"
+            return "nothing left to report: every item in this digest was closed or is no longer true"
         return render_digest(manager, lines)
     person = people.get(row.person_id or "")
     rec = current.recommendations.get(row.recommendation_id or 0)
     if person is None or rec is None:
         return None
     manager = people.get(person.manager_id or "")
-    return render_message(row, rec, person, manager, person.timezone, now)
+    tz = manager.timezone if manager is not None and row.purpose in MANAGER_PURPOSES else person.timezone
+    return render_message(row, rec, person, manager, tz, now)

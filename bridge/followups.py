@@ -5,13 +5,14 @@ Each follow-up is queued when it falls due, with a deterministic key, so a cycle
 twice queues nothing twice, and a learner who completes gets nothing more (pending reminders are
 cancelled when the recommendation closes). When the service was down past several steps, only
 the latest is sent; the missed ones are recorded as superseded instead of arriving in a burst.
-Items for managers are collected into one daily digest per manager.
+Items for managers are collected into one daily digest per manager, unless the mapping has its
+own template for them (:mod:`bridge.manager_followups`).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -19,6 +20,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, and_, select, update
 
 from bridge import compose
+from bridge import manager_followups as mf
 from bridge.act import message_context, sending_slot
 from bridge.facts import NO_KPIS, Facts, iter_facts, load_people
 from bridge.mapping import evaluate as ev
@@ -30,7 +32,6 @@ from bridge.ports import ActionKind
 from bridge.records import Person, Target
 from bridge.settings import Settings
 from bridge.store import schema as t
-from bridge.store.ingest import upsert_statement
 from bridge.timing import zone
 
 CHUNK = 500
@@ -144,27 +145,11 @@ def _learner_actions(
 
 def schedule_days(mapping: m.Mapping, purpose: str) -> list[int]:
     f = mapping.follow_up
-    return list(f.remind_after_days if purpose == "reminder" else f.reinforce_after_days)
+    return f.reminder_days() if purpose == "reminder" else list(f.reinforce_after_days)
 
 
 def _number(schedule: list[int], step: int) -> int:
     return schedule.index(step) + 1 if step in schedule else len(schedule)
-
-
-def _digest_item(conn: Connection, manager_id: str, rec_id: int, kind: str, text: str, now: datetime) -> None:
-    stmt = upsert_statement(
-        conn, t.digest_items, ["recommendation_id", "kind"], ["recommendation_id", "kind"]
-    )
-    conn.execute(
-        stmt,
-        {
-            "manager_id": manager_id,
-            "recommendation_id": rec_id,
-            "kind": kind,
-            "text": text,
-            "created_at": now,
-        },
-    )
 
 
 def _recommendations(conn: Connection, where: Any) -> list[Any]:
@@ -224,6 +209,7 @@ def _chunk(
     facts = {f.person.person_id: f for f in iter_facts(conn, person_ids, NO_KPIS)}
     managers = load_people(conn, sorted({f.person.manager_id for f in facts.values() if f.person.manager_id}))
     actions: list[NewAction] = []
+    sent_to_learner = mf.recommendations_sent(conn, [rec.id for rec in open_recs])
     for rec in open_recs:
         mapping, person_facts = mappings[rec.mapping_id], facts.get(rec.person_id)
         if person_facts is None or not person_facts.person.active or not rec.targets:
@@ -232,7 +218,7 @@ def _chunk(
         assert target is not None
         reason = "; ".join(rec.explanation.get("facts", []))
         context = message_context(mapping, person_facts, target, reason, rec.opened_at)
-        steps = _due_steps(rec.opened_at, mapping.follow_up.remind_after_days, now)
+        steps = _due_steps(rec.opened_at, schedule_days(mapping, "reminder"), now)
         actions.extend(
             _learner_actions(mapping, rec, target, person_facts, "reminder", steps, context, settings, now)
         )
@@ -244,7 +230,25 @@ def _chunk(
                 f"{person_facts.person.full_name} has not completed {target.name} yet "
                 f"(recommended {context['opened_on']}{f', due {due}' if due else ''}). Why: {reason}."
             )
-            _digest_item(conn, manager.person_id, rec.id, "escalation", text, now)
+            actions.extend(
+                mf.to_manager(
+                    conn,
+                    mapping,
+                    rec,
+                    target,
+                    person_facts,
+                    manager,
+                    "escalation",
+                    escalate,
+                    text,
+                    settings,
+                    now,
+                )
+            )
+        if mapping.follow_up.copy_manager_on_recommend and rec.id in sent_to_learner:
+            actions.extend(
+                mf.manager_copy(conn, mapping, rec, target, person_facts, manager, reason, settings, now)
+            )
     for rec in completed_recs:
         mapping, person_facts = mappings[rec.mapping_id], facts.get(rec.person_id)
         if person_facts is None or not person_facts.person.active or not rec.targets:
@@ -266,7 +270,11 @@ def _chunk(
                 f"{person_facts.person.full_name} completed {target.name} on {context['completed_on']}: "
                 "watch for the new behaviour and give feedback."
             )
-            _digest_item(conn, manager.person_id, rec.id, "observe", text, now)
+            actions.extend(
+                mf.to_manager(
+                    conn, mapping, rec, target, person_facts, manager, "observe", after, text, settings, now
+                )
+            )
     report.queued += enqueue(conn, actions, now)
 
 
@@ -287,19 +295,6 @@ def build_digests(conn: Connection, settings: Settings, now: datetime) -> int:
     return made
 
 
-def _manager_account(conn: Connection, manager: Person, sites: Iterable[str]) -> tuple[str, int] | None:
-    i, u = t.identities, t.lms_users
-    for site in sites:
-        row = conn.execute(
-            select(i.c.user_id, u.c.suspended, u.c.deleted)
-            .select_from(i.outerjoin(u, and_(u.c.site == i.c.site, u.c.user_id == i.c.user_id)))
-            .where(and_(i.c.person_id == manager.person_id, i.c.site == site))
-        ).first()
-        if row is not None and not (row.suspended or row.deleted):
-            return site, int(row.user_id)
-    return None
-
-
 def _digest_for(
     conn: Connection, manager: Person, new_items: list[Any], settings: Settings, now: datetime
 ) -> int:
@@ -308,7 +303,7 @@ def _digest_for(
         select(r.c.targets).where(r.c.id.in_([i.recommendation_id for i in new_items]))
     ).scalars()
     sites = [target["site"] for row in targets for target in row]
-    account = _manager_account(conn, manager, dict.fromkeys(sites))
+    account = mf.manager_account(conn, manager, dict.fromkeys(sites))
     pending = conn.execute(
         select(a.c.key).where(
             and_(

@@ -79,10 +79,7 @@ def screen(
             verdicts.append(
                 Verdict(row, "cancelled", f"the account on site '{row.site}' is suspended or deleted")
             )
-        elif (
-            row.purpose in ("recommend", "reminder")
-            and rec_state.get(row.recommendation_id, "open") != "open"
-        ):
+        elif row.purpose in truth.OPEN_PURPOSES and rec_state.get(row.recommendation_id, "open") != "open":
             verdicts.append(Verdict(row, "cancelled", "the recommendation is no longer open"))
         elif (moved := truth.changed_hands(row, current)) is not None:
             verdicts.append(Verdict(row, "waiting", moved))

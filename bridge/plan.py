@@ -5,23 +5,46 @@ from __future__ import annotations
 
 from collections.abc import Mapping as MappingType
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime, timedelta
 
 from sqlalchemy import Connection, Engine
 
 from bridge import registry
-from bridge.act import recommend_actions
+from bridge.act import recommend_actions, sending_slot
 from bridge.decide import DecideReport, Decision, LatestRecommendation, evaluate
 from bridge.facts import Facts
+from bridge.mapping import model as m
 from bridge.mapping.loader import MappingSet
 from bridge.outbox import NewAction
+from bridge.records import Person
 from bridge.settings import Settings
+from bridge.timing import zone
+
+
+@dataclass(frozen=True)
+class PlannedReminder:
+    day: int  # after the recommendation
+    on: date  # the day it would go, in the learner's time zone, inside the mapping's sending hours
+    kind: str  # "after the recommendation", "3 days before due", "overdue", "repeat"
 
 
 @dataclass
 class PlannedDecision:
     decision: Decision
     actions: list[NewAction] = field(default_factory=list)
+    reminders: list[PlannedReminder] = field(default_factory=list)
+
+
+def planned_reminders(
+    mapping: m.Mapping, person: Person, settings: Settings, opened: datetime
+) -> list[PlannedReminder]:
+    """The reminders a recommendation opened at ``opened`` would get if never completed."""
+    tz = zone(person.timezone, settings.delivery.default_timezone)
+    out = []
+    for day, kind in mapping.follow_up.reminder_schedule():
+        goes, _ = sending_slot(mapping.schedule, person.timezone, settings, opened + timedelta(days=day))
+        out.append(PlannedReminder(day, goes.astimezone(tz).date(), kind))
+    return out
 
 
 class Planner:
@@ -53,6 +76,9 @@ class Planner:
                     self.settings,
                     now,
                     self.refuses,
+                )
+                planned.reminders = planned_reminders(
+                    self.mappings[d.mapping_id], facts[d.person_id].person, self.settings, now
                 )
             self.planned.append(planned)
 

@@ -25,8 +25,16 @@ from bridge.mapping.evaluate import EvalContext
 from bridge.outbox import target_from_json, target_json
 from bridge.records import Person, Target
 from bridge.store import schema as t
+from bridge.truth import MANAGER_PURPOSES
 
-KINDS: tuple[m.MessageKind, ...] = ("recommend", "reminder", "escalation", "reinforcement", "observe")
+KINDS: tuple[m.MessageKind, ...] = (
+    "recommend",
+    "reminder",
+    "escalation",
+    "reinforcement",
+    "observe",
+    "manager_copy",
+)
 DEFAULT_KINDS: tuple[m.MessageKind, ...] = ("recommend", "reminder", "escalation", "reinforcement")
 
 
@@ -128,19 +136,21 @@ def _blocked(conn: Connection, mapping: m.Mapping, facts: Facts, ctx: EvalContex
     def why(kind: m.MessageKind) -> str:
         if common:
             return common
-        if kind in ("recommend", "reminder", "escalation") and before:
+        if kind in ("recommend", "reminder", "escalation", "manager_copy") and before:
             return before
         if kind in ("reinforcement", "observe") and not completed and (a.completed or not a.matches):
             return before or "nothing to reinforce: not completed"
-        if kind == "reminder" and not schedule.remind_after_days:
-            return "the mapping sends no reminders (follow_up.remind_after_days is empty)"
+        if kind == "reminder" and not schedule.reminder_days():
+            return "the mapping sends no reminders (follow_up.remind_after_days and remind_before_due_days are empty)"
         if kind == "reinforcement" and not schedule.reinforce_after_days:
             return "the mapping sends no reinforcement (follow_up.reinforce_after_days is empty)"
         if kind == "escalation" and schedule.escalate_to_manager_after_days is None:
             return "the mapping does not escalate to the manager"
         if kind == "observe" and schedule.manager_observe_after_days is None:
             return "the mapping does not ask the manager to observe"
-        if kind in ("escalation", "observe") and not person.manager_id:
+        if kind == "manager_copy" and not schedule.copy_manager_on_recommend:
+            return "the mapping does not copy the manager (follow_up.copy_manager_on_recommend is false)"
+        if kind in ("escalation", "observe", "manager_copy") and not person.manager_id:
             return f"{person.full_name} has no manager in the HR record or on the LMS"
         return ""
 
@@ -176,11 +186,15 @@ def _render(
     else:
         target = target_from_json((rec.targets or [None])[0])
     assert target is not None
-    if kind in ("escalation", "observe"):
+    if kind in MANAGER_PURPOSES:
         f = mapping.follow_up
-        days = f.escalate_to_manager_after_days if kind == "escalation" else f.manager_observe_after_days
+        days = {
+            "escalation": f.escalate_to_manager_after_days,
+            "observe": f.manager_observe_after_days,
+        }.get(kind)
         at = max(now, _after(rec, kind, days or 0))
-        return _to_manager(kind, rec, target, person, manager, at, _when(note, kind, days or 0, at, now))
+        note = _when(note, kind, days or 0, at, now) if kind != "manager_copy" else note
+        return _to_manager(mapping, kind, rec, target, person, manager, at, note)
     purpose = "recommend" if kind == "recommend" else kind
     schedule = schedule_days(mapping, purpose) if kind != "recommend" else []
     step = max([d for d in schedule if _after(rec, kind, d) <= now] or schedule[:1] or [0])
@@ -208,6 +222,7 @@ def _when(note: str, kind: str, days: int, at: datetime, now: datetime) -> str:
 
 
 def _to_manager(
+    mapping: m.Mapping,
     kind: m.MessageKind,
     rec: Any,
     target: Target,
@@ -216,9 +231,16 @@ def _to_manager(
     now: datetime,
     note: str,
 ) -> Preview:
+    """As delivery sends it: the mapping's own template for the kind, else a digest line."""
     if manager is None or not manager.active:
         return Preview(kind, not_sent=f"{person.full_name}'s manager is not in the HR record or has left")
-    line = compose.digest_line(rec, target, person, now)
+    template = templates.own_template(mapping, kind, manager.locale)
+    if template is not None:
+        spec = compose.render_spec(template, kind, mapping)
+        row = SimpleNamespace(options={"render": spec}, target=target_json(target), mapping_id=mapping.id)
+        rendered = compose.render_message(row, rec, person, manager, manager.timezone, now)
+        return Preview(kind, recipient=manager.full_name, note=note, rendered=rendered)
+    line = compose.digest_line(rec, target, person, now, frozenset({kind}))
     if line is None:
         return Preview(kind, not_sent="nothing to report to the manager")
     note = ", ".join(x for x in (note, "in the manager's daily digest") if x)

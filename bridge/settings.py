@@ -89,7 +89,7 @@ class DeliverySettings(_Section):
         description=(
             "Per purpose (recommend, reminder, reinforcement, digest): a message still unsent this many "
             "days after it was queued is dropped with the reason instead of arriving late (0 = no limit; "
-            "purposes not given keep their default)."
+            "purposes not given keep their default; other messages to managers use the digest limit)."
         ),
     )
 

@@ -3,8 +3,10 @@
 A recommendation or reminder goes only while its recommendation is open and the learning has not
 been completed since; a reminder only while the learner is still enrolled (where the site's
 enrolments are known); a reinforcement only while the completion it celebrates still stands and
-no new recommendation for the same learning has opened. Anything older than
-``delivery.max_age_days`` for its purpose is dropped rather than arriving late. Each refusal
+no new recommendation for the same learning has opened. A message to the manager (a mapping's own
+escalation, observe or manager-copy template) needs the same, and its recipient still to be the
+learner's manager. Anything older than ``delivery.max_age_days`` for its purpose (messages to
+managers: the ``digest`` limit) is dropped rather than arriving late. Each refusal
 is a plain sentence, stored as the action's reason (``lmsbridge why`` shows it).
 """
 
@@ -23,6 +25,12 @@ from bridge.settings import Settings
 from bridge.store import schema as t
 
 MESSAGE_KINDS = ("message", "email")
+# Messages to the learner's manager (from a mapping's own template); they need the same truths as
+# the learner's messages about the same recommendation, and the recipient still their manager.
+MANAGER_PURPOSES = ("escalation", "observe", "manager_copy")
+OPEN_PURPOSES = ("recommend", "reminder", "escalation", "manager_copy")  # true while it is open
+# Purposes without a max_age_days entry of their own use that of another purpose.
+AGE_LIMIT_OF = {"escalation": "digest", "observe": "digest", "manager_copy": "digest"}
 
 
 @dataclass
@@ -101,12 +109,14 @@ def changed_hands(row: Any, state: StateOfNow) -> str | None:
 
 
 def too_old(row: Any, settings: Settings, now: datetime) -> str | None:
-    days = settings.delivery.max_age_days.get(row.purpose, 0)
+    limit = AGE_LIMIT_OF.get(row.purpose, row.purpose)
+    days = settings.delivery.max_age_days.get(limit, 0)
     if row.kind not in MESSAGE_KINDS or not days or row.created_at > now - timedelta(days=days):
         return None
+    setting = "delivery.max_age_days" if limit == row.purpose else f"delivery.max_age_days, {limit}"
     return (
         f"dropped unsent: queued {row.created_at:%Y-%m-%d}, older than the {days}-day limit "
-        f"for {row.purpose} messages (delivery.max_age_days)"
+        f"for {row.purpose} messages ({setting})"
     )
 
 
@@ -120,7 +130,9 @@ def no_longer_true(row: Any, state: StateOfNow, now: datetime) -> str | None:
     if rec is None or target is None or facts is None:
         return None
     done = facts.completions.get((target.site, target.kind, target.item_id))
-    if row.purpose in ("recommend", "reminder"):
+    if row.purpose in MANAGER_PURPOSES and facts.person.manager_id != row.recipient_person_id:
+        return f"the recipient is no longer {facts.person.full_name}'s manager"
+    if row.purpose in OPEN_PURPOSES:
         if rec.state != "open":
             return "the recommendation is no longer open"
         if done is not None and done >= rec.opened_at:
@@ -133,7 +145,7 @@ def no_longer_true(row: Any, state: StateOfNow, now: datetime) -> str | None:
             and (target.site, account.user_id, target.item_id) in state.unenrolled
         ):
             return f"the learner is no longer enrolled in {target.name}"
-    elif row.purpose == "reinforcement":
+    elif row.purpose in ("reinforcement", "observe"):
         if rec.state != "closed" or rec.completed_at is None:
             return "the recommendation was not closed by a completion"
         if done is None:

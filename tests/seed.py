@@ -54,6 +54,20 @@ def agent(person_id: str, csat: float, *, user_id: int | None = None, **kw: Any)
     return records
 
 
+def agent_and_manager(engine: Engine) -> Engine:
+    """P1, a Customer Service agent below the CSAT target (user 11), whose manager is M1 (user 90)."""
+    store(
+        engine,
+        CS101,
+        Person("M1", first_name="Mia", last_name="Boss", department="Customer Service", timezone="UTC"),
+        LmsUser("moodle", 90, username="mia"),
+        *agent("P1", 3.6, user_id=11, manager_id="M1"),
+    )
+    for pid, uid in (("M1", 90), ("P1", 11)):
+        link(engine, pid, uid)
+    return engine
+
+
 def completion(user_id: int, when: datetime, item: LearningItem = CS101) -> Completion:
     return Completion("moodle", user_id, item.item_id, when)
 

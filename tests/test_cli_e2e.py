@@ -84,10 +84,11 @@ def test_version() -> None:
 def test_plan_sends_nothing_and_agrees_with_sync(cfg: Path, moodle: Running) -> None:
     plan = run(cfg, "plan", "--format", "json")
     assert plan.returncode == 0, plan.stderr
-    planned = {
-        (d["person_id"], d["mapping"], d["decision"])
-        for d in json.loads(plan.stdout[plan.stdout.index("[") :])
-    }
+    decisions = json.loads(plan.stdout[plan.stdout.index("[") :])
+    planned = {(d["person_id"], d["mapping"], d["decision"]) for d in decisions}
+    # each opened recommendation shows the days its reminders would go (the examples: 7 and 14 days)
+    opened = [d for d in decisions if d["decision"] == "open"]
+    assert opened and all(len(d["reminders"].split(", ")) == 2 for d in opened)
     assert planned and moodle.state.messages == [] and moodle.state.enrolled == []
     synced = run(cfg, "sync", "--once")
     assert synced.returncode == 0, synced.stdout + synced.stderr

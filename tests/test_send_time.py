@@ -17,10 +17,19 @@ from bridge.delivery import deliver
 from bridge.followups import follow_up
 from bridge.mapping.loader import MappingSet
 from bridge.ports import DeliveryOutcome, OutgoingAction
-from bridge.records import Enrolment, LmsUser, Person
+from bridge.records import Enrolment
 from bridge.settings import Settings
 from bridge.store import schema as t
-from tests.seed import CS101, CSAT_MAPPING, agent, completion, link, rows, settings, store, write_mapping
+from tests.seed import (
+    CS101,
+    CSAT_MAPPING,
+    agent_and_manager,
+    completion,
+    rows,
+    settings,
+    store,
+    write_mapping,
+)
 from tests.test_delivery import FakeSink
 
 T0 = datetime(2026, 11, 2, 10, tzinfo=UTC)  # a Monday
@@ -52,16 +61,7 @@ class RecordingSink(FakeSink):
 
 @pytest.fixture
 def team(engine: Engine) -> Engine:
-    store(
-        engine,
-        CS101,
-        Person("M1", first_name="Mia", last_name="Boss", department="Customer Service", timezone="UTC"),
-        LmsUser("moodle", 90, username="mia"),
-        *agent("P1", 3.6, user_id=11, manager_id="M1"),
-    )
-    for pid, uid in (("M1", 90), ("P1", 11)):
-        link(engine, pid, uid)
-    return engine
+    return agent_and_manager(engine)
 
 
 def decide(engine: Engine, mappings: MappingSet, now: datetime, s: Settings | None = None) -> None:

@@ -150,7 +150,7 @@ def preview(
         str | None,
         typer.Option(
             "--kind",
-            help="recommend, reminder, escalation, reinforcement or observe (default: all but observe).",
+            help="recommend, reminder, escalation, reinforcement, observe or manager_copy (default: the first four).",
         ),
     ] = None,
     html: Annotated[bool, typer.Option("--html", help="Show the HTML version too.")] = False,

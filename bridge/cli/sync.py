@@ -243,10 +243,16 @@ def plan(
             + (f" ({a.state}: {a.reason})" if a.state != "pending" else f" at {a.due_at:%Y-%m-%d %H:%M} UTC")
             for a in item.actions
         )
-        rows.append((d.person_id, d.person_name, d.mapping_id, d.outcome, _targets(d), _why(d), actions))
+        reminders = ", ".join(
+            r.on.isoformat() + ("" if r.kind == "after the recommendation" else f" ({r.kind})")
+            for r in item.reminders
+        )
+        rows.append(
+            (d.person_id, d.person_name, d.mapping_id, d.outcome, _targets(d), _why(d), actions, reminders)
+        )
     emit(
         "Plan (nothing is sent)",
-        ["Person ID", "Person", "Mapping", "Decision", "Learning", "Why", "Actions"],
+        ["Person ID", "Person", "Mapping", "Decision", "Learning", "Why", "Actions", "Reminders"],
         rows,
         fmt,
     )

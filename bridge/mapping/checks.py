@@ -15,6 +15,7 @@ from sqlalchemy import Engine, func, select
 from bridge import clock
 from bridge.facts import NO_KPIS, all_person_ids, iter_facts
 from bridge.mapping import evaluate as ev
+from bridge.mapping import model as m
 from bridge.mapping.context import resolve_item
 from bridge.mapping.loader import MappingSet
 from bridge.mapping.refs import item_refs, metrics
@@ -50,7 +51,29 @@ def check_configuration(mapping_set: MappingSet, settings: Settings) -> list[Fin
                         f"metric '{metric}' is not declared under [metrics] (direction and target unknown)",
                     )
                 )
+        findings.extend(Finding("warning", mapping.id, why) for why in unused_templates(mapping))
     return findings
+
+
+def unused_templates(mapping: m.Mapping) -> list[str]:
+    """The mapping's own templates its follow-up settings never send (an administrator who wrote
+    one would otherwise wait for a message that never comes)."""
+    f = mapping.follow_up
+    off: dict[str, str] = {
+        "reminder": "" if f.reminder_days() else "no reminder days are set",
+        "escalation": "" if f.escalate_to_manager_after_days else "escalate_to_manager_after_days is null",
+        "reinforcement": "" if f.reinforce_after_days else "reinforce_after_days is empty",
+        "observe": "" if f.manager_observe_after_days is not None else "manager_observe_after_days is null",
+        "manager_copy": "" if f.copy_manager_on_recommend else "copy_manager_on_recommend is false",
+    }
+    written = [(kind, f"messages.{kind}") for kind in off if getattr(mapping.messages, kind) is not None]
+    written += [
+        (kind, f"messages.locales.{locale}.{kind}")
+        for locale, overrides in sorted(mapping.messages.locales.items())
+        for kind in overrides
+        if kind in off
+    ]
+    return [f"{where} is never sent: follow_up.{off[kind]}" for kind, where in written if off[kind]]
 
 
 def check_against_store(mapping_set: MappingSet, settings: Settings, engine: Engine) -> list[Finding]:

@@ -14,7 +14,7 @@ import re
 from datetime import date, time
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,79}$"
 StrList = Annotated[list[str], Field(min_length=1)]
@@ -279,13 +279,44 @@ class RecommendTarget(Strict):
 
 
 class FollowUp(Strict):
+    """Reminders until completion, manager follow-ups, and reinforcement after completion.
+
+    Reminder days are counted from the recommendation (``remind_after_days``) or from the due
+    date (``remind_before_due_days``, ``remind_when_overdue``); ``repeat_every_days`` goes on
+    after the last of them, and ``max_reminders`` limits them all together. See
+    :meth:`reminder_days` for the days they produce.
+    """
+
     due_in_days: int | None = Field(
         default=30, ge=1, description="The learner is asked to finish within this many days."
     )
     remind_after_days: list[int] = Field(
-        default_factory=lambda: [7, 14], description="Learner reminders until completion."
+        default_factory=lambda: [7, 14],
+        description="Learner reminders until completion, in days after the recommendation.",
+    )
+    remind_before_due_days: list[int] = Field(
+        default_factory=list,
+        description="Learner reminders this many days before the due date (needs due_in_days).",
+    )
+    remind_when_overdue: bool = Field(
+        default=False,
+        description="One more reminder the day after the due date, saying it is overdue (needs due_in_days).",
+    )
+    max_reminders: int | None = Field(
+        default=None,
+        ge=1,
+        description="The most reminders one recommendation gets, counting every kind.",
+    )
+    repeat_every_days: int | None = Field(
+        default=None,
+        ge=1,
+        description="After the last scheduled reminder, remind again every this many days until done (needs max_reminders).",
     )
     escalate_to_manager_after_days: int | None = Field(default=21, ge=1)
+    copy_manager_on_recommend: bool = Field(
+        default=False,
+        description="Tell the learner's manager once, when the recommendation has been sent to the learner.",
+    )
     reinforce_after_days: list[int] = Field(
         default_factory=lambda: [1, 3, 7, 21, 60],
         description="Spaced reinforcement nudges after completion.",
@@ -296,7 +327,7 @@ class FollowUp(Strict):
         description="Prompt the manager to observe the new behaviour this long after completion.",
     )
 
-    @field_validator("remind_after_days", "reinforce_after_days")
+    @field_validator("remind_after_days", "reinforce_after_days", "remind_before_due_days")
     @classmethod
     def _positive_sorted(cls, value: list[int]) -> list[int]:
         if any(d < 0 for d in value):
@@ -304,6 +335,66 @@ class FollowUp(Strict):
         if len(set(value)) != len(value):
             raise ValueError("each day may appear once")
         return sorted(value)
+
+    @field_validator("remind_before_due_days")
+    @classmethod
+    def _before_a_due_date(cls, value: list[int], info: ValidationInfo) -> list[int]:
+        if "due_in_days" not in info.data:  # due_in_days itself is wrong: its own error says so
+            return value
+        due = info.data["due_in_days"]
+        if value and due is None:
+            raise ValueError("reminders before the due date need follow_up.due_in_days")
+        if due is not None and (late := [d for d in value if d >= due]):
+            raise ValueError(
+                f"{', '.join(map(str, late))} day(s) before the due date is not after the recommendation "
+                f"(due_in_days is {due}): each must be less than {due}"
+            )
+        return value
+
+    @field_validator("remind_when_overdue")
+    @classmethod
+    def _overdue_needs_a_due_date(cls, value: bool, info: ValidationInfo) -> bool:
+        if value and "due_in_days" in info.data and info.data["due_in_days"] is None:
+            raise ValueError("an overdue reminder needs follow_up.due_in_days")
+        return value
+
+    @field_validator("repeat_every_days")
+    @classmethod
+    def _repeat_has_a_limit(cls, value: int | None, info: ValidationInfo) -> int | None:
+        if value is not None and "max_reminders" in info.data and info.data["max_reminders"] is None:
+            raise ValueError("repeat_every_days needs follow_up.max_reminders: reminders must stop somewhere")
+        return value
+
+    def reminder_schedule(self) -> list[tuple[int, str]]:
+        """Each reminder as (days after the recommendation, what it is), in order.
+
+        Before-due days count back from ``due_in_days``; the overdue reminder is the day after
+        the due date (the first day the due date is in the past); repeats follow the last of
+        those every ``repeat_every_days``. Two rules landing on one day make one reminder.
+        ``max_reminders`` keeps the first ones.
+        """
+        labelled: dict[int, str] = {}
+        for day in self.remind_after_days:
+            labelled.setdefault(day, "after the recommendation")
+        if self.due_in_days is not None:
+            for before in self.remind_before_due_days:
+                label = (
+                    f"{before} day{'' if before == 1 else 's'} before due" if before else "on the due date"
+                )
+                labelled.setdefault(self.due_in_days - before, label)
+            if self.remind_when_overdue:
+                labelled.setdefault(self.due_in_days + 1, "overdue")
+        ordered = sorted(labelled.items())
+        if self.repeat_every_days is not None and self.max_reminders is not None:
+            last = ordered[-1][0] if ordered else 0
+            while len(ordered) < self.max_reminders:
+                last += self.repeat_every_days
+                ordered.append((last, "repeat"))
+        return ordered[: self.max_reminders] if self.max_reminders is not None else ordered
+
+    def reminder_days(self) -> list[int]:
+        """The days after the recommendation on which a reminder falls, in order."""
+        return [day for day, _ in self.reminder_schedule()]
 
 
 class Measure(Strict):
@@ -352,7 +443,7 @@ class MessageTemplate(Strict):
     body: str = Field(min_length=1)
 
 
-MessageKind = Literal["recommend", "reminder", "escalation", "reinforcement", "observe"]
+MessageKind = Literal["recommend", "reminder", "escalation", "reinforcement", "observe", "manager_copy"]
 
 
 class Messages(Strict):
@@ -361,6 +452,10 @@ class Messages(Strict):
     escalation: MessageTemplate | None = None
     reinforcement: MessageTemplate | None = None
     observe: MessageTemplate | None = None
+    manager_copy: MessageTemplate | None = Field(
+        default=None,
+        description="The manager's copy of a new recommendation (follow_up.copy_manager_on_recommend).",
+    )
     show_peer_rank: bool = Field(
         default=False,
         description="Show learners where they rank among peers (always shown to administrators in `explain`).",

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping as MappingType
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, get_args
 
 from jinja2 import StrictUndefined, Template, TemplateError
 from markupsafe import Markup, escape
@@ -142,18 +142,21 @@ class TemplateProblem:
     message: str
 
 
+def own_template(mapping: Mapping, kind: MessageKind, locale: str | None) -> MessageTemplate | None:
+    """The mapping's own template for a kind in the locale (or its language), or None."""
+    messages = mapping.messages
+    for candidate in _locale_chain(locale):
+        override = messages.locales.get(candidate, {}).get(kind)
+        if override is not None:
+            return override
+    own: MessageTemplate | None = getattr(messages, kind)
+    return own
+
+
 def template_for(mapping: Mapping | None, kind: MessageKind, locale: str | None) -> MessageTemplate:
     """The mapping's template for a kind in the locale, falling back to its language, then default."""
-    if mapping is not None:
-        messages = mapping.messages
-        for candidate in _locale_chain(locale):
-            override = messages.locales.get(candidate, {}).get(kind)
-            if override is not None:
-                return override
-        own = getattr(messages, kind)
-        if own is not None:
-            return own  # type: ignore[no-any-return]
-    return DEFAULTS[kind]
+    own = own_template(mapping, kind, locale) if mapping is not None else None
+    return own if own is not None else DEFAULTS[kind]
 
 
 def _locale_chain(locale: str | None) -> list[str]:
@@ -227,7 +230,7 @@ def check(mapping: Mapping) -> list[TemplateProblem]:
     """Compile and trial-render every template of a mapping with a sample context."""
     problems: list[TemplateProblem] = []
     found: list[tuple[tuple[str | int, ...], MessageTemplate]] = []
-    for kind in DEFAULTS:
+    for kind in get_args(MessageKind):
         own = getattr(mapping.messages, kind)
         if own is not None:
             found.append((("messages", kind), own))
