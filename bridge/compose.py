@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping as MappingType
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import Connection, select
 
@@ -225,10 +226,23 @@ def template_failed(mapping_id: str, purpose: str, exc: templates.TemplateFailed
     return reason
 
 
+@dataclass(frozen=True)
+class NotSent:
+    """Why a message must not go at all, and the state its action ends in.
+
+    ``cancelled``: it is no longer true (nothing left in a digest). ``dead``: its template failed
+    on this message's data, which an administrator must fix; a dead action can be retried
+    (`lmsbridge outbox retry`) once the mapping is corrected.
+    """
+
+    state: Literal["cancelled", "dead"]
+    reason: str
+
+
 def for_sending(
     conn: Connection, rows: Sequence[Any], current: StateOfNow, now: datetime
-) -> dict[int, templates.Rendered | str]:
-    """Each message rendered as of now, by action id; a string is why it must not go at all.
+) -> dict[int, templates.Rendered | NotSent]:
+    """Each message rendered as of now, by action id, or why it must not go at all.
 
     Actions without a render spec (queued before bodies were rendered at send time, enrolments,
     plan entries) keep the body they were queued with. A template that fails on this message's
@@ -241,12 +255,13 @@ def for_sending(
     extra = {f.person.manager_id for f in current.facts.values() if f.person.manager_id}
     extra |= {r.recipient_person_id for r in wanted if r.purpose == "digest" and r.recipient_person_id}
     people = {**load_people(conn, sorted(extra - set(learners))), **learners}
-    out: dict[int, templates.Rendered | str] = {}
+    out: dict[int, templates.Rendered | NotSent] = {}
     for row in wanted:
+        rendered: templates.Rendered | NotSent | None
         try:
             rendered = _render_for_sending(conn, row, people, current, now)
         except templates.TemplateFailed as exc:
-            rendered = template_failed(row.mapping_id or "", row.purpose, exc, key=row.key)
+            rendered = NotSent("dead", template_failed(row.mapping_id or "", row.purpose, exc, key=row.key))
         if rendered is not None:
             out[row.id] = rendered
     return out
@@ -254,14 +269,17 @@ def for_sending(
 
 def _render_for_sending(
     conn: Connection, row: Any, people: dict[str, Person], current: StateOfNow, now: datetime
-) -> templates.Rendered | str | None:
+) -> templates.Rendered | NotSent | None:
     if row.purpose == "digest":
         manager = people.get(row.recipient_person_id or "")
         if manager is None:
             return None
         lines = digest_lines(conn, row.key, now)
         if not lines:
-            return "nothing left to report: every item in this digest was closed or is no longer true"
+            return NotSent(
+                "cancelled",
+                "nothing left to report: every item in this digest was closed or is no longer true",
+            )
         return render_digest(manager, lines)
     person = people.get(row.person_id or "")
     rec = current.recommendations.get(row.recommendation_id or 0)

@@ -138,14 +138,14 @@ def _apply_guards(
         row = screened.row
         body = bodies.get(row.id)
         verdict = (
-            guards.Verdict(row, "cancelled", body)
-            if screened.state == "send" and isinstance(body, str)
+            guards.Verdict(row, body.state, body.reason)
+            if screened.state == "send" and isinstance(body, compose.NotSent)
             else screened
         )
         if verdict.state == "send":
             outgoing = outbox.to_outgoing(row)
             if body is not None:
-                assert not isinstance(body, str)
+                assert not isinstance(body, compose.NotSent)
                 outbox.store_rendered(conn, row, body, now)  # what `outbox` shows is what went
                 outgoing = replace(outgoing, subject=body.subject, body_html=body.html, body_text=body.text)
             to_send.append((row, outgoing))

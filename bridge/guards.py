@@ -31,7 +31,7 @@ CAP_WINDOW = timedelta(days=7)
 @dataclass(frozen=True)
 class Verdict:
     row: Any
-    state: str  # "send", "suppressed", "cancelled", "deferred" or "waiting" (for the right account)
+    state: str  # "send", "suppressed", "cancelled", "dead", "deferred" or "waiting" (for the right account)
     reason: str | None = None
     until: datetime | None = None
 
