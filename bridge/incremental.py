@@ -58,7 +58,7 @@ ISO_TIME = CursorFormat[datetime](
 )
 # Totara's own columns (timecompleted, timemodified, ...) are whole seconds since 1970.
 EPOCH_SECONDS = CursorFormat[datetime](
-    "whole seconds since 1970", _parse_epoch, lambda t: str(int(t.timestamp()))
+    "whole seconds since 1970", _parse_epoch, lambda t: str((t - EPOCH) // timedelta(seconds=1))
 )
 
 
@@ -139,7 +139,7 @@ def time_cursor(
         fmt,
         origin=EPOCH,
         ceiling=ctx.now,
-        lookback=(lambda t: t - lookback) if lookback else None,
+        lookback=(lambda t: EPOCH + max(t - EPOCH - lookback, timedelta(0))) if lookback else None,
     )
 
 
