@@ -84,8 +84,9 @@ class ReplicaReader:
         keyed = query.add_columns(changed.label("key_time"), row_id.label("key_id")).order_by(changed, row_id)
 
         def fetch(after: tuple[int, int]) -> Page[Any]:
-            time, last_id = after
-            following = or_(changed > time, and_(changed == time, row_id > last_id))
+            at, last_id = after
+            # ``changed >= at`` first: a range the time column's index answers on any database.
+            following = and_(changed >= at, or_(changed > at, and_(changed == at, row_id > last_id)))
             try:
                 with self.engine.connect() as conn:
                     return Page(list(conn.execute(keyed.where(following).limit(PAGE))))
