@@ -20,6 +20,14 @@ from tenacity import RetryCallState
 
 from bridge import http
 from bridge.errors import Remedy, SourceError
+from bridge.pagination import (
+    OffsetPaginator,
+    Page,
+    PageNumberPaginator,
+    Paginator,
+    TokenPaginator,
+    paginate,
+)
 from bridge.ports import Connector, PullContext, Source
 from bridge.settings import Settings
 from connectors.hris.csv_connector import RatingScale
@@ -57,6 +65,11 @@ class Paging(BaseModel):
         default="next_cursor", description="Dotted path of the next cursor in the answer."
     )
     next_link: str = Field(default="next", description="Dotted path of the next page's URL in the answer.")
+    total: str = Field(
+        default="",
+        description="Dotted path of the total item count in the answer, for offset and page paging "
+        "('' = none: a page shorter than page_size is the last).",
+    )
 
 
 class JsonOptions(BaseModel):
@@ -136,54 +149,60 @@ class JsonSource(HrFeed):
         paging = self.options.paging
         url = urljoin(str(self.options.base_url), endpoint.path)
         params: dict[str, Any] = dict(endpoint.params)
+        stream = f"feed '{self.name}': {endpoint.path}"
+        if paging.style == "none":
+            yield from self._page(url, params, endpoint).items
+            return
+        sized = {**params, paging.limit_param: paging.page_size}
+        paginator: Paginator[int | str, Any]
         if paging.style == "offset":
-            params.update({paging.limit_param: paging.page_size, paging.offset_param: 0})
+            paginator = OffsetPaginator(stream, paging.page_size)
         elif paging.style == "page":
-            params.update({paging.limit_param: paging.page_size, paging.page_param: paging.first_page})
-        elif paging.style == "cursor":
-            params[paging.limit_param] = paging.page_size
-        pages: set[str] = set()
-        for _ in range(100_000):  # a safety stop for an endpoint that never ends
-            answer = self._get(url, params)
-            items = dotted(answer, endpoint.items) if endpoint.items else answer
-            if not isinstance(items, list):
-                raise SourceError(
-                    f"feed '{self.name}': {endpoint.path} answered without a list at '{endpoint.items}'",
-                    Remedy.FIX_CONFIG,
-                )
-            yield from items
-            if paging.style == "none" or not items:
-                return
-            if paging.style == "offset":
-                if len(items) < paging.page_size:
-                    return
-                params[paging.offset_param] += len(items)
-            elif paging.style == "page":
-                if len(items) < paging.page_size:
-                    return
-                params[paging.page_param] += 1
-            elif paging.style == "cursor":
-                cursor = dotted(answer, paging.next_cursor)
-                if not cursor:
-                    return
-                params[paging.cursor_param] = self._unseen(str(cursor), pages, endpoint)
-            else:
-                link = dotted(answer, paging.next_link)
-                if not link:
-                    return
-                url, params = self._unseen(self._next_page(url, str(link), endpoint), pages, endpoint), {}
-        raise SourceError(f"feed '{self.name}': {endpoint.path} did not stop paging", Remedy.FIX_CONFIG)
+            paginator = PageNumberPaginator(stream, paging.page_size, paging.first_page)
+        else:
+            paginator = TokenPaginator(stream)
 
-    def _unseen(self, page: str, pages: set[str], endpoint: Endpoint) -> str:
-        """A next cursor or link met before would page in a circle until the safety stop."""
-        if page in pages:
+        def fetch(position: object) -> Page[Any]:
+            if paging.style == "next_link":  # '' is the first page; then each page's own link
+                return self._page(str(position) or url, {} if position else params, endpoint)
+            if paging.style == "cursor":
+                return self._page(
+                    url, {**sized, paging.cursor_param: position} if position else sized, endpoint
+                )
+            number = paging.offset_param if paging.style == "offset" else paging.page_param
+            return self._page(url, {**sized, number: position}, endpoint)
+
+        for page in paginate(paginator, fetch):
+            yield from page.items
+
+    def _page(self, url: str, params: dict[str, Any], endpoint: Endpoint) -> Page[Any]:
+        """One answer's items, and where it says the next page is (only when it held items)."""
+        paging = self.options.paging
+        answer = self._get(url, params)
+        items = dotted(answer, endpoint.items) if endpoint.items else answer
+        if not isinstance(items, list):
             raise SourceError(
-                f"feed '{self.name}': {endpoint.path} pointed back to a page it already gave "
-                f"({page[:80]!r}); the API's paging is broken",
+                f"feed '{self.name}': {endpoint.path} answered without a list at '{endpoint.items}'",
                 Remedy.FIX_CONFIG,
             )
-        pages.add(page)
-        return page
+        if not items or paging.style == "none":
+            return Page(items)
+        if paging.style == "cursor":
+            return Page(items, str(dotted(answer, paging.next_cursor) or ""))
+        if paging.style == "next_link":
+            link = dotted(answer, paging.next_link)
+            return Page(items, self._next_page(url, str(link), endpoint) if link else None)
+        return Page(items, total=self._total(answer, endpoint) if paging.total else None)
+
+    def _total(self, answer: Any, endpoint: Endpoint) -> int:
+        total = dotted(answer, self.options.paging.total)
+        if isinstance(total, bool) or not isinstance(total, int | str) or not str(total).isdigit():
+            raise SourceError(
+                f"feed '{self.name}': {endpoint.path} answered without a whole number at "
+                f"'{self.options.paging.total}' (paging.total)",
+                Remedy.FIX_CONFIG,
+            )
+        return int(total)
 
     def _next_page(self, url: str, link: str, endpoint: Endpoint) -> str:
         """The next page from the answer's link, refused unless it stays on the configured site.

@@ -8,7 +8,9 @@ period_end, rating``; goals ``person, goal_id, title, progress, due_date``.
 
 Incremental reads: a query that uses the bind parameter ``:since`` and returns an
 ``updated_at`` column gets only rows changed since the last pull (the cursor is the latest
-``updated_at`` stored). Rows are streamed from the server, never loaded all at once.
+``updated_at`` stored, never later than now: a row stamped in the future is read again until
+then, rather than hiding every change stamped before it). Rows are streamed from the server,
+never loaded all at once.
 """
 
 from __future__ import annotations
@@ -22,14 +24,13 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from bridge.errors import Remedy, SourceError
+from bridge.incremental import Incremental, time_cursor
 from bridge.log import redact_text
 from bridge.ports import Connector, PullContext, Source
 from bridge.settings import Settings
 from connectors.hris.csv_connector import RatingScale
 from connectors.hris.feed import MAX_RETIRE_HELP, MAX_RETIRE_PERCENT, HrFeed, Rows
 from connectors.hris.fields import Builder, Scale
-
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class SqlOptions(BaseModel):
@@ -70,21 +71,20 @@ class SqlSource(HrFeed):
             Scale(tuple(scale.labels), scale.min, scale.max, tuple(scale.unrated)),
         )
         self.engine = engine or create_engine(options.url.get_secret_value(), pool_pre_ping=True)
-        self._latest: dict[str, datetime | None] = {}
+        self._cursors: dict[str, Incremental[datetime]] = {}
 
     def rows(self, kind: str, ctx: PullContext) -> Rows | None:
         query = getattr(self.options, kind)
         if not query:
             return None
-        since = None
+        self._cursors.pop(kind, None)
         if ":since" in query:
-            cursor = None if ctx.full else ctx.cursors.get(kind)
-            since = datetime.fromisoformat(cursor) if cursor else EPOCH
-        self._latest[kind] = since
-        return self._stream(kind, query, since)
+            self._cursors[kind] = time_cursor(ctx, f"feed '{self.name}'", kind)
+        return self._stream(kind, query)
 
-    def _stream(self, kind: str, query: str, since: datetime | None) -> Rows:
-        params: dict[str, Any] = {"since": since} if since is not None else {}
+    def _stream(self, kind: str, query: str) -> Rows:
+        cursor = self._cursors.get(kind)
+        params: dict[str, Any] = {"since": cursor.since} if cursor is not None else {}
         try:
             with self.engine.connect() as conn:
                 result = conn.execution_options(stream_results=True, yield_per=2000).execute(
@@ -93,10 +93,8 @@ class SqlSource(HrFeed):
                 for number, row in enumerate(result.mappings(), start=1):
                     values = dict(row)
                     changed = values.get("updated_at")
-                    if isinstance(changed, datetime):
-                        changed = changed if changed.tzinfo else changed.replace(tzinfo=UTC)
-                        latest = self._latest.get(kind)
-                        self._latest[kind] = max(latest, changed) if latest else changed
+                    if isinstance(changed, datetime) and cursor is not None:
+                        cursor.seen(changed if changed.tzinfo else changed.replace(tzinfo=UTC))
                     key = values.get("person_id") or values.get("person") or ""
                     yield f"{kind} row {number} ({key})", values.get
         except SQLAlchemyError as exc:
@@ -106,8 +104,8 @@ class SqlSource(HrFeed):
             ) from None
 
     def cursor(self, kind: str) -> str | None:
-        latest = self._latest.get(kind)
-        return latest.isoformat() if latest else None
+        cursor = self._cursors.get(kind)
+        return cursor.cursor if cursor is not None else None
 
 
 def build_source(name: str, options: Any, settings: Settings) -> Source:

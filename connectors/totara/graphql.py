@@ -6,7 +6,8 @@ query complexity — 5 points per query, 10 per mutation, 1 per field of every r
 against a per-query maximum and per-minute budgets for the client and the whole site. The
 client sizes pages to stay under the per-query maximum and keeps its own account of the last
 minute's spending, slowing down before the site would answer 429. Cursor paging follows
-``next_cursor`` until it is empty.
+``next_cursor`` until it is empty (:class:`bridge.pagination.TokenPaginator`: a cursor the site
+gave before is an error, not an endless loop).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from tenacity import RetryCallState
 from bridge import http, metrics
 from bridge.errors import Remedy
 from bridge.log import get_logger
+from bridge.pagination import Page, TokenPaginator, paginate
 from connectors.totara import errors
 from connectors.totara.oauth import TokenSource
 
@@ -221,15 +223,14 @@ class GraphQLClient:
     def pages(self, name: str, query: Mapping[str, Any] | None = None) -> Iterator[list[dict[str, Any]]]:
         """Every page of a cursor-paged query (its ``query`` input plus pagination), as item lists."""
         size = self.page_size(name)
-        cursor = ""
-        while True:
+
+        def fetch(cursor: str) -> Page[dict[str, Any]]:
             variables = {"query": {**(query or {}), "pagination": {"cursor": cursor, "limit": size}}}
             answer = self.execute(name, variables, items=size)
-            items = answer.get("items") or []
-            yield items
-            cursor = answer.get("next_cursor") or ""
-            if not cursor or not items:
-                return
+            return Page(answer.get("items") or [], str(answer.get("next_cursor") or ""))
+
+        for page in paginate(TokenPaginator(f"Totara site '{self.site}': {name}"), fetch):
+            yield list(page.items)
 
     def page_size(self, name: str) -> int:
         """The largest page that keeps one request under the site's per-query complexity limit."""

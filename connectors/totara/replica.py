@@ -3,8 +3,12 @@
 Totara's APIs return no other learner's program, certification or competency records (see the
 README), so sites that need those give lmsbridge a read-only database user on a replica or
 reporting copy. Each stream reads only rows changed since its cursor (the newest Totara time
-seen, minus a look-back for late writes), in pages, through SQLAlchemy — any database Totara
-runs on (PostgreSQL, MySQL/MariaDB, SQL Server) works with its driver installed.
+seen, minus a look-back for late writes), through SQLAlchemy — any database Totara runs on
+(PostgreSQL, MySQL/MariaDB, SQL Server) works with its driver installed.
+
+Changed rows are read by keyset: each page is one short query for the next :data:`PAGE` rows
+after the last (time, id) read, so no query stays open on the replica for the whole backfill (a
+hot standby cancels long ones) and rows sharing a time are neither skipped nor read twice.
 """
 
 from __future__ import annotations
@@ -13,10 +17,11 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, and_, create_engine, func, or_, select
+from sqlalchemy import ColumnElement, Engine, Select, and_, create_engine, func, or_, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from bridge.errors import Remedy, SourceError, database_cause
+from bridge.pagination import KeysetPaginator, Page, paginate
 from bridge.records import Competency, CompetencyRating, Completion, ItemKind, LearningItem, Record
 from connectors.totara.tables import (
     ACHIEVEMENT_ACTIVE,
@@ -29,6 +34,7 @@ from connectors.totara.tables import (
 )
 
 PAGE = 5000
+AFTER_EVERY_ID = 2**63 - 1  # a keyset start after every row of its time (ids are BIGINT)
 
 
 def _when(seconds: int | None) -> datetime | None:
@@ -49,24 +55,54 @@ class ReplicaReader:
         self.engine = engine or create_engine(url, pool_pre_ping=True)
 
     def _rows(self, query: Any) -> Iterator[list[Any]]:
+        """A whole table (programs, competencies, job assignments), streamed in pages."""
         try:
             with self.engine.connect() as conn:
                 result = conn.execution_options(stream_results=True).execute(query)
                 while rows := result.fetchmany(PAGE):
                     yield list(rows)
         except SQLAlchemyError as exc:
-            raise SourceError(
-                f"Totara site '{self.site}': the database replica could not be read ({database_cause(exc)})",
-                Remedy.RETRY,
-            ) from None
+            raise self._unreadable(exc) from None
+
+    def _unreadable(self, exc: SQLAlchemyError) -> SourceError:
+        return SourceError(
+            f"Totara site '{self.site}': the database replica could not be read ({database_cause(exc)})",
+            Remedy.RETRY,
+        )
 
     def _incremental(
-        self, query: Any, record: Callable[[Any], Record | None], stamp: str
+        self,
+        stream: str,
+        query: Select[Any],
+        changed: ColumnElement[Any],
+        row_id: ColumnElement[Any],
+        since: int,
+        record: Callable[[Any], Record | None],
     ) -> Iterator[tuple[list[Record], int]]:
-        """Pages of records with the newest Totara time in each page (the stream's next cursor)."""
-        for rows in self._rows(query):
-            found = [r for r in (record(row) for row in rows) if r is not None]
-            yield found, max(int(getattr(row, stamp)) for row in rows)
+        """Pages of the records whose ``changed`` time is after ``since``, each with the newest
+        Totara time in it (the stream's next cursor), read by keyset on (``changed``, ``row_id``)."""
+        keyed = query.add_columns(changed.label("key_time"), row_id.label("key_id")).order_by(changed, row_id)
+
+        def fetch(after: tuple[int, int]) -> Page[Any]:
+            at, last_id = after
+            # ``changed >= at`` first: a range the time column's index answers on any database.
+            following = and_(changed >= at, or_(changed > at, and_(changed == at, row_id > last_id)))
+            try:
+                with self.engine.connect() as conn:
+                    return Page(list(conn.execute(keyed.where(following).limit(PAGE))))
+            except SQLAlchemyError as exc:
+                raise self._unreadable(exc) from None
+
+        pages = KeysetPaginator[tuple[int, int], Any](
+            f"Totara site '{self.site}': replica {stream}",
+            PAGE,
+            key=lambda row: (int(row.key_time), int(row.key_id)),
+            start=(since, AFTER_EVERY_ID),
+        )
+        for page in paginate(pages, fetch):
+            if page.items:
+                found = [r for r in (record(row) for row in page.items) if r is not None]
+                yield found, max(int(row.key_time) for row in page.items)
 
     def check(self) -> list[str]:
         """The Totara tables the replica lacks (empty when all are readable)."""
@@ -92,15 +128,13 @@ class ReplicaReader:
 
     def course_completions(self, since: int) -> Iterator[tuple[list[Record], int]]:
         c = self.t.course_completions
-        query = (
-            select(c.c.userid, c.c.course, c.c.timecompleted)
-            .where(c.c.timecompleted > since)
-            .order_by(c.c.timecompleted)
-        )
         return self._incremental(
-            query,
+            "course completions",
+            select(c.c.userid, c.c.course, c.c.timecompleted),
+            c.c.timecompleted,
+            c.c.id,
+            since,
             lambda r: Completion(self.site, int(r.userid), int(r.course), completed_at=_at(r.timecompleted)),
-            "timecompleted",
         )
 
     def programs(self) -> list[LearningItem]:
@@ -132,13 +166,15 @@ class ReplicaReader:
                     pc.c.coursesetid == 0,  # 0 is the programme's own record, not a course set's
                     pc.c.status == PROGRAM_COMPLETE,
                     p.c.certifid.is_(None),
-                    pc.c.timecompleted > since,
                 )
             )
-            .order_by(pc.c.timecompleted)
         )
         return self._incremental(
+            "program completions",
             query,
+            pc.c.timecompleted,
+            pc.c.id,
+            since,
             lambda r: Completion(
                 self.site,
                 int(r.userid),
@@ -146,7 +182,6 @@ class ReplicaReader:
                 completed_at=_at(r.timecompleted),
                 kind=ItemKind.PROGRAM,
             ),
-            "timecompleted",
         )
 
     def certification_completions(self, since: int) -> Iterator[tuple[list[Record], int]]:
@@ -196,10 +231,11 @@ class ReplicaReader:
             .join(p, p.c.certifid == cc.c.certifid)
             .outerjoin(pc, and_(pc.c.programid == p.c.id, pc.c.userid == cc.c.userid, pc.c.coursesetid == 0))
             .outerjoin(history, and_(history.c.certifid == cc.c.certifid, history.c.userid == cc.c.userid))
-            .where(and_(or_(cc.c.status == CERTIF_COMPLETED, expired), cc.c.timemodified > since))
-            .order_by(cc.c.timemodified)
+            .where(or_(cc.c.status == CERTIF_COMPLETED, expired))
         )
-        return self._incremental(query, self._certification, "timemodified")
+        return self._incremental(
+            "certification completions", query, cc.c.timemodified, cc.c.id, since, self._certification
+        )
 
     def _certification(self, r: Any) -> Completion | None:
         lapsed = int(r.status) == CERTIF_EXPIRED or (
@@ -258,13 +294,15 @@ class ReplicaReader:
 
     def achievements(self, since: int) -> Iterator[tuple[list[Record], int]]:
         a = self.t.achievement
-        query = (
-            select(a.c.user_id, a.c.competency_id, a.c.proficient, a.c.scale_value_id, a.c.time_status)
-            .where(and_(a.c.status == ACHIEVEMENT_ACTIVE, a.c.time_status > since))
-            .order_by(a.c.time_status)
-        )
+        query = select(
+            a.c.user_id, a.c.competency_id, a.c.proficient, a.c.scale_value_id, a.c.time_status
+        ).where(a.c.status == ACHIEVEMENT_ACTIVE)
         return self._incremental(
+            "competency ratings",
             query,
+            a.c.time_status,
+            a.c.id,
+            since,
             lambda r: CompetencyRating(
                 self.site,
                 int(r.user_id),
@@ -273,5 +311,4 @@ class ReplicaReader:
                 grade=int(r.scale_value_id) if r.scale_value_id is not None else None,
                 rated_at=_when(r.time_status),
             ),
-            "time_status",
         )

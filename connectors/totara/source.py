@@ -17,13 +17,13 @@ comes back and every variable type exists), so one configuration works on 17, 18
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
+from bridge.incremental import EPOCH_SECONDS, refresh_due, refreshed, time_cursor
 from bridge.log import get_logger
 from bridge.ports import Batch, PullContext
 from bridge.records import ItemKind, LearningItem, LmsManager, LmsUser, Record
-from connectors.moodle.feeds import stamp
-from connectors.moodle.source import MoodleSource, refresh_due, unexpected_answers
+from connectors.moodle.source import MoodleSource, unexpected_answers
 from connectors.totara.graphql import GraphQLClient
 from connectors.totara.legacy import TotaraLearnerFeed
 from connectors.totara.replica import ReplicaReader
@@ -86,24 +86,22 @@ class TotaraSource:
             if self.legacy is not None:
                 yield from self.legacy.pull_users(ctx)
             return
-        cursor = ctx.cursors.get("users")
         linked = set(ctx.view.linked_users().values()) if ctx.view is not None else set()
         unlinked = any(p.person_id not in linked for p in ctx.people)
         if not (
-            ctx.full
-            or refresh_due(cursor, USERS_REFRESH, ctx.now)
-            or (unlinked and refresh_due(cursor, UNLINKED_REFRESH, ctx.now))
+            refresh_due(ctx, "users", USERS_REFRESH)
+            or (unlinked and refresh_due(ctx, "users", UNLINKED_REFRESH))
         ):
             return
         for items in self.api.pages("users"):
             yield Batch("users", [user_record(self.name, item) for item in items])
-        yield Batch("users", [], cursor=stamp(ctx.now))
+        yield Batch("users", [], cursor=refreshed(ctx))
 
     def pull_managers(self, ctx: PullContext) -> Iterator[Batch]:
         """Each user's manager from their first job assignment (Totara's own manager relation),
         through the API (``totara_job_job_assignments``, 17+) or the replica's ``job_assignment``
         table; daily."""
-        if not (ctx.full or refresh_due(ctx.cursors.get("managers"), USERS_REFRESH, ctx.now)):
+        if not refresh_due(ctx, "managers", USERS_REFRESH):
             return
         assignments: list[tuple[int, int, int | None]] = []
         if self.api is not None and self.api.available("job_assignments"):
@@ -130,14 +128,14 @@ class TotaraSource:
         records: list[Record] = [
             LmsManager(self.name, user, manager) for user, manager in sorted(first.items())
         ]
-        yield Batch("managers", records, cursor=stamp(ctx.now))
+        yield Batch("managers", records, cursor=refreshed(ctx))
 
     def pull_courses(self, ctx: PullContext) -> Iterator[Batch]:
         if self.api is None or not self.api.available("courses"):
             if self.legacy is not None:
                 yield from self.legacy.pull_courses(ctx)
             return
-        if not (ctx.full or refresh_due(ctx.cursors.get("courses"), HOURLY, ctx.now)):
+        if not refresh_due(ctx, "courses", HOURLY):
             return
         courses: list[Record] = []
         for items in self.api.pages("courses"):
@@ -154,7 +152,7 @@ class TotaraSource:
                 for c in items
                 if int(str(c["id"])) != 1
             )
-        yield Batch("courses", courses, cursor=stamp(ctx.now))
+        yield Batch("courses", courses, cursor=refreshed(ctx))
 
     # ------------------------------------------------------------------ completions
 
@@ -165,7 +163,7 @@ class TotaraSource:
             refs = ctx.scope.course_refs
             in_scope = ctx.view.course_ids(refs) if refs is not None else None
             if in_scope is not None and not in_scope:
-                yield Batch("completions", [], cursor=stamp(ctx.now))
+                yield Batch("completions", [], cursor=refreshed(ctx))
                 return
             yield from self.legacy_feed().pull(ctx, in_scope)
 
@@ -177,15 +175,15 @@ class TotaraSource:
 
     def pull_programs(self, ctx: PullContext) -> Iterator[Batch]:
         assert self.replica is not None
-        if ctx.full or refresh_due(ctx.cursors.get("programs"), HOURLY, ctx.now):
-            yield Batch("programs", list[Record](self.replica.programs()), cursor=stamp(ctx.now))
+        if refresh_due(ctx, "programs", HOURLY):
+            yield Batch("programs", list[Record](self.replica.programs()), cursor=refreshed(ctx))
         yield from self._incremental(ctx, "program_completions", self.replica.program_completions)
         yield from self._incremental(ctx, "certification_completions", self.replica.certification_completions)
 
     def pull_competencies(self, ctx: PullContext) -> Iterator[Batch]:
         assert self.replica is not None
-        if ctx.full or refresh_due(ctx.cursors.get("competencies"), HOURLY, ctx.now):
-            yield Batch("competencies", self.replica.competencies(), cursor=stamp(ctx.now))
+        if refresh_due(ctx, "competencies", HOURLY):
+            yield Batch("competencies", self.replica.competencies(), cursor=refreshed(ctx))
         yield from self._incremental(ctx, "ratings", self.replica.achievements)
 
     def _incremental(
@@ -194,13 +192,12 @@ class TotaraSource:
         """Rows newer than the stream's cursor (Totara's own times) minus the look-back window.
 
         The cursor advances only with the batch that stored the rows, so a crash never leaves
-        it ahead of the stored data.
+        it ahead of the stored data, and never past now (a row stamped in the future is read
+        again until the clock reaches it, rather than hiding every row stamped before it).
         """
-        previous = ctx.cursors.get(stream)
-        newest = 0 if ctx.full or not previous else int(previous)
-        since = max(0, newest - int(self.lookback.total_seconds())) if newest else 0
-        for records, high in read(since):
-            newest = max(newest, high)
-            yield Batch(stream, records, cursor=str(newest))
-        if previous is None or ctx.full:
-            yield Batch(stream, [], cursor=str(newest))
+        cursor = time_cursor(ctx, f"Totara site '{self.name}'", stream, EPOCH_SECONDS, self.lookback)
+        for records, high in read(int(cursor.since.timestamp())):
+            cursor.seen(datetime.fromtimestamp(high, UTC))
+            yield Batch(stream, records, cursor=cursor.cursor)
+        if cursor.started:
+            yield Batch(stream, [], cursor=cursor.cursor)
