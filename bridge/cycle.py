@@ -20,7 +20,7 @@ from bridge import clock, clock_guard, health, locks, metrics, registry
 from bridge.act import Actor
 from bridge.decide import DecideReport, evaluate
 from bridge.delivery import DeliveryReport, deliver
-from bridge.errors import BridgeError
+from bridge.errors import BridgeError, Remedy
 from bridge.facts import Facts, person_from_row
 from bridge.followups import FollowUpReport, follow_up
 from bridge.identity import match_identities
@@ -203,7 +203,7 @@ def pull_source(
     state = health.get(engine, source.name)
     reopens = state.open_until() if state else None
     if reopens is not None and clock.now() < reopens and not full:
-        report.skipped = f"resting after {state.consecutive_failures} failures until {reopens:%H:%M:%S} UTC"  # type: ignore[union-attr]
+        report.skipped = f"resting after {state.resting_failures} failures until {reopens:%H:%M:%S} UTC"  # type: ignore[union-attr]
         return report
     with locks.exclusive(engine, f"pull:{source.name}") as mine:
         if not mine:
@@ -248,7 +248,9 @@ def pull_source(
         except BridgeError as exc:
             report.error = redact_text(str(exc))
             log.error("pull failed", source=source.name, error=report.error)
-            health.record_failure(engine, source.name, report.error, clock.now())
+            health.record_failure(
+                engine, source.name, report.error, clock.now(), rests=exc.remedy is not Remedy.FIX_DATA
+            )
             link_accounts()  # the users stored before the failure are linked all the same
         else:
             health.record_success(engine, source.name, clock.now())

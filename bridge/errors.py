@@ -15,6 +15,7 @@ class Remedy(StrEnum):
     RETRY = "retry"  # transient: try again later with backoff
     FIX_CONFIG = "fix_config"  # nothing will work until an administrator changes something
     SKIP_ITEM = "skip_item"  # this one learner/item cannot be done; the rest can
+    FIX_DATA = "fix_data"  # the source's data was refused; read it again each cycle, it may be fixed any time
 
 
 class BridgeError(Exception):

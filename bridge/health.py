@@ -2,6 +2,8 @@
 
 A source that fails N times in a row is skipped for a while (exponential, capped), so a site
 that is down is not hammered and everything else goes on; ``/readyz`` and ``status`` report it.
+Only failures that resting can help count toward the breaker: a people export refused for its
+contents (``Remedy.FIX_DATA``) is read again every cycle, so the corrected file is taken at once.
 """
 
 from __future__ import annotations
@@ -28,18 +30,19 @@ class Health:
     last_error_at: datetime | None
     last_error: str | None
     consecutive_failures: int
+    resting_failures: int = 0  # of those, the ones that count toward the breaker
 
     def open_until(self) -> datetime | None:
         """While the breaker is open, the time it closes again; otherwise None."""
-        if self.consecutive_failures < BREAKER_AFTER or self.last_error_at is None:
+        if self.resting_failures < BREAKER_AFTER or self.last_error_at is None:
             return None
-        delay = min(BREAKER_MAX, BREAKER_BASE * (1 << min(20, self.consecutive_failures - BREAKER_AFTER)))
+        delay = min(BREAKER_MAX, BREAKER_BASE * (1 << min(20, self.resting_failures - BREAKER_AFTER)))
         return self.last_error_at + delay
 
 
 def _ensure(conn: Connection, name: str, now: datetime) -> None:
     stmt = upsert_statement(conn, t.source_health, ["name"], ["name"])
-    conn.execute(stmt, {"name": name, "consecutive_failures": 0, "updated_at": now})
+    conn.execute(stmt, {"name": name, "consecutive_failures": 0, "resting_failures": 0, "updated_at": now})
 
 
 def record_started(engine: Engine, name: str, now: datetime) -> None:
@@ -60,13 +63,15 @@ def record_success(engine: Engine, name: str, now: datetime) -> None:
             .values(
                 last_success_at=now,
                 consecutive_failures=0,
+                resting_failures=0,
                 pulling=False,
                 updated_at=now,
             )
         )
 
 
-def record_failure(engine: Engine, name: str, error: str, now: datetime) -> None:
+def record_failure(engine: Engine, name: str, error: str, now: datetime, *, rests: bool = True) -> None:
+    """One more failure; ``rests``: it counts toward resting the source (see the module's docstring)."""
     h = t.source_health
     with engine.begin() as conn:
         _ensure(conn, name, now)
@@ -77,6 +82,7 @@ def record_failure(engine: Engine, name: str, error: str, now: datetime) -> None
                 last_error=error[:2000],
                 last_error_at=now,
                 consecutive_failures=h.c.consecutive_failures + 1,
+                resting_failures=h.c.resting_failures + 1 if rests else h.c.resting_failures,
                 pulling=False,
                 updated_at=now,
             )
@@ -106,4 +112,11 @@ def all_health(engine: Engine) -> list[Health]:
 
 
 def _health(row: Any) -> Health:
-    return Health(row.name, row.last_success_at, row.last_error_at, row.last_error, row.consecutive_failures)
+    return Health(
+        row.name,
+        row.last_success_at,
+        row.last_error_at,
+        row.last_error,
+        row.consecutive_failures,
+        row.resting_failures,
+    )

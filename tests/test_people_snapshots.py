@@ -129,3 +129,18 @@ def test_a_person_whose_row_is_rejected_is_not_retired(engine: Engine, tmp_path:
     with engine.connect() as conn:
         where = set(conn.execute(select(t.rejects.c.location)).scalars())
     assert {"people.csv:5", "people.csv:6"} <= where
+
+
+def test_a_refused_export_does_not_rest_the_feed(engine: Engine, tmp_path: Path) -> None:
+    """Refusals are the data's fault, not a site that is down: the fixed file is read at once,
+    however often the bad one was refused (a resting feed would wait up to an hour)."""
+    from bridge import health
+
+    assert pull(engine, tmp_path, GOOD).error is None
+    for _ in range(health.BREAKER_AFTER + 3):
+        assert pull(engine, tmp_path, HEADER).error is not None
+    state = health.get(engine, "hr")
+    assert state is not None and state.consecutive_failures == health.BREAKER_AFTER + 3
+    assert state.open_until() is None
+    fixed = pull(engine, tmp_path, GOOD)
+    assert fixed.skipped is None and fixed.error is None and active(engine) == 79

@@ -19,7 +19,7 @@ from sqlalchemy import Connection, Table, and_, or_, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from bridge import clock
-from bridge.errors import SourceError
+from bridge.errors import Remedy, SourceError
 from bridge.ports import Batch
 from bridge.records import (
     Competency,
@@ -238,7 +238,7 @@ def check_snapshot(conn: Connection, source: str, batch: Batch) -> None:
         first = (
             f" (first: {batch.rejected[0].location}: {batch.rejected[0].reason})" if batch.rejected else ""
         )
-        raise SourceError(f"{what}: {refused} of {rows} rows were rejected{first}; {after}")
+        raise SourceError(f"{what}: {refused} of {rows} rows were rejected{first}; {after}", Remedy.FIX_DATA)
     limit = batch.max_retire_percent
     if limit is None:
         return
@@ -249,7 +249,8 @@ def check_snapshot(conn: Connection, source: str, batch: Batch) -> None:
         raise SourceError(
             f"{what}: it would retire {gone} of {len(active)} active people ({gone / len(active):.0%}), "
             f"more than max_retire_percent = {limit:g}; {after}. If they really left, raise "
-            f"feeds.{source}.max_retire_percent for one sync"
+            f"feeds.{source}.max_retire_percent for one sync",
+            Remedy.FIX_DATA,
         )
 
 

@@ -375,6 +375,8 @@ source_health = Table(
     Column("last_error_at", UtcDateTime()),
     Column("last_error", Text),
     Column("consecutive_failures", Integer, nullable=False, default=0),
+    # Of those, the failures that count toward the circuit breaker (bridge.health).
+    Column("resting_failures", Integer, nullable=False, default=0, server_default="0"),
     # A source's pull has begun and not ended: decisions wait for it (bridge.decide), as they do
     # after a failed one (consecutive_failures > 0).
     Column("pulling", Boolean, nullable=False, default=False, server_default=false()),
