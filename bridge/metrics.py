@@ -14,6 +14,8 @@ from prometheus_client.registry import Collector
 from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
+from bridge.operational_state import operational_state
+from bridge.settings import DeliverySettings
 from bridge.store import schema as t
 
 registry = CollectorRegistry(auto_describe=True)
@@ -62,10 +64,12 @@ stage_duration = Histogram(
 
 
 class StoreCollector(Collector):
-    """Outbox depth by state and each source's last success, read from the store on scrape."""
+    """Outbox depth by state, each source's last success and the operational state (pause,
+    rejected mappings, deferred backlog), read from the store on scrape."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, delivery: DeliverySettings | None = None) -> None:
         self.engine = engine
+        self.delivery = delivery or DeliverySettings()
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         depth = GaugeMetricFamily(
@@ -79,8 +83,23 @@ class StoreCollector(Collector):
         failures = GaugeMetricFamily(
             "lmsbridge_consecutive_failures", "Consecutive failures of each source or stage.", labels=["name"]
         )
+        paused = GaugeMetricFamily(
+            "lmsbridge_delivery_paused", "1 while delivery is paused (`lmsbridge pause` or delivery.paused)."
+        )
+        rejected = GaugeMetricFamily(
+            "lmsbridge_mappings_rejected",
+            "Problems in the mapping files the service last read and rejected (0: it runs what it read).",
+        )
+        deferred = GaugeMetricFamily(
+            "lmsbridge_deferred_actions", "Actions waiting deferred (sending hours, weekly cap)."
+        )
+        deferred_oldest = GaugeMetricFamily(
+            "lmsbridge_deferred_oldest_queued_timestamp_seconds",
+            "When the oldest deferred action was queued (absent when none waits).",
+        )
         try:
             with self.engine.connect() as conn:
+                current = operational_state(conn, self.delivery)
                 a = t.actions
                 for state, count in conn.execute(select(a.c.state, func.count()).group_by(a.c.state)):
                     depth.add_metric([state], count)
@@ -90,6 +109,10 @@ class StoreCollector(Collector):
                     failures.add_metric([row.name], row.consecutive_failures)
         except SQLAlchemyError:
             return
-        yield depth
-        yield success
-        yield failures
+        paused.add_metric([], 1 if current.pause.paused else 0)
+        rejection = current.mappings_rejected
+        rejected.add_metric([], len(rejection.problems) if rejection else 0)
+        deferred.add_metric([], current.deferred.count)
+        if current.deferred.oldest_queued_at is not None:
+            deferred_oldest.add_metric([], current.deferred.oldest_queued_at.timestamp())
+        yield from (depth, success, failures, paused, rejected, deferred, deferred_oldest)

@@ -15,9 +15,9 @@ from bridge.cli.mappings import load_mappings
 from bridge.cli.output import Format, emit
 from bridge.errors import BridgeError
 from bridge.facts import iter_facts, person_id_of
-from bridge.guards import set_paused
 from bridge.mapping.context import build_context
 from bridge.mapping.model import MessageKind
+from bridge.operational_state import set_paused
 from bridge.store import schema as t
 from bridge.store.ingest import upsert_statement
 
