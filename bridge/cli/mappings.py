@@ -36,9 +36,14 @@ def validate(
         Path | None, typer.Argument(help="Mappings directory (default: from the configuration).")
     ] = None,
 ) -> None:
-    """Check every mapping file and its references. Problems name file:line:column and field; exit 1 on errors."""
+    """Check every mapping file and its references. Problems name file:line:column and field; exit 1 on errors.
+
+    It reads the files, the configuration and the state database, and contacts no site: no
+    token is needed. A reference that cannot be checked yet (nothing pulled from its site) is
+    reported as not checked, never as an error.
+    """
     st = state(ctx)
-    settings = st.settings
+    settings = st.file_settings
     loaded = load_mappings(settings, directory)
     findings: list[Finding] = check_configuration(loaded, settings)
     try:
@@ -46,7 +51,9 @@ def validate(
         require_current(engine)
     except BridgeError:
         console.print(
-            "note: the state database is not set up yet; references to courses and metrics were not checked"
+            "not checked: courses, competencies and metrics the mappings name: the state database "
+            "is not set up yet (`lmsbridge db upgrade`, then `lmsbridge sync`)",
+            highlight=False,
         )
     else:
         findings.extend(check_against_store(loaded, settings, engine))

@@ -17,8 +17,10 @@ from bridge.cli.mappings import load_mappings
 from bridge.cli.output import Format, emit
 from bridge.cycle import CycleReport, pull, run_cycle
 from bridge.decide import Decision
+from bridge.errors import MappingError
 from bridge.facts import load_people
 from bridge.locks import single_process
+from bridge.mapping.checks import reference_errors
 from bridge.plan import plan as make_plan
 from bridge.store import schema as t
 from bridge.store.schema import UtcDateTime
@@ -182,8 +184,12 @@ def sync(
             full=full,
             only=source,
             progress=lambda name: bar.update(task, description=f"pulling {name}"),
+            refusals=lambda: [str(f) for f in reference_errors(mapping_set, settings, engine)],
         )
     print_report(engine, report)
+    if report.refused:
+        # As `validate` would: the same lines, exit 1, and nothing decided, queued or sent.
+        raise MappingError([*report.refused, "nothing was decided or sent; fix these (`lmsbridge validate`)"])
     if any(p.error for p in report.pulls) or (report.delivery and report.delivery.errors):
         raise typer.Exit(2)
 
