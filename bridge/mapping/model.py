@@ -202,6 +202,41 @@ class CompletionMissing(Strict):
     )
 
 
+class GoalTrigger(Strict):
+    """An HR goal (from the feeds' goals export) the person missed or is behind on.
+
+    Progress is a percentage (0-100): a goal at 100 or more is achieved. *Missed*: the due date
+    has passed (at most ``missed_within_days`` ago) and the goal was not achieved. *Behind*: it
+    is due within ``behind_due_within_days`` and progress is below ``behind_progress_below``.
+    A goal without a reported progress or due date is not judged, and explain says so.
+    """
+
+    status: Literal["missed", "behind", "missed_or_behind"] = Field(
+        default="missed_or_behind",
+        description="Which goals open it: missed, behind, or either (the default).",
+    )
+    title_contains: StrList | None = Field(
+        default=None,
+        description="Only goals whose title contains one of these words (case ignored); default: every goal.",
+    )
+    missed_within_days: int = Field(
+        default=90,
+        ge=1,
+        description="missed: the due date passed at most this many days ago (older misses are history).",
+    )
+    behind_due_within_days: int = Field(
+        default=30, ge=1, description="behind: the goal is due within this many days..."
+    )
+    behind_progress_below: float = Field(
+        default=50, gt=0, le=100, description="behind: ...and its progress (percent) is below this."
+    )
+
+    @field_validator("title_contains", mode="before")
+    @classmethod
+    def _single_value_is_a_list(cls, value: Any) -> Any:
+        return _as_list(value)
+
+
 class Trigger(Strict):
     """One condition, or a combination with all/any/not."""
 
@@ -230,6 +265,9 @@ class Trigger(Strict):
         default=None,
         description="Recertification: the certification's window is open, it expired, or was never held.",
     )
+    goal: GoalTrigger | None = Field(
+        default=None, description="An HR goal the person missed (past due, not achieved) or is behind on."
+    )
     all: list[Trigger] | None = Field(
         description="Every one of these triggers holds.", default=None, min_length=1
     )
@@ -253,6 +291,7 @@ TRIGGER_KEYS = [
     "completion_older_than",
     "completion_missing",
     "certification_due",
+    "goal",
     "all",
     "any",
     "not_",
