@@ -143,3 +143,10 @@ def test_outbox_retry_says_which_actions_were_not_retryable(cli: tuple[Path, Cli
     output = invoke(cli, "outbox", "retry", str(sent[0]["id"]))
     assert "0 action(s) queued again" in output
     assert f"action {sent[0]['id']} is sent, not retried" in output
+
+
+def test_sync_while_paused_says_so(cli: tuple[Path, CliRunner]) -> None:
+    invoke(cli, "pause")
+    output = invoke(cli, "sync", "--once")
+    assert "delivery is paused: nothing was sent (`lmsbridge resume`, or delivery.paused = false)" in output
+    assert json.loads(invoke(cli, "status", "--json"))["delivery"]["paused_by"] == "lmsbridge pause"

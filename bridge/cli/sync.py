@@ -90,6 +90,13 @@ def print_report(engine: Engine, report: CycleReport) -> None:
         )
     for error in delivery.errors if delivery else []:
         console.print(f"[red]error:[/] {escape(error)}", highlight=False)
+    if delivery and delivery.paused:
+        console.print(
+            "[yellow]delivery is paused:[/] nothing was sent (`lmsbridge resume`, or delivery.paused = false)",
+            highlight=False,
+        )
+    if report.refused:
+        return  # the caller says why nothing was decided
     waiting = _waiting(engine)
     if waiting:
         count, first = waiting
