@@ -43,6 +43,7 @@ def test_validate_needs_no_token_and_no_state(tmp_path: Path, moodle: Running) -
     assert result.returncode == 0, result.stderr
     assert "not checked: courses, competencies and metrics the mappings name" in result.stdout
     assert "1 mapping(s) valid" in result.stdout
+    assert not (tmp_path / "state.db").exists()  # checking files creates no state database
 
 
 def test_validate_without_a_token_on_a_migrated_state_says_not_checked(
