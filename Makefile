@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo demo-mixed test lint format bench clean
+.PHONY: demo demo-mixed test lint format bench image clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "lmsbridge needs Python 3.11 or newer (set PYTHON=...)")'
@@ -48,6 +48,17 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+# The service image from deploy/docker/Dockerfile, tagged as deploy/kubernetes and deploy/compose.yaml
+# name it (the version is pyproject.toml's). Pushing it is yours: docker push $(IMAGE).
+# `make -n image` prints the command without running it.
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+IMAGE_NAME ?= ghcr.io/lmsbridge/lmsbridge
+IMAGE ?= $(IMAGE_NAME):$(VERSION)
+DOCKER ?= docker
+
+image:
+	$(DOCKER) build --file deploy/docker/Dockerfile --tag $(IMAGE) --label org.opencontainers.image.version=$(VERSION) .
 
 clean:
 	rm -rf $(VENV) demo-run build *.egg-info

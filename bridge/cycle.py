@@ -128,6 +128,7 @@ class CycleReport:
     pulls: list[PullReport] = field(default_factory=list)
     decide: DecideStage = field(default_factory=DecideStage)
     delivery: DeliveryReport | None = None
+    refused: list[str] = field(default_factory=list)  # why nothing was decided (reference errors)
 
     @property
     def decisions(self) -> DecideReport | None:
@@ -329,9 +330,15 @@ def run_cycle(
     only: str | None = None,
     send: bool = True,
     progress: Callable[[str], None] | None = None,
+    refusals: Callable[[], list[str]] | None = None,
 ) -> CycleReport:
+    """Pull, decide, deliver. ``refusals``, asked after the pull (so it sees what the sites hold
+    now), gives reasons not to decide or send anything this cycle."""
     report = CycleReport(started=clock.now())
     report.pulls = pull(engine, settings, mapping_set, full=full, only=only, progress=progress)
+    report.refused = refusals() if refusals is not None else []
+    if report.refused:
+        return report
     if progress:
         progress("deciding")
     report.decide = decide_stage(engine, settings, mapping_set, full=full)

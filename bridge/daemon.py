@@ -39,6 +39,7 @@ from bridge.errors import BridgeError, MappingError, StoreError, database_cause
 from bridge.locks import single_process
 from bridge.log import get_logger, redact_text
 from bridge.mapping.loader import MappingSet, load_dir, mapping_files
+from bridge.operational_state import pause_state, record_mappings_accepted, record_mappings_rejected
 from bridge.ops import OpsServer
 from bridge.settings import Settings
 from bridge.store import schema as t
@@ -70,6 +71,7 @@ class Daemon:
         self.reload_requested = threading.Event()
         self.early_pulls: dict[str, float] = {}  # source -> monotonic time of its last early pull
         self.seen_files: str | None = None  # the first check validates the directory once more
+        self.paused_seen = False  # a service found paused at its first delivery run says so
         self.sources = {s.name: s for s in ordered_sources(settings)}
         self.sinks = registry.sinks(settings)
         self.worker = worker_id()
@@ -93,6 +95,7 @@ class Daemon:
             lambda: list(self.sources),
             connection_timeout=settings.daemon.connection_timeout_seconds,
             max_connections=settings.daemon.max_connections,
+            delivery=settings.delivery,
         )
         # Lambdas, so the pages show the mapping set the daemon holds now, after any reload.
         Dashboard(
@@ -200,22 +203,49 @@ class Daemon:
 
     def _deliver(self) -> None:
         report = deliver_stage(self.engine, self.settings, self.sinks, stop=self.stopping.is_set)
+        if report.paused != self.paused_seen:
+            self._log_pause(report.paused)
         if report.states or report.errors:
             log.info("delivered", states=dict(report.states), errors=report.errors)
 
+    def _log_pause(self, paused: bool) -> None:
+        """One line when delivery is seen paused or running again, not one per delivery run."""
+        self.paused_seen = paused
+        if paused:
+            with self.engine.connect() as conn:
+                by = pause_state(conn, self.settings.delivery).by
+            log.warning("delivery paused: nothing is sent until `lmsbridge resume`", paused_by=by)
+        else:
+            log.info("delivery running")
+
     def reload(self) -> bool:
-        """Load the mappings again; keep the current set if the new one is invalid."""
+        """Load the mappings again; keep the current set if the new one is invalid. The verdict
+        is kept in the store, so `status`, /readyz and /metrics show a rejected set too."""
         try:
             candidate = load_dir(self.mappings_dir)
         except MappingError as exc:
             log.error("mappings rejected; keeping the last good set", problems=exc.problems)
             self.mapping_problems = list(exc.problems)
+            self._record_verdict(exc.problems)
             return False
         self.mapping_problems = []
+        self._record_verdict(None)
         if candidate.fingerprints() != self.mapping_set.fingerprints():
             self.mapping_set = candidate
             log.info("mappings reloaded", mappings=sorted(candidate.fingerprints()))
         return True
+
+    def _record_verdict(self, problems: list[str] | None) -> None:
+        try:
+            with self.engine.begin() as conn:
+                if problems is None:
+                    record_mappings_accepted(conn)
+                else:
+                    record_mappings_rejected(conn, problems, clock.now())
+        except SQLAlchemyError as exc:
+            log.warning(
+                "could not record the mappings verdict in the store", error=redact_text(database_cause(exc))
+            )
 
     def _watch(self) -> None:
         """Reload when the files change (or on SIGHUP); unchanged files are not validated again,

@@ -49,6 +49,16 @@ class Renewal:
     window_opens_at: datetime | None
 
 
+@dataclass(frozen=True, slots=True)
+class GoalState:
+    """One of the person's HR goals: progress in percent (None: not reported)."""
+
+    goal_id: str
+    title: str
+    progress: float | None
+    due_date: date | None
+
+
 @dataclass(slots=True)
 class Facts:
     person: Person
@@ -59,6 +69,7 @@ class Facts:
     competencies: dict[tuple[str, int], Rating] = field(default_factory=dict)
     reviews: dict[tuple[str, str], ReviewRating] = field(default_factory=dict)
     accounts: dict[str, Account] = field(default_factory=dict)
+    goals: list[GoalState] = field(default_factory=list)
 
 
 PERSON_FIELDS = tuple(f.name for f in fields(Person))
@@ -140,7 +151,7 @@ def _load_chunk(conn: Connection, ids: list[str], needs: KpiNeeds) -> list[Facts
     facts = {pid: Facts(person) for pid, person in people.items()}
     if facts:
         chunk = list(facts)
-        for loader in (_kpis, _accounts, _completions, _enrolments, _competencies, _reviews):
+        for loader in (_kpis, _accounts, _completions, _enrolments, _competencies, _reviews, _goals):
             loader(conn, chunk, facts, needs)
     return [facts[pid] for pid in sorted(facts)]
 
@@ -263,3 +274,10 @@ def _reviews(conn: Connection, chunk: list[str], facts: Loaded, _m: object) -> N
         )
         # Ordered by period_end, so the rating kept is the latest one.
         facts[row.person_id].reviews[(row.competency.casefold(), row.rater_type)] = rating
+
+
+def _goals(conn: Connection, chunk: list[str], facts: Loaded, _m: object) -> None:
+    g = t.goals
+    query = select(g).where(g.c.person_id.in_(chunk)).order_by(g.c.person_id, g.c.goal_id)
+    for row in conn.execute(query):
+        facts[row.person_id].goals.append(GoalState(row.goal_id, row.title, row.progress, row.due_date))

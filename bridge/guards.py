@@ -19,9 +19,9 @@ from typing import Any
 from sqlalchemy import Connection, and_, func, or_, select
 
 from bridge import locks, truth
+from bridge.operational_state import pause_state
 from bridge.settings import Settings
 from bridge.store import schema as t
-from bridge.store.ingest import upsert_statement
 from bridge.timing import next_send_time, zone
 
 LEARNER_PURPOSES = ("recommend", "reminder", "reinforcement")
@@ -37,15 +37,7 @@ class Verdict:
 
 
 def paused(conn: Connection, settings: Settings) -> bool:
-    if settings.delivery.paused:
-        return True
-    value = conn.execute(select(t.control.c.value).where(t.control.c.name == "paused")).scalar()
-    return value == "1"
-
-
-def set_paused(conn: Connection, value: bool, now: datetime) -> None:
-    stmt = upsert_statement(conn, t.control, ["name"], ["name", "value"])
-    conn.execute(stmt, {"name": "paused", "value": "1" if value else "0", "updated_at": now})
+    return pause_state(conn, settings.delivery).paused
 
 
 def screen(

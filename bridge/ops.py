@@ -27,6 +27,8 @@ from bridge import clock, health
 from bridge.errors import BridgeError
 from bridge.log import get_logger
 from bridge.metrics import StoreCollector, registry
+from bridge.operational_state import operational_state
+from bridge.settings import DeliverySettings
 from bridge.store.db import current_revision, head_revision
 
 log = get_logger(__name__)
@@ -118,8 +120,10 @@ class OpsServer:
         *,
         connection_timeout: float = 10.0,
         max_connections: int = 64,
+        delivery: DeliverySettings | None = None,
     ) -> None:
         self.engine = engine
+        self.delivery = delivery or DeliverySettings()
         self.host, self.port = parse_listen(listen)
         self.token = token
         self.sources = sources
@@ -130,7 +134,7 @@ class OpsServer:
         self.hooks: dict[str, Hook] = {}
         self._server: BoundedHTTPServer | None = None
         self._thread: threading.Thread | None = None
-        self._collector: StoreCollector | None = StoreCollector(engine)
+        self._collector: StoreCollector | None = StoreCollector(engine, self.delivery)
         registry.register(self._collector)
 
     def add_page(self, path: str, route: Route) -> None:
@@ -156,8 +160,10 @@ class OpsServer:
         return Response.json({"status": "alive", "time": clock.now().isoformat()})
 
     def _readyz(self, trusted: bool) -> Response:
-        """Readiness and each source's health; an error's text (it may name hosts, accounts or
-        what a site answered) only to a caller who may see the protected pages."""
+        """Readiness, each source's health and the operational state (pause, rejected mappings,
+        deferred backlog: none of them makes the replica unready); an error's text (it may name
+        hosts, accounts or what a site answered) and the mapping problems' text only to a caller
+        who may see the protected pages."""
         try:
             current, head = current_revision(self.engine), head_revision()
         except BridgeError as exc:
@@ -174,8 +180,17 @@ class OpsServer:
                 else None,
                 "healthy": h is None or h.consecutive_failures == 0,
             }
+        with self.engine.connect() as conn:
+            operations = operational_state(conn, self.delivery).as_dict(details=trusted)
         ready = current == head
-        body = {"ready": ready, "store": "ok", "schema": current, "expected_schema": head, "sources": sources}
+        body = {
+            "ready": ready,
+            "store": "ok",
+            "schema": current,
+            "expected_schema": head,
+            "sources": sources,
+            **operations,
+        }
         return Response.json(body, 200 if ready else 503)
 
     def _metrics(self, _q: dict[str, list[str]]) -> Response:

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ValidationError
 
 from bridge.errors import ConfigError
 from bridge.ports import Connector, Sink, Source
-from bridge.settings import ConnectorSettings, Settings, describe_validation_error
+from bridge.settings import ConnectorSettings, Settings, describe_validation_error, override_origin
 
 GROUP = "lmsbridge.connectors"
 
@@ -61,7 +61,12 @@ def _configured(settings: Settings, section: str, entry_name: str, entry: Connec
         options = connector.options_model.model_validate(entry.options())
     except ValidationError as exc:
         raise ConfigError(
-            describe_validation_error(f"{settings.config_path}: {where}", exc, connector.options_model)
+            describe_validation_error(
+                f"{settings.config_path}: {where}",
+                exc,
+                connector.options_model,
+                lambda keys: override_origin([section, entry_name, *keys]),
+            )
         ) from None
     return Configured(entry_name, section, connector, options)
 

@@ -16,7 +16,8 @@ import os
 import re
 import tomllib
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -317,25 +318,62 @@ def load_settings(path: Path | None = None, secrets_dir: Path | None = None) -> 
             **data,
         )
     except ValidationError as exc:
-        raise ConfigError(describe_validation_error(path, exc, Settings)) from None
+        origin = partial(override_origin, secrets_dir=Path(secrets) if secrets else None)
+        raise ConfigError(describe_validation_error(path, exc, Settings, origin)) from None
     settings.config_path = path.resolve()
     return settings
 
 
-def describe_validation_error(source: Path | str, exc: ValidationError, model: type[BaseModel]) -> str:
-    """One line per problem: ``file: key.path: what is wrong``, with a suggestion for typos."""
+# Where the value at a key path came from, when not from the file: "VARIABLE" or "VARIABLE: rest.of.key".
+Origin = Callable[[list[str]], str | None]
+
+
+def override_origin(
+    keys: list[str], *, prefix: str = "LMSBRIDGE_", secrets_dir: Path | None = None
+) -> str | None:
+    """The environment variable (or secret file) that set the value at ``keys``, if one did.
+
+    An override may set the key itself (``LMSBRIDGE_DELIVERY__BATCH_SIZE``) or a table above it
+    as JSON (``LMSBRIDGE_DELIVERY='{"batch_size": 0}'``); the environment wins over secret files,
+    as in :meth:`Settings.settings_customise_sources`. Names are matched without regard to case,
+    as pydantic-settings matches them.
+    """
+    environment = {name.upper() for name in os.environ}
+    for depth in range(len(keys), 0, -1):
+        name = prefix + "__".join(keys[:depth]).upper()
+        rest = ".".join(keys[depth:])
+        where = None
+        if name in environment:
+            where = name
+        elif secrets_dir is not None and (secrets_dir / name.lower()).is_file():
+            where = str(secrets_dir / name.lower())
+        if where is not None:
+            return f"{where}: {rest}" if rest else where
+    return None
+
+
+def describe_validation_error(
+    source: Path | str, exc: ValidationError, model: type[BaseModel], origin: Origin | None = None
+) -> str:
+    """One line per problem: ``file: key.path: what is wrong``, with a suggestion for typos.
+
+    When ``origin`` says an environment variable or secret file set the key, the line names it
+    instead of the file (``LMSBRIDGE_DELIVERY__BATCH_SIZE: ...``): that is where to fix it.
+    """
     lines = []
     for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"])
+        keys = [str(p) for p in err["loc"]]
+        overridden = origin(keys) if origin is not None else None
+        where = overridden or f"{source}: {'.'.join(keys)}"
         if err["type"] == "extra_forbidden":
-            known = _known_keys(model, [str(p) for p in err["loc"][:-1]])
-            hint = difflib.get_close_matches(str(err["loc"][-1]), known, n=1)
+            known = _known_keys(model, keys[:-1])
+            hint = difflib.get_close_matches(keys[-1], known, n=1)
             suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
-            lines.append(f"{source}: {loc}: unknown setting{suggestion}")
+            lines.append(f"{where}: unknown setting{suggestion}")
         elif err["type"] == "missing":
-            lines.append(f"{source}: {loc}: required setting is missing")
+            lines.append(f"{where}: required setting is missing")
         else:
-            lines.append(f"{source}: {loc}: {err['msg']}")
+            lines.append(f"{where}: {err['msg']}")
     return "\n".join(lines)
 
 

@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from bridge.cli import app
+from bridge.errors import BridgeError
 from connectors.moodle.sim.server import Running
 from tests.conftest import SIM_TOKEN
 from tests.test_cli_e2e import NOW, config
@@ -126,3 +127,26 @@ def test_hris_check_says_a_snapshot_would_be_refused(cli: tuple[Path, CliRunner]
     output = " ".join(invoke(cli, "hris", "check", "hr").split())
     assert "sync would refuse this snapshot: feed 'hr': refused the people snapshot cut.csv" in output
     assert "it would retire 71 of 79 active people (90%)" in output
+
+
+def test_outbox_retry_of_an_action_that_does_not_exist_is_an_error(cli: tuple[Path, CliRunner]) -> None:
+    cfg, runner = cli
+    result = runner.invoke(app, ["--config", str(cfg), "outbox", "retry", "99999"])
+    # `lmsbridge` (bridge.cli.main) prints a BridgeError as one line "error: ..." and exits 1.
+    assert isinstance(result.exception, BridgeError)
+    assert str(result.exception) == "no action with id 99999 (see `lmsbridge outbox`)"
+    assert "queued again" not in result.output
+
+
+def test_outbox_retry_says_which_actions_were_not_retryable(cli: tuple[Path, CliRunner]) -> None:
+    sent = json.loads(invoke(cli, "outbox", "--state", "sent", "--format", "json"))
+    output = invoke(cli, "outbox", "retry", str(sent[0]["id"]))
+    assert "0 action(s) queued again" in output
+    assert f"action {sent[0]['id']} is sent, not retried" in output
+
+
+def test_sync_while_paused_says_so(cli: tuple[Path, CliRunner]) -> None:
+    invoke(cli, "pause")
+    output = invoke(cli, "sync", "--once")
+    assert "delivery is paused: nothing was sent (`lmsbridge resume`, or delivery.paused = false)" in output
+    assert json.loads(invoke(cli, "status", "--json"))["delivery"]["paused_by"] == "lmsbridge pause"

@@ -206,12 +206,35 @@ def test_an_invalid_mapping_change_keeps_the_last_good_set(tmp_path: Path, moodl
         wait_for(lambda: get(port, "/healthz")[0] == 200)
         (rules / "broken.yaml").write_text("id: broken\ntitle: x\nwhen: {kpi: {metric: csat}}\n")
         process.process.send_signal(signal.SIGHUP)
-        time.sleep(3)
+        # Issue 17: the rejection is visible, not only a log line: /readyz, /metrics, status.
+        wait_for(lambda: json.loads(get(port, "/readyz")[1])["mappings"]["rejected"])
+        problems = re.search(r"\nlmsbridge_mappings_rejected ([0-9.]+)\n", get(port, "/metrics")[1])
+        assert problems is not None and float(problems.group(1)) >= 1
+        status = json.loads(cli(cfg, "status", "--json"))
+        assert [p for p in status["mappings"]["problems"] if "broken.yaml" in p]
         assert process.alive()
+        (rules / "broken.yaml").unlink()
+        wait_for(lambda: not json.loads(get(port, "/readyz")[1])["mappings"]["rejected"])
+        # And a pause: the log says so once, /readyz and /metrics show it.
+        cli(cfg, "pause")
+        wait_for(lambda: json.loads(get(port, "/readyz")[1])["delivery"]["paused"])
+        assert "\nlmsbridge_delivery_paused 1.0\n" in get(port, "/metrics")[1]
+        wait_for(lambda: "delivery paused: nothing is sent until" in process.log_path.read_text())
     finally:
         code, log = process.stop()
     assert "mappings rejected; keeping the last good set" in log
+    assert log.count("delivery paused: nothing is sent until") == 1
     assert code == 0
+
+
+def cli(cfg: Path, *args: str) -> str:
+    return subprocess.run(
+        [sys.executable, "-m", "bridge", "--config", str(cfg), *args],
+        env=env(),
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
 
 
 def stage_runs(port: int) -> dict[str, float]:

@@ -89,3 +89,54 @@ def test_readme_lists_every_setting() -> None:
         "\n<!-- settings-reference:end -->", 1
     )[0]
     assert section == reference_markdown(), "regenerate with: lmsbridge config reference"
+
+
+def test_a_bad_environment_override_names_the_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write(tmp_path, "[delivery]\nbatch_size = 10\n")
+    monkeypatch.setenv("LMSBRIDGE_DELIVERY__BATCH_SIZE", "lots")
+    with pytest.raises(ConfigError) as info:
+        load_settings(path)
+    assert str(info.value).startswith("LMSBRIDGE_DELIVERY__BATCH_SIZE: Input should be a valid integer")
+    assert str(path) not in str(info.value)
+
+
+def test_an_unknown_environment_override_names_the_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LMSBRIDGE_DELIVERY__BATCH_SIZ", "10")
+    with pytest.raises(ConfigError) as info:
+        load_settings(write(tmp_path, ""))
+    assert str(info.value) == "LMSBRIDGE_DELIVERY__BATCH_SIZ: unknown setting (did you mean 'batch_size'?)"
+
+
+def test_a_table_set_as_json_names_the_variable_and_the_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LMSBRIDGE_DELIVERY", '{"batch_size": 0}')
+    with pytest.raises(ConfigError) as info:
+        load_settings(write(tmp_path, ""))
+    assert str(info.value).startswith("LMSBRIDGE_DELIVERY: batch_size: Input should be greater than")
+
+
+def test_a_bad_secret_file_names_the_file(tmp_path: Path) -> None:
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "lmsbridge_delivery__batch_size").write_text("lots")
+    with pytest.raises(ConfigError) as info:
+        load_settings(write(tmp_path, ""), secrets_dir=secrets)
+    assert str(info.value).startswith(f"{secrets / 'lmsbridge_delivery__batch_size'}: Input should be")
+
+
+def test_a_bad_connector_override_names_the_variable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bridge import registry
+
+    path = write(tmp_path, '[sites.main]\ntype = "moodle"\nurl = "http://127.0.0.1:1"\n')
+    monkeypatch.setenv("LMSBRIDGE_SITES__MAIN__TOKEN", "t")
+    monkeypatch.setenv("LMSBRIDGE_SITES__MAIN__TIMEOUT_SECONDS", "soon")
+    with pytest.raises(ConfigError) as info:
+        registry.configured(load_settings(path))
+    assert str(info.value) == (
+        "LMSBRIDGE_SITES__MAIN__TIMEOUT_SECONDS: Input should be a valid number, unable to parse string as a number"
+    )

@@ -31,22 +31,33 @@ class CliState:
     config_path: Path | None = None
     log_level: str | None = None
     _settings: Settings | None = field(default=None, repr=False)
+    _connectors_checked: bool = field(default=False, repr=False)
     _engine: Engine | None = field(default=None, repr=False)
 
     @property
     def settings(self) -> Settings:
+        """The configuration, with every site and feed validated before anything runs."""
+        settings = self.file_settings
+        if not self._connectors_checked:
+            registry.configured(settings)
+            self._connectors_checked = True
+        return settings
+
+    @property
+    def file_settings(self) -> Settings:
+        """The configuration without validating the sites' and feeds' own options, for commands
+        that read files and the store but contact no site (`validate` needs no token)."""
         if self._settings is None:
             settings = load_settings(self.config_path)
             log.register_secrets(settings.secrets())
             log.configure(self.log_level or settings.log.level, settings.log.format)
             private_files.warn_about_secrets(os.environ.get("LMSBRIDGE_SECRETS_DIR"))
-            registry.configured(settings)  # every site and feed validated before anything runs
             self._settings = settings
         return self._settings
 
     def engine(self, *, migrated: bool = True) -> Engine:
         if self._engine is None:
-            settings = self.settings
+            settings = self.file_settings
             self._engine = make_engine(settings.store_url(), echo=settings.store.echo)
         if migrated:
             require_current(self._engine)

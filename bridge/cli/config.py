@@ -1,10 +1,10 @@
-"""``lmsbridge config``: check the configuration, or print the reference of every setting."""
+"""``lmsbridge config``: check the configuration, or print the reference of every setting or metric."""
 
 from __future__ import annotations
 
 import typer
 
-from bridge import registry
+from bridge import metrics, registry
 from bridge.cli.common import app, console, state
 from bridge.settings import reference_markdown
 
@@ -27,3 +27,9 @@ def config_check(ctx: typer.Context) -> None:
 def config_reference() -> None:
     """Every setting with its environment variable and default, as a Markdown table."""
     typer.echo(reference_markdown())
+
+
+@config_app.command("metrics")
+def config_metrics() -> None:
+    """Every Prometheus metric on /metrics with its type, labels and meaning, as a Markdown table."""
+    typer.echo(metrics.reference_markdown())

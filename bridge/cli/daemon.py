@@ -14,6 +14,7 @@ from bridge.cli.common import app, console, state
 from bridge.cli.mappings import load_mappings
 from bridge.cli.output import emit
 from bridge.daemon import Daemon
+from bridge.operational_state import operational_state
 from bridge.outbox import counts_by_state
 from bridge.store import schema as t
 
@@ -41,6 +42,7 @@ def status_data(ctx: typer.Context) -> dict[str, Any]:
         cursors = list(conn.execute(select(t.cursors).order_by(t.cursors.c.source, t.cursors.c.stream)))
         jobs = list(conn.execute(select(t.job_runs).order_by(t.job_runs.c.job)))
         queue = counts_by_state(conn)
+        operations = operational_state(conn, settings.delivery)
     sources = []
     for name in [*settings.feeds, *settings.sites]:
         h = states.get(name)
@@ -57,6 +59,7 @@ def status_data(ctx: typer.Context) -> dict[str, Any]:
             }
         )
     return {
+        **operations.as_dict(),
         "sources": sources,
         "queue": queue,
         "jobs": [
@@ -72,16 +75,50 @@ def status_data(ctx: typer.Context) -> dict[str, Any]:
     }
 
 
+def state_rows(data: dict[str, Any]) -> list[tuple[str, str]]:
+    """Delivery, mappings and deferred backlog in words, one row each (and one per problem)."""
+    delivery, mappings, deferred = data["delivery"], data["mappings"], data["deferred"]
+    if delivery["paused"]:
+        since = f" since {delivery['paused_since']:%Y-%m-%d %H:%M} UTC" if delivery["paused_since"] else ""
+        how = (
+            "`lmsbridge resume`"
+            if delivery["paused_by"] == "lmsbridge pause"
+            else "setting delivery.paused = false"
+        )
+        rows = [("Delivery", f"PAUSED by {delivery['paused_by']}{since}: nothing is sent until {how}")]
+    else:
+        rows = [("Delivery", "running")]
+    if mappings["rejected"]:
+        rows.append(
+            (
+                "Mappings",
+                f"REJECTED at {mappings['rejected_at']:%Y-%m-%d %H:%M} UTC; the service keeps the last good set",
+            )
+        )
+        rows.extend(("", problem) for problem in mappings["problems"])
+    else:
+        rows.append(("Mappings", "the service runs the set it last read"))
+    if deferred["count"]:
+        reasons = ", ".join(f"{n} {reason}" for reason, n in deferred["by_reason"].items())
+        oldest = f"{deferred['oldest_queued_at']:%Y-%m-%d %H:%M} UTC"
+        rows.append(("Deferred", f"{deferred['count']} action(s), oldest queued {oldest} ({reasons})"))
+    else:
+        rows.append(("Deferred", "none"))
+    return rows
+
+
 @app.command()
 def status(
     ctx: typer.Context,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
-    """Each source's last pull, cursor and errors; the queue by state; each job's next run."""
+    """Delivery paused or not, rejected mappings, the deferred backlog; each source's last pull,
+    cursor and errors; the queue by state; each job's next run."""
     data = status_data(ctx)
     if as_json:
         typer.echo(json.dumps(data, indent=2, default=str))
         return
+    emit("State", ["", ""], state_rows(data))
     emit(
         "Sources",
         ["Source", "Last success", "Failures", "Last error", "Cursors"],

@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from sqlalchemy import Engine
 
 from bridge import clock
-from bridge.cli.common import app, console, console_err, state
+from bridge.cli.common import CliState, app, console, console_err, state
 from bridge.decide import assess, latest_recommendations
 from bridge.errors import BridgeError
 from bridge.facts import iter_facts, person_id_of
@@ -18,7 +19,7 @@ from bridge.mapping.context import build_context
 from bridge.mapping.loader import MappingSet, load_dir
 from bridge.mapping.model import json_schema
 from bridge.settings import Settings
-from bridge.store.db import require_current
+from bridge.store.db import require_current, sqlite_file_missing
 
 
 def mappings_dir(settings: Settings, given: Path | None) -> Path:
@@ -36,17 +37,22 @@ def validate(
         Path | None, typer.Argument(help="Mappings directory (default: from the configuration).")
     ] = None,
 ) -> None:
-    """Check every mapping file and its references. Problems name file:line:column and field; exit 1 on errors."""
+    """Check every mapping file and its references. Problems name file:line:column and field; exit 1 on errors.
+
+    It reads the files, the configuration and the state database, and contacts no site: no
+    token is needed. A reference that cannot be checked yet (nothing pulled from its site) is
+    reported as not checked, never as an error.
+    """
     st = state(ctx)
-    settings = st.settings
+    settings = st.file_settings
     loaded = load_mappings(settings, directory)
     findings: list[Finding] = check_configuration(loaded, settings)
-    try:
-        engine = st.engine(migrated=False)
-        require_current(engine)
-    except BridgeError:
+    engine = _set_up_store(st)
+    if engine is None:
         console.print(
-            "note: the state database is not set up yet; references to courses and metrics were not checked"
+            "not checked: courses, competencies and metrics the mappings name: the state database "
+            "is not set up yet (`lmsbridge db upgrade`, then `lmsbridge sync`)",
+            highlight=False,
         )
     else:
         findings.extend(check_against_store(loaded, settings, engine))
@@ -61,6 +67,18 @@ def validate(
     if errors:
         raise typer.Exit(1)
     console.print(f"{len(loaded.items)} mapping(s) valid", highlight=False)
+
+
+def _set_up_store(st: CliState) -> Engine | None:
+    """The state database if it exists and is migrated; checking files creates none."""
+    if sqlite_file_missing(st.file_settings.store_url()):
+        return None
+    try:
+        engine = st.engine(migrated=False)
+        require_current(engine)
+    except BridgeError:
+        return None
+    return engine
 
 
 @app.command()

@@ -15,14 +15,15 @@ from bridge.cli.mappings import load_mappings
 from bridge.cli.output import Format, emit
 from bridge.errors import BridgeError
 from bridge.facts import iter_facts, person_id_of
-from bridge.guards import set_paused
 from bridge.history import person_history, recommendation_state, recommendation_why
 from bridge.mapping.context import build_context
 from bridge.mapping.model import MessageKind
+from bridge.operational_state import set_paused
 from bridge.store import schema as t
 from bridge.store.ingest import upsert_statement
 
 STATES = ("waiting", "pending", "sending", "sent", "dead", "suppressed", "cancelled")
+RETRYABLE = ("dead", "cancelled", "suppressed")
 
 
 @app.command()
@@ -122,14 +123,19 @@ def outbox_retry(
     ctx: typer.Context,
     action_ids: Annotated[list[int], typer.Argument(help="Action ids (from `lmsbridge outbox`).")],
 ) -> None:
-    """Queue dead (or cancelled) actions again after fixing the cause."""
+    """Queue dead, cancelled or suppressed actions again after fixing the cause."""
     engine = state(ctx).engine()
     a = t.actions
     now = clock.now()
+    wanted = sorted(set(action_ids))
     with engine.begin() as conn:
+        found = {r.id: r.state for r in conn.execute(select(a.c.id, a.c.state).where(a.c.id.in_(wanted)))}
+        missing = [str(i) for i in wanted if i not in found]
+        if missing:
+            raise BridgeError(f"no action with id {', '.join(missing)} (see `lmsbridge outbox`)")
         result = conn.execute(
             update(a)
-            .where(and_(a.c.id.in_(action_ids), a.c.state.in_(("dead", "cancelled", "suppressed"))))
+            .where(and_(a.c.id.in_(wanted), a.c.state.in_(RETRYABLE)))
             .values(
                 state="pending",
                 attempts=0,
@@ -139,6 +145,9 @@ def outbox_retry(
             )
         )
     console.print(f"{result.rowcount} action(s) queued again; the next delivery run sends them")
+    for action_id, action_state in sorted(found.items()):
+        if action_state not in RETRYABLE:
+            console.print(f"action {action_id} is {action_state}, not retried (only {', '.join(RETRYABLE)})")
 
 
 @app.command()

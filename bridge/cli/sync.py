@@ -17,8 +17,10 @@ from bridge.cli.mappings import load_mappings
 from bridge.cli.output import Format, emit
 from bridge.cycle import CycleReport, pull, run_cycle
 from bridge.decide import Decision
+from bridge.errors import MappingError
 from bridge.facts import load_people
 from bridge.locks import single_process
+from bridge.mapping.checks import reference_errors
 from bridge.plan import plan as make_plan
 from bridge.store import schema as t
 from bridge.store.schema import UtcDateTime
@@ -88,6 +90,13 @@ def print_report(engine: Engine, report: CycleReport) -> None:
         )
     for error in delivery.errors if delivery else []:
         console.print(f"[red]error:[/] {escape(error)}", highlight=False)
+    if delivery and delivery.paused:
+        console.print(
+            "[yellow]delivery is paused:[/] nothing was sent (`lmsbridge resume`, or delivery.paused = false)",
+            highlight=False,
+        )
+    if report.refused:
+        return  # the caller says why nothing was decided
     waiting = _waiting(engine)
     if waiting:
         count, first = waiting
@@ -182,8 +191,12 @@ def sync(
             full=full,
             only=source,
             progress=lambda name: bar.update(task, description=f"pulling {name}"),
+            refusals=lambda: [str(f) for f in reference_errors(mapping_set, settings, engine)],
         )
     print_report(engine, report)
+    if report.refused:
+        # As `validate` would: the same lines, exit 1, and nothing decided, queued or sent.
+        raise MappingError([*report.refused, "nothing was decided or sent; fix these (`lmsbridge validate`)"])
     if any(p.error for p in report.pulls) or (report.delivery and report.delivery.errors):
         raise typer.Exit(2)
 

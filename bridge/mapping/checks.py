@@ -7,52 +7,73 @@ mappings pushing the same learning at the same people (which would message them 
 
 from __future__ import annotations
 
+import difflib
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Literal
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Connection, Engine, select
 
 from bridge import clock
 from bridge.facts import NO_KPIS, all_person_ids, iter_facts
 from bridge.mapping import evaluate as ev
 from bridge.mapping import model as m
 from bridge.mapping.context import resolve_item
-from bridge.mapping.loader import MappingSet
-from bridge.mapping.refs import item_refs, metrics
+from bridge.mapping.loader import LoadedMapping, MappingSet
+from bridge.mapping.refs import FieldPath, located_item_refs, located_metrics
 from bridge.settings import Settings
 from bridge.store import schema as t
+
+Severity = Literal["error", "warning", "unchecked"]
+PLURALS = {"competency": "competencies"}
 
 
 @dataclass(frozen=True)
 class Finding:
-    severity: str  # "error" | "warning"
+    severity: Severity  # "unchecked": cannot be checked yet (nothing pulled to check it against)
     mapping_id: str
     message: str
+    where: str = ""  # file:line:column of the field, like the schema errors
+    field: str = ""  # dotted path of the field in the file
 
     def __str__(self) -> str:
-        return f"{self.severity}: mapping {self.mapping_id}: {self.message}"
+        if not self.where:
+            return f"{self.severity}: mapping {self.mapping_id}: {self.message}"
+        if self.severity == "warning":
+            return f"{self.where}: warning: {self.field}: {self.message}"
+        if self.severity == "unchecked":
+            return f"{self.where}: {self.field}: not checked: {self.message}"
+        return f"{self.where}: {self.field}: {self.message}"
+
+
+def _finding(severity: Severity, item: LoadedMapping, path: FieldPath, message: str) -> Finding:
+    return Finding(severity, item.mapping.id, message, item.where(path), ".".join(str(p) for p in path))
+
+
+def _did_you_mean(given: str, known: Iterable[str]) -> str:
+    hint = difflib.get_close_matches(given, sorted(set(known)), n=1, cutoff=0.6)
+    return f" (did you mean '{hint[0]}'?)" if hint else ""
 
 
 def check_configuration(mapping_set: MappingSet, settings: Settings) -> list[Finding]:
     findings = []
-    for mapping in mapping_set.mappings:
-        for ref in sorted(item_refs(mapping)):
+    for item in mapping_set.items:
+        for path, ref in sorted(located_item_refs(item.mapping), key=lambda found: found[1]):
             if ref.site not in settings.sites:
                 known = ", ".join(sorted(settings.sites)) or "none"
-                findings.append(
-                    Finding("error", mapping.id, f"site '{ref.site}' is not configured (configured: {known})")
-                )
-        for metric in sorted(metrics(mapping)):
+                hint = _did_you_mean(ref.site, settings.sites) or f" (configured: {known})"
+                message = f"site '{ref.site}' is not configured{hint}"
+                findings.append(_finding("error", item, (*path[:-1], "site"), message))
+        for path, metric in located_metrics(item.mapping):
             if metric not in settings.metrics:
-                findings.append(
-                    Finding(
-                        "warning",
-                        mapping.id,
-                        f"metric '{metric}' is not declared under [metrics] (direction and target unknown)",
-                    )
+                message = (
+                    f"metric '{metric}' is not declared under [metrics] (direction and target unknown)"
+                    + _did_you_mean(metric, settings.metrics)
                 )
-        findings.extend(Finding("warning", mapping.id, why) for why in unused_templates(mapping))
-    return findings
+                findings.append(_finding("warning", item, path, message))
+        findings.extend(Finding("warning", item.mapping.id, why) for why in unused_templates(item.mapping))
+    return list(dict.fromkeys(findings))
 
 
 def unused_templates(mapping: m.Mapping) -> list[str]:
@@ -76,25 +97,66 @@ def unused_templates(mapping: m.Mapping) -> list[str]:
     return [f"{where} is never sent: follow_up.{off[kind]}" for kind, where in written if off[kind]]
 
 
-def check_against_store(mapping_set: MappingSet, settings: Settings, engine: Engine) -> list[Finding]:
+def check_references(mapping_set: MappingSet, settings: Settings, engine: Engine) -> list[Finding]:
+    """Each course, program, certification, competency and metric named by a mapping, against
+    what was pulled: an error when the site (or the feeds) were read and it is not there, with the
+    closest name that is; "unchecked" while nothing of its kind has been read from there yet."""
     findings: list[Finding] = []
     with engine.connect() as conn:
         stored_metrics = set(conn.execute(select(t.measurements.c.metric).distinct()).scalars())
-        have_people = conn.execute(select(func.count()).select_from(t.people)).scalar_one() > 0
-        synced_sites = set(conn.execute(select(t.learning_items.c.site).distinct()).scalars())
-        for mapping in mapping_set.mappings:
-            for ref in sorted(item_refs(mapping)):
-                if ref.site in synced_sites and resolve_item(conn, ref) is None:
-                    findings.append(
-                        Finding(
-                            "error", mapping.id, f"{ref.kind} '{ref.ref}' does not exist on site '{ref.site}'"
-                        )
-                    )
-            if have_people:
-                for metric in sorted(metrics(mapping) - stored_metrics):
-                    findings.append(Finding("error", mapping.id, f"no feed has provided metric '{metric}'"))
-    findings.extend(_overlaps(mapping_set, settings, engine))
-    return findings
+        known = _KnownNames(conn)
+        for item in mapping_set.items:
+            for path, ref in sorted(located_item_refs(item.mapping), key=lambda found: found[1]):
+                if ref.site not in settings.sites:
+                    continue  # check_configuration reports it
+                names = known.names(ref.site, ref.kind)
+                shown = f"{ref.kind} '{ref.ref}'"
+                if not names:
+                    plural = PLURALS.get(ref.kind, f"{ref.kind}s")
+                    message = f"{shown}: no {plural} pulled from site '{ref.site}' yet (run `lmsbridge sync`)"
+                    findings.append(_finding("unchecked", item, path, message))
+                elif resolve_item(conn, ref) is None:
+                    message = f"{shown} does not exist on site '{ref.site}'{_did_you_mean(ref.ref, names)}"
+                    findings.append(_finding("error", item, path, message))
+            for path, metric in located_metrics(item.mapping):
+                if not stored_metrics:
+                    message = f"metric '{metric}': no feed has provided KPI values yet (run `lmsbridge sync`)"
+                    findings.append(_finding("unchecked", item, path, message))
+                elif metric not in stored_metrics:
+                    message = f"no feed has provided metric '{metric}'{_did_you_mean(metric, stored_metrics)}"
+                    findings.append(_finding("error", item, path, message))
+    return list(dict.fromkeys(findings))
+
+
+def reference_errors(mapping_set: MappingSet, settings: Settings, engine: Engine) -> list[Finding]:
+    """The findings that make a mapping set unusable: `validate` exits 1 on them, `sync` refuses."""
+    found = [*check_configuration(mapping_set, settings), *check_references(mapping_set, settings, engine)]
+    return [f for f in found if f.severity == "error"]
+
+
+def check_against_store(mapping_set: MappingSet, settings: Settings, engine: Engine) -> list[Finding]:
+    return [*check_references(mapping_set, settings, engine), *_overlaps(mapping_set, settings, engine)]
+
+
+class _KnownNames:
+    """The names a reference may use, per site and kind, read once each (for suggestions):
+    shortnames and idnumbers of competencies, shortnames of the rest (as resolve_item matches)."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.cache: dict[tuple[str, str], list[str]] = {}
+
+    def names(self, site: str, kind: str) -> list[str]:
+        key = (site, kind)
+        if key not in self.cache:
+            if kind == "competency":
+                c = t.competencies
+                query = select(c.c.shortname, c.c.idnumber).where(c.c.site == site)
+            else:
+                li = t.learning_items
+                query = select(li.c.shortname).where(li.c.site == site, li.c.kind == kind)
+            self.cache[key] = [name for row in self.conn.execute(query) for name in row if name]
+        return self.cache[key]
 
 
 def _overlaps(mapping_set: MappingSet, settings: Settings, engine: Engine) -> list[Finding]:

@@ -12,7 +12,7 @@ from collections.abc import Mapping as MappingType
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
-from bridge.facts import Facts, Point
+from bridge.facts import Facts, GoalState, Point
 from bridge.mapping import model as m
 from bridge.mapping.peers import PeerRanks
 from bridge.records import Target
@@ -189,6 +189,8 @@ def trigger(node: m.Trigger, facts: Facts, ctx: EvalContext) -> Verdict:
         return completion_missing(node.completion_missing, facts, ctx)
     if node.certification_due is not None:
         return certification_due(node.certification_due, facts, ctx)
+    if node.goal is not None:
+        return goal(node.goal, facts, ctx)
     if node.all is not None:
         return _all([trigger(sub, facts, ctx) for sub in node.all])
     if node.any is not None:
@@ -396,3 +398,47 @@ def completion_missing(rule: m.CompletionMissing, facts: Facts, ctx: EvalContext
     days = (ctx.today - start).days
     ok = days >= rule.days_after_start
     return Verdict.of(ok, f"{target.name} not completed {days} days after starting on {start.isoformat()}")
+
+
+GOAL_FACTS_SHOWN = 3
+ACHIEVED = 100.0
+
+
+def goal_status(rule: m.GoalTrigger, item: GoalState, today: date) -> tuple[str, str]:
+    """("missed" | "behind" | "achieved" | "on track" | "not judged", the goal in plain words)."""
+    name = f"goal '{item.title}'"
+    if item.progress is None:
+        return "not judged", f"{name}: no progress reported"
+    progress = f"{fmt(item.progress)}%"
+    if item.progress >= ACHIEVED:
+        return "achieved", f"{name} achieved ({progress})"
+    if item.due_date is None:
+        return "not judged", f"{name}: {progress}, no due date"
+    due = item.due_date.isoformat()
+    days = (item.due_date - today).days
+    if days < 0:
+        if -days <= rule.missed_within_days:
+            return "missed", f"{name} missed: {progress} at its due date {due}"
+        return "not judged", f"{name} missed on {due}, more than {rule.missed_within_days} days ago"
+    if days <= rule.behind_due_within_days and item.progress < rule.behind_progress_below:
+        return "behind", f"{name} behind: {progress} with {days} days left (due {due})"
+    return "on track", f"{name} on track: {progress}, due {due}"
+
+
+def goal(rule: m.GoalTrigger, facts: Facts, ctx: EvalContext) -> Verdict:
+    words = [w.casefold() for w in rule.title_contains or []]
+    candidates = [g for g in facts.goals if not words or any(w in g.title.casefold() for w in words)]
+    if not candidates:
+        matching = (
+            f" with {' or '.join(repr(w) for w in rule.title_contains or [])} in the title" if words else ""
+        )
+        return Verdict.of(False, f"no goal{matching} in the HR data")
+    wanted = {"missed": {"missed"}, "behind": {"behind"}, "missed_or_behind": {"missed", "behind"}}[
+        rule.status
+    ]
+    judged = [goal_status(rule, g, ctx.today) for g in candidates]
+    hits = [said for status, said in judged if status in wanted]
+    shown = hits or [said for _status, said in judged]
+    more = len(shown) - GOAL_FACTS_SHOWN
+    facts_said = shown[:GOAL_FACTS_SHOWN] + ([f"and {more} more goal(s)"] if more > 0 else [])
+    return Verdict(bool(hits), tuple(facts_said))

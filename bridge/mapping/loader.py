@@ -30,6 +30,14 @@ class LoadedMapping:
     mapping: Mapping
     path: Path
     sha256: str
+    shown: str = ""  # the path as problems name it (relative to where the command runs)
+    located: Located | None = field(default=None, compare=False, repr=False)  # lines of its keys
+
+    def where(self, path: tuple[str | int, ...]) -> str:
+        """``file:line:column`` of the key at ``path`` (or of the nearest key above it)."""
+        found = self.located.position(path) if self.located is not None else None
+        shown = self.shown or str(self.path)
+        return f"{shown}:{found[0]}:{found[1]}" if found else shown
 
 
 @dataclass
@@ -81,7 +89,7 @@ def load_file(path: Path, display: str | None = None) -> LoadedMapping:
             line, column = located.position(problem.path) or (None, None)
             lines.append(_at(shown, line, column, f"{problem.field}: {problem.message}"))
         raise MappingError(lines)
-    return LoadedMapping(mapping, path, hashlib.sha256(raw).hexdigest())
+    return LoadedMapping(mapping, path, hashlib.sha256(raw).hexdigest(), shown, located)
 
 
 def load_dir(directory: Path, display_root: Path | None = None) -> MappingSet:
@@ -111,11 +119,11 @@ def load_dir(directory: Path, display_root: Path | None = None) -> MappingSet:
 
 
 def describe(shown: str, located: Located, exc: ValidationError) -> list[str]:
-    problems = []
+    """One line per problem at one field; the alternatives of a union field (``below``: a number
+    or 'target') are one line naming the field, not one per internal member name."""
+    by_field: dict[tuple[str | int, ...], list[str]] = {}
     for err in exc.errors():
-        path = tuple(err["loc"])
-        dotted = ".".join(str(p) for p in path) or "(file)"
-        line, col = located.position(path) or (None, None)
+        path = field_path(Mapping, tuple(err["loc"]), keep_last=err["type"] == "extra_forbidden")
         if err["type"] == "extra_forbidden":
             known = fields_at(Mapping, path[:-1])
             hint = difflib.get_close_matches(str(path[-1]), known, n=1, cutoff=0.6)
@@ -125,8 +133,41 @@ def describe(shown: str, located: Located, exc: ValidationError) -> list[str]:
             message = "required field is missing"
         else:
             message = str(err["msg"]).removeprefix("Value error, ")
-        problems.append(_at(shown, line, col, f"{dotted}: {message}"))
+        messages = by_field.setdefault(path, [])
+        if message not in messages:
+            messages.append(message)
+    problems = []
+    for path, messages in by_field.items():
+        dotted = ".".join(str(p) for p in path) or "(file)"
+        line, col = located.position(path) or (None, None)
+        problems.append(_at(shown, line, col, f"{dotted}: {'; or '.join(messages)}"))
     return problems
+
+
+def field_path(
+    model: type[BaseModel], loc: tuple[str | int, ...], *, keep_last: bool = False
+) -> tuple[str | int, ...]:
+    """``loc`` of a validation error without pydantic's names for the members of a union
+    (``when.kpi.below.float`` is ``when.kpi.below``): only YAML keys, list indexes and dict keys."""
+    kept: list[str | int] = []
+    current: Any = model
+    for index, part in enumerate(loc):
+        current = _unwrap(current)
+        origin = typing.get_origin(current)
+        if isinstance(part, int) and origin is list:
+            current = typing.get_args(current)[0]
+        elif origin is dict:
+            current = typing.get_args(current)[1]
+        elif isinstance(current, type) and issubclass(current, BaseModel):
+            by_key = {f.alias or name: f for name, f in current.model_fields.items()}
+            info = by_key.get(str(part))
+            if info is None and not (keep_last and index == len(loc) - 1):
+                continue
+            current = info.annotation if info is not None else None
+        else:
+            continue  # a union member's name: not a place in the file
+        kept.append(part)
+    return tuple(kept)
 
 
 def _at(shown: str, line: int | None, column: int | None, message: str) -> str:

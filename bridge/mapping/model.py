@@ -49,17 +49,19 @@ class Audience(Strict):
         default=None,
         description="Department or organisation unit; also matches its sub-units ('Operations' matches 'Operations/Warehouse').",
     )
-    job_title: StrList | None = None
-    location: StrList | None = None
+    job_title: StrList | None = Field(default=None, description="Any of these job titles (case ignored).")
+    location: StrList | None = Field(default=None, description="Any of these HR locations (case ignored).")
     manager: StrList | None = Field(default=None, description="HR id or employee number of the manager.")
     people: StrList | None = Field(default=None, description="Explicit HR ids or employee numbers.")
     started_within_days: int | None = Field(
         default=None, ge=1, description="New hires: started at most this many days ago."
     )
-    started_more_than_days_ago: int | None = Field(default=None, ge=0)
-    all: list[Audience] | None = None
-    any: list[Audience] | None = None
-    not_: Audience | None = Field(default=None, alias="not")
+    started_more_than_days_ago: int | None = Field(
+        description="People who started more than this many days ago.", default=None, ge=0
+    )
+    all: list[Audience] | None = Field(default=None, description="Every one of these blocks holds.")
+    any: list[Audience] | None = Field(default=None, description="At least one of these blocks holds.")
+    not_: Audience | None = Field(description="This block does not hold.", default=None, alias="not")
 
     @field_validator("department", "job_title", "location", "manager", "people", mode="before")
     @classmethod
@@ -73,9 +75,15 @@ class Audience(Strict):
 class KpiThreshold(Strict):
     """A KPI compared with a number or the metric's configured target."""
 
-    metric: str
-    below: float | Literal["target"] | None = None
-    above: float | Literal["target"] | None = None
+    metric: str = Field(description="KPI name as the HR feeds provide it (declare it under [metrics]).")
+    below: float | Literal["target"] | None = Field(
+        default=None,
+        description="Opens when the KPI is below this number, or below the metric's configured target ('target').",
+    )
+    above: float | Literal["target"] | None = Field(
+        default=None,
+        description="Opens when the KPI is above this number, or above the metric's configured target ('target').",
+    )
     periods: int = Field(
         default=1, ge=1, le=36, description="1 = the latest period; N = the average of the last N."
     )
@@ -89,11 +97,15 @@ class KpiThreshold(Strict):
 class KpiTrend(Strict):
     """A KPI that fell or rose by an amount (units or percent) over the last N periods."""
 
-    metric: str
-    fell_by: float | None = Field(default=None, gt=0)
-    fell_by_percent: float | None = Field(default=None, gt=0)
-    rose_by: float | None = Field(default=None, gt=0)
-    rose_by_percent: float | None = Field(default=None, gt=0)
+    metric: str = Field(description="KPI name as the HR feeds provide it (declare it under [metrics]).")
+    fell_by: float | None = Field(
+        description="Fell by at least this much (in the KPI's units).", default=None, gt=0
+    )
+    fell_by_percent: float | None = Field(description="Fell by at least this percentage.", default=None, gt=0)
+    rose_by: float | None = Field(
+        description="Rose by at least this much (in the KPI's units).", default=None, gt=0
+    )
+    rose_by_percent: float | None = Field(description="Rose by at least this percentage.", default=None, gt=0)
     periods: int = Field(
         default=3,
         ge=1,
@@ -110,10 +122,17 @@ class KpiTrend(Strict):
 class KpiPercentile(Strict):
     """A KPI in the bottom (or top) share of a peer group, in the latest period."""
 
-    metric: str
-    bottom_percent: float | None = Field(default=None, gt=0, le=100)
-    top_percent: float | None = Field(default=None, gt=0, le=100)
-    peer_group: Literal["department", "job_title", "location", "everyone"] = "department"
+    metric: str = Field(description="KPI name as the HR feeds provide it (declare it under [metrics]).")
+    bottom_percent: float | None = Field(
+        description="In the lowest this-many percent of the peer group.", default=None, gt=0, le=100
+    )
+    top_percent: float | None = Field(
+        description="In the highest this-many percent of the peer group.", default=None, gt=0, le=100
+    )
+    peer_group: Literal["department", "job_title", "location", "everyone"] = Field(
+        default="department",
+        description="Who a person is ranked against: same department, job title, location, or everyone.",
+    )
     min_peers: int = Field(default=5, ge=2, description="Smaller peer groups are not ranked.")
 
     @model_validator(mode="after")
@@ -125,8 +144,14 @@ class KpiPercentile(Strict):
 class ReviewRatingTrigger(Strict):
     """The latest review rating for a competency (or 'overall') at or below a level."""
 
-    competency: str = "overall"
-    rater: Literal["official", "manager", "self", "peer"] = "official"
+    competency: str = Field(
+        default="overall",
+        description="The competency as the review names it, or 'overall' for the overall rating.",
+    )
+    rater: Literal["official", "manager", "self", "peer"] = Field(
+        default="official",
+        description="Whose rating counts: the official (final) one, the manager's, the person's own, or a peer's.",
+    )
     at_or_below: float | None = Field(default=None, description="On the rating's own scale.")
     normalised_at_or_below: float | None = Field(default=None, ge=0, le=1, description="On a 0-1 scale.")
 
@@ -139,53 +164,117 @@ class ReviewRatingTrigger(Strict):
 class CompetencyTrigger(Strict):
     """An LMS competency the learner is not proficient in (or has not been rated in)."""
 
-    site: str
+    site: str = Field(description="Name of the configured LMS site ([sites.NAME]).")
     competency: str = Field(description="Competency idnumber, shortname, or 'id:N'.")
-    state: Literal["not_proficient", "not_rated", "not_proficient_or_not_rated"] = (
-        "not_proficient_or_not_rated"
+    state: Literal["not_proficient", "not_rated", "not_proficient_or_not_rated"] = Field(
+        default="not_proficient_or_not_rated",
+        description="Which learners match: not proficient, not rated, or either (the default).",
     )
 
 
 class CompletionOlderThan(Strict):
     """Refresher / recertification: the last completion is older than N days (or missing)."""
 
-    site: str
-    course: str
-    older_than_days: int = Field(ge=1)
-    or_never_completed: bool = True
+    site: str = Field(description="Name of the configured LMS site ([sites.NAME]).")
+    course: str = Field(description="Course shortname, 'id:N' or 'idnumber:X'.")
+    older_than_days: int = Field(description="The last completion is older than this many days.", ge=1)
+    or_never_completed: bool = Field(default=True, description="Also open for people who never completed it.")
 
 
 class CertificationDue(Strict):
     """Recertification: the certification's renewal window is open, it expired, or (optionally)
     the person was never certified. Uses the expiry and window dates the LMS reports (Totara)."""
 
-    site: str
+    site: str = Field(description="Name of the configured LMS site ([sites.NAME]).")
     certification: str = Field(description="Certification idnumber, shortname, or 'id:N'.")
-    or_never_certified: bool = True
+    or_never_certified: bool = Field(
+        default=True, description="Also open for people never certified (false: only renewals and expiries)."
+    )
 
 
 class CompletionMissing(Strict):
     """Onboarding: a course not completed N days after the person's start date."""
 
-    site: str
-    course: str
-    days_after_start: int = Field(ge=0)
+    site: str = Field(description="Name of the configured LMS site ([sites.NAME]).")
+    course: str = Field(description="Course shortname, 'id:N' or 'idnumber:X'.")
+    days_after_start: int = Field(
+        description="Days after the person's HR start date by which the course should be completed.", ge=0
+    )
+
+
+class GoalTrigger(Strict):
+    """An HR goal (from the feeds' goals export) the person missed or is behind on.
+
+    Progress is a percentage (0-100): a goal at 100 or more is achieved. *Missed*: the due date
+    has passed (at most ``missed_within_days`` ago) and the goal was not achieved. *Behind*: it
+    is due within ``behind_due_within_days`` and progress is below ``behind_progress_below``.
+    A goal without a reported progress or due date is not judged, and explain says so.
+    """
+
+    status: Literal["missed", "behind", "missed_or_behind"] = Field(
+        default="missed_or_behind",
+        description="Which goals open it: missed, behind, or either (the default).",
+    )
+    title_contains: StrList | None = Field(
+        default=None,
+        description="Only goals whose title contains one of these words (case ignored); default: every goal.",
+    )
+    missed_within_days: int = Field(
+        default=90,
+        ge=1,
+        description="missed: the due date passed at most this many days ago (older misses are history).",
+    )
+    behind_due_within_days: int = Field(
+        default=30, ge=1, description="behind: the goal is due within this many days..."
+    )
+    behind_progress_below: float = Field(
+        default=50, gt=0, le=100, description="behind: ...and its progress (percent) is below this."
+    )
+
+    @field_validator("title_contains", mode="before")
+    @classmethod
+    def _single_value_is_a_list(cls, value: Any) -> Any:
+        return _as_list(value)
 
 
 class Trigger(Strict):
     """One condition, or a combination with all/any/not."""
 
-    kpi: KpiThreshold | None = None
-    kpi_trend: KpiTrend | None = None
-    kpi_percentile: KpiPercentile | None = None
-    review_rating: ReviewRatingTrigger | None = None
-    competency: CompetencyTrigger | None = None
-    completion_older_than: CompletionOlderThan | None = None
-    completion_missing: CompletionMissing | None = None
-    certification_due: CertificationDue | None = None
-    all: list[Trigger] | None = Field(default=None, min_length=1)
-    any: list[Trigger] | None = Field(default=None, min_length=1)
-    not_: Trigger | None = Field(default=None, alias="not")
+    kpi: KpiThreshold | None = Field(
+        default=None, description="A KPI below or above a number or the metric's target."
+    )
+    kpi_trend: KpiTrend | None = Field(
+        default=None, description="A KPI that fell or rose by an amount over the last periods."
+    )
+    kpi_percentile: KpiPercentile | None = Field(
+        default=None, description="A KPI in the bottom or top share of a peer group."
+    )
+    review_rating: ReviewRatingTrigger | None = Field(
+        default=None, description="The latest review rating at or below a level."
+    )
+    competency: CompetencyTrigger | None = Field(
+        default=None, description="An LMS competency the learner is not proficient in, or not rated in."
+    )
+    completion_older_than: CompletionOlderThan | None = Field(
+        default=None, description="Refresher: the last completion of a course is older than N days."
+    )
+    completion_missing: CompletionMissing | None = Field(
+        default=None, description="Onboarding: a course not completed N days after the start date."
+    )
+    certification_due: CertificationDue | None = Field(
+        default=None,
+        description="Recertification: the certification's window is open, it expired, or was never held.",
+    )
+    goal: GoalTrigger | None = Field(
+        default=None, description="An HR goal the person missed (past due, not achieved) or is behind on."
+    )
+    all: list[Trigger] | None = Field(
+        description="Every one of these triggers holds.", default=None, min_length=1
+    )
+    any: list[Trigger] | None = Field(
+        description="At least one of these triggers holds.", default=None, min_length=1
+    )
+    not_: Trigger | None = Field(description="This trigger does not hold.", default=None, alias="not")
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Self:
@@ -202,6 +291,7 @@ TRIGGER_KEYS = [
     "completion_older_than",
     "completion_missing",
     "certification_due",
+    "goal",
     "all",
     "any",
     "not_",
@@ -220,13 +310,18 @@ class CompletedRule(Strict):
 
 
 class ProficientRule(Strict):
-    site: str
-    competency: str
+    site: str = Field(description="Name of the configured LMS site ([sites.NAME]).")
+    competency: str = Field(description="Competency idnumber, shortname, or 'id:N'.")
 
 
 class ClosedBy(Strict):
-    completed: CompletedRule | None = Field(default_factory=CompletedRule)
-    competency_proficient: ProficientRule | None = None
+    completed: CompletedRule | None = Field(
+        description="Completing the recommended learning closes it; `null` to close by competency only.",
+        default_factory=CompletedRule,
+    )
+    competency_proficient: ProficientRule | None = Field(
+        default=None, description="Becoming proficient in this LMS competency closes it."
+    )
     trigger_clears: Literal["keep_open", "close"] = Field(
         default="keep_open",
         description="What happens when the trigger stops being true before the learner finishes.",
@@ -241,12 +336,18 @@ Channel = Literal["message", "enrol", "plan", "email"]
 class RecommendTarget(Strict):
     """One piece of learning on one site, and the channels to push it through."""
 
-    site: str
+    site: str = Field(description="Name of the configured LMS site ([sites.NAME]) the learning is on.")
     course: str | None = Field(default=None, description="Course shortname, 'id:N' or 'idnumber:X'.")
-    program: str | None = None
-    certification: str | None = None
+    program: str | None = Field(default=None, description="Totara program shortname, 'id:N' or 'idnumber:X'.")
+    certification: str | None = Field(
+        default=None, description="Totara certification shortname, 'id:N' or 'idnumber:X'."
+    )
     competency: str | None = Field(default=None, description="Competency to add to the learner's plan.")
-    channels: list[Channel] = Field(default_factory=lambda: list[Channel](["message"]), min_length=1)
+    channels: list[Channel] = Field(
+        description="message (LMS notification), enrol, plan (competency into the learning plan), email.",
+        default_factory=lambda: list[Channel](["message"]),
+        min_length=1,
+    )
     enrol_role_id: int | None = Field(
         default=None, ge=1, description="Role the 'enrol' channel gives (default: the site's student role)."
     )
@@ -312,7 +413,12 @@ class FollowUp(Strict):
         ge=1,
         description="After the last scheduled reminder, remind again every this many days until done (needs max_reminders).",
     )
-    escalate_to_manager_after_days: int | None = Field(default=21, ge=1)
+    escalate_to_manager_after_days: int | None = Field(
+        description="The manager hears about it (a digest line, or the mapping's own escalation message) "
+        "if not completed by then; null: never.",
+        default=21,
+        ge=1,
+    )
     copy_manager_on_recommend: bool = Field(
         default=False,
         description="Tell the learner's manager once, when the recommendation has been sent to the learner.",
@@ -398,9 +504,17 @@ class FollowUp(Strict):
 
 
 class Measure(Strict):
-    metric: str
-    before_days: int = Field(default=90, ge=1)
-    after_days: int = Field(default=90, ge=1)
+    metric: str = Field(description="The KPI the learning should move.")
+    before_days: int = Field(
+        description="The before value: KPI periods that began this many days before the recommendation.",
+        default=90,
+        ge=1,
+    )
+    after_days: int = Field(
+        description="The after value: KPI periods that began this many days after completion.",
+        default=90,
+        ge=1,
+    )
     holdout_percent: float = Field(
         default=0, ge=0, le=50, description="Share of learners deliberately not messaged."
     )
@@ -411,10 +525,13 @@ HOURS = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)$")
 
 
 class Schedule(Strict):
-    days: list[Weekday] = Field(default_factory=lambda: list[Weekday](["mon", "tue", "wed", "thu", "fri"]))
+    days: list[Weekday] = Field(
+        description="Weekdays on which messages may be sent.",
+        default_factory=lambda: list[Weekday](["mon", "tue", "wed", "thu", "fri"]),
+    )
     hours: str = Field(default="09:00-17:00", description="Local time window in the recipient's time zone.")
-    start: date | None = None
-    end: date | None = None
+    start: date | None = Field(default=None, description="First day the mapping may act (YYYY-MM-DD).")
+    end: date | None = Field(default=None, description="Last day the mapping may act (YYYY-MM-DD).")
     backfill: bool = Field(
         default=True, description="Act on people who already match when the mapping is switched on."
     )
@@ -439,19 +556,34 @@ class Schedule(Strict):
 
 
 class MessageTemplate(Strict):
-    subject: str = Field(min_length=1)
-    body: str = Field(min_length=1)
+    subject: str = Field(
+        description="Subject line (Jinja2, sandboxed; not shown by Moodle's messages).", min_length=1
+    )
+    body: str = Field(
+        description="Message body (Jinja2, sandboxed; Markdown-like text, rendered to HTML and plain text).",
+        min_length=1,
+    )
 
 
 MessageKind = Literal["recommend", "reminder", "escalation", "reinforcement", "observe", "manager_copy"]
 
 
 class Messages(Strict):
-    recommend: MessageTemplate | None = None
-    reminder: MessageTemplate | None = None
-    escalation: MessageTemplate | None = None
-    reinforcement: MessageTemplate | None = None
-    observe: MessageTemplate | None = None
+    recommend: MessageTemplate | None = Field(default=None, description="The first message to the learner.")
+    reminder: MessageTemplate | None = Field(
+        default=None, description="The learner's reminders until completion."
+    )
+    escalation: MessageTemplate | None = Field(
+        default=None,
+        description="The manager's own message about a report who has not completed (without it: a digest line).",
+    )
+    reinforcement: MessageTemplate | None = Field(
+        default=None, description="The spaced nudges to the learner after completion."
+    )
+    observe: MessageTemplate | None = Field(
+        default=None,
+        description="The manager's own prompt to observe the new behaviour (without it: a digest line).",
+    )
     manager_copy: MessageTemplate | None = Field(
         default=None,
         description="The manager's copy of a new recommendation (follow_up.copy_manager_on_recommend).",
@@ -470,18 +602,35 @@ class Messages(Strict):
 
 class Mapping(Strict):
     id: str = Field(pattern=ID_PATTERN, description="Stable id: lower-case letters, digits, '-' and '_'.")
-    title: str = Field(min_length=1)
-    description: str = ""
-    owner: str = ""
-    enabled: bool = True
-    audience: Audience = Field(default_factory=Audience)
-    when: Trigger
-    closed_by: ClosedBy = Field(default_factory=ClosedBy)
-    recommend: list[RecommendTarget] = Field(min_length=1)
-    follow_up: FollowUp = Field(default_factory=FollowUp)
-    measure: Measure | None = None
-    schedule: Schedule = Field(default_factory=Schedule)
-    messages: Messages = Field(default_factory=Messages)
+    title: str = Field(description="One line shown in plans, reports and the dashboard.", min_length=1)
+    description: str = Field(default="", description="What the mapping is for, in your words.")
+    owner: str = Field(default="", description="Who to ask about it (a person or team address).")
+    enabled: bool = Field(default=True, description="false keeps the file valid but inactive.")
+    audience: Audience = Field(
+        description="Who the mapping is for (default: everyone).", default_factory=Audience
+    )
+    when: Trigger = Field(description="The trigger that opens a recommendation.")
+    closed_by: ClosedBy = Field(
+        description="What closes a recommendation (default: completing the recommended learning).",
+        default_factory=ClosedBy,
+    )
+    recommend: list[RecommendTarget] = Field(
+        description="One or more pieces of learning and the channels to push each through.", min_length=1
+    )
+    follow_up: FollowUp = Field(
+        description="Reminders, manager escalation, reinforcement and the manager's observation prompt.",
+        default_factory=FollowUp,
+    )
+    measure: Measure | None = Field(
+        default=None, description="The KPI that should move, for the impact report."
+    )
+    schedule: Schedule = Field(
+        description="When the mapping may act: weekdays, hours, dates, backfill and cooldown.",
+        default_factory=Schedule,
+    )
+    messages: Messages = Field(
+        description="Your own message templates (otherwise the built-in ones).", default_factory=Messages
+    )
 
 
 Audience.model_rebuild()

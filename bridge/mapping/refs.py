@@ -20,45 +20,89 @@ class ItemRef:
     ref: str
 
 
+# Where a value sits in the mapping file, as YAML keys and list indexes: ("recommend", 0, "course").
+FieldPath = tuple[str | int, ...]
+
+
 def triggers(node: m.Trigger) -> Iterator[m.Trigger]:
-    yield node
-    for sub in node.all or []:
-        yield from triggers(sub)
-    for sub in node.any or []:
-        yield from triggers(sub)
+    for _path, sub in located_triggers(node):
+        yield sub
+
+
+def located_triggers(node: m.Trigger, path: FieldPath = ("when",)) -> Iterator[tuple[FieldPath, m.Trigger]]:
+    """Every trigger in the tree with its place in the file."""
+    yield path, node
+    for i, sub in enumerate(node.all or []):
+        yield from located_triggers(sub, (*path, "all", i))
+    for i, sub in enumerate(node.any or []):
+        yield from located_triggers(sub, (*path, "any", i))
     if node.not_ is not None:
-        yield from triggers(node.not_)
+        yield from located_triggers(node.not_, (*path, "not"))
+
+
+def located_item_refs(mapping: m.Mapping) -> list[tuple[FieldPath, ItemRef]]:
+    """Every learning item or competency the mapping names, with the place of the name (its
+    ``site`` is the sibling key ``site``)."""
+    found: list[tuple[FieldPath, ItemRef]] = [
+        (("recommend", i, target.kind), ItemRef(target.site, target.kind, target.ref))
+        for i, target in enumerate(mapping.recommend)
+    ]
+    if mapping.closed_by.competency_proficient is not None:
+        rule = mapping.closed_by.competency_proficient
+        found.append(
+            (
+                ("closed_by", "competency_proficient", "competency"),
+                ItemRef(rule.site, "competency", rule.competency),
+            )
+        )
+    for path, node in located_triggers(mapping.when):
+        if node.competency is not None:
+            ref = ItemRef(node.competency.site, "competency", node.competency.competency)
+            found.append(((*path, "competency", "competency"), ref))
+        if node.completion_older_than is not None:
+            older = node.completion_older_than
+            found.append(
+                ((*path, "completion_older_than", "course"), ItemRef(older.site, "course", older.course))
+            )
+        if node.completion_missing is not None:
+            missing = node.completion_missing
+            found.append(
+                ((*path, "completion_missing", "course"), ItemRef(missing.site, "course", missing.course))
+            )
+        if node.certification_due is not None:
+            due = node.certification_due
+            found.append(
+                (
+                    (*path, "certification_due", "certification"),
+                    ItemRef(due.site, "certification", due.certification),
+                )
+            )
+    return found
 
 
 def item_refs(mapping: m.Mapping) -> set[ItemRef]:
-    found = {ItemRef(t.site, t.kind, t.ref) for t in mapping.recommend}
-    if mapping.closed_by.competency_proficient is not None:
-        rule = mapping.closed_by.competency_proficient
-        found.add(ItemRef(rule.site, "competency", rule.competency))
-    for node in triggers(mapping.when):
-        if node.competency is not None:
-            found.add(ItemRef(node.competency.site, "competency", node.competency.competency))
-        if node.completion_older_than is not None:
-            found.add(ItemRef(node.completion_older_than.site, "course", node.completion_older_than.course))
-        if node.completion_missing is not None:
-            found.add(ItemRef(node.completion_missing.site, "course", node.completion_missing.course))
-        if node.certification_due is not None:
-            due = node.certification_due
-            found.add(ItemRef(due.site, "certification", due.certification))
-    return found
+    return {ref for _path, ref in located_item_refs(mapping)}
 
 
 def all_item_refs(mappings: Iterable[m.Mapping]) -> set[ItemRef]:
     return {ref for mapping in mappings for ref in item_refs(mapping)}
 
 
-def metrics(mapping: m.Mapping) -> set[str]:
-    found = {mapping.measure.metric} if mapping.measure else set()
-    for node in triggers(mapping.when):
-        for rule in (node.kpi, node.kpi_trend, node.kpi_percentile):
+def located_metrics(mapping: m.Mapping) -> list[tuple[FieldPath, str]]:
+    """Every KPI the mapping reads, with the place of its ``metric`` key."""
+    found: list[tuple[FieldPath, str]] = []
+    for path, node in located_triggers(mapping.when):
+        for key in ("kpi", "kpi_trend", "kpi_percentile"):
+            rule = getattr(node, key)
             if rule is not None:
-                found.add(rule.metric)
+                found.append(((*path, key, "metric"), rule.metric))
+    if mapping.measure:
+        found.append((("measure", "metric"), mapping.measure.metric))
     return found
+
+
+def metrics(mapping: m.Mapping) -> set[str]:
+    return {metric for _path, metric in located_metrics(mapping)}
 
 
 def kpi_needs(mappings: Iterable[m.Mapping]) -> KpiNeeds:

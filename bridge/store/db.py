@@ -20,6 +20,21 @@ from bridge.log import redact_text
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
+def sqlite_file_missing(url: str) -> bool:
+    """Whether ``url`` names a SQLite file that does not exist yet (a state never set up);
+    connecting would create it, which a read-only command must not do."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return False
+    database = parsed.database or ""
+    return (
+        parsed.get_backend_name() == "sqlite"
+        and database not in ("", ":memory:")
+        and not Path(database).exists()
+    )
+
+
 def make_engine(url: str, echo: bool = False) -> Engine:
     try:
         parsed = make_url(url)

@@ -4,17 +4,32 @@ from __future__ import annotations
 
 import signal
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
 
+from bridge.errors import BridgeError
 from connectors.moodle.sim import capabilities as caps
 from connectors.moodle.sim.server import Running, Simulator, serve
 from connectors.moodle.sim.state import SiteState
 from connectors.moodle.sim.versions import DEFAULT, SPECS
 from connectors.simulation.org import generate
+
+R = TypeVar("R", bound=Running[Any])
+
+
+def listening(start: Callable[[], R], port: int) -> R:
+    """``start()`` a simulator, or one line saying why the port cannot be had (in use, no
+    permission) instead of a traceback."""
+    try:
+        return start()
+    except OSError as exc:
+        raise BridgeError(
+            f"cannot listen on 127.0.0.1:{port}: {exc.strerror or exc} (choose another --port)"
+        ) from None
 
 
 def serve_until_stopped(handle: Running[Any], what: str, seed: int, people: int) -> None:
@@ -92,16 +107,19 @@ def command(
             f"unknown Moodle release {release!r}; known: {', '.join(SPECS)}", param_hint="--version"
         )
     granted = caps.load(capabilities) if capabilities is not None else None
-    handle = start_in_thread(
-        token,
-        seed,
-        people,
-        courses,
-        release,
+    handle = listening(
+        lambda: start_in_thread(
+            token,
+            seed,
+            people,
+            courses,
+            release,
+            port,
+            manager_share=manager_share,
+            competencies=competencies,
+            capabilities=granted,
+            forcetimezone=forcetimezone,
+        ),
         port,
-        manager_share=manager_share,
-        competencies=competencies,
-        capabilities=granted,
-        forcetimezone=forcetimezone,
     )
     serve_until_stopped(handle, f"Moodle {release} simulator", seed, people)

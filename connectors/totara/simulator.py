@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from connectors.moodle.sim.state import SiteState
-from connectors.moodle.simulator import serve_until_stopped
+from connectors.moodle.simulator import listening, serve_until_stopped
 from connectors.simulation.org import generate
 from connectors.totara.sim.schema import release as totara_release
 from connectors.totara.sim.server import RunningTotara, TotaraSimulator, serve
@@ -67,14 +67,17 @@ def command(
         name = totara_release(release).name
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--version") from None
-    handle = start_in_thread(
-        client_id,
-        client_secret,
-        token=token,
-        seed=seed,
-        people=people,
-        release=name,
-        replica=replica,
-        port=port,
+    handle = listening(
+        lambda: start_in_thread(
+            client_id,
+            client_secret,
+            token=token,
+            seed=seed,
+            people=people,
+            release=name,
+            replica=replica,
+            port=port,
+        ),
+        port,
     )
     serve_until_stopped(handle, f"Totara {name} simulator", seed, people)
