@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sequence, Set
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 
@@ -42,14 +42,17 @@ def board_of(sink: Sink) -> RecommendationBoard | None:
     return board() if callable(board) else None
 
 
-def publish(engine: Engine, sinks: Mapping[str, Sink], now: datetime) -> BoardReport:
+def publish(
+    engine: Engine, sinks: Mapping[str, Sink], now: datetime, unreachable: Set[str] = frozenset()
+) -> BoardReport:
+    """Write the sets that changed. The site is asked nothing when no set changed (so a site that
+    is down costs nothing in a steady run), nor when this run found it ``unreachable``."""
     report = BoardReport()
     for site, sink in sinks.items():
+        if site in unreachable or not callable(getattr(sink, "board", None)):
+            continue
         try:
-            board = board_of(sink)
-            if board is None:
-                continue
-            report.written += _publish_site(engine, site, board, now)
+            report.written += _publish_site(engine, site, sink, now)
         except BridgeError as exc:
             message = f"showing recommendations on site '{site}': {redact_text(str(exc))}"
             log.error("recommendations not shown", site=site, error=message)
@@ -57,7 +60,7 @@ def publish(engine: Engine, sinks: Mapping[str, Sink], now: datetime) -> BoardRe
     return report
 
 
-def _publish_site(engine: Engine, site: str, board: RecommendationBoard, now: datetime) -> int:
+def _publish_site(engine: Engine, site: str, sink: Sink, now: datetime) -> int:
     with engine.connect() as conn:
         wanted = open_recommendations(conn, site)
         told = dict(
@@ -71,14 +74,16 @@ def _publish_site(engine: Engine, site: str, board: RecommendationBoard, now: da
         uid: items for uid, items in wanted.items() if told.get(uid) != digest(items)
     }
     changed.update({uid: [] for uid in told if uid not in wanted})
+    board = board_of(sink) if changed else None
+    if board is None:
+        return 0
     users = sorted(changed)
     for start in range(0, len(users), USERS_PER_CALL):
         chunk = {uid: changed[uid] for uid in users[start : start + USERS_PER_CALL]}
         board.show(chunk)
         with engine.begin() as conn:
             _remember(conn, site, chunk, now)
-    if users:
-        log.info("recommendations shown on the site", site=site, people=len(users))
+    log.info("recommendations shown on the site", site=site, people=len(users))
     return len(users)
 
 

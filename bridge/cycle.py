@@ -310,7 +310,7 @@ def deliver_stage(
     started = time.monotonic()
     report = deliver(engine, sinks, settings, stop=stop)
     if not report.paused:
-        report.errors += board.publish(engine, sinks, clock.now()).errors
+        report.errors += board.publish(engine, sinks, clock.now(), report.unreachable).errors
     metrics.stage_duration.labels("deliver").observe(time.monotonic() - started)
     if report.errors:
         health.record_failure(engine, "deliver", "; ".join(report.errors), clock.now())
