@@ -90,7 +90,7 @@ class block_lmsbridge extends block_base {
     private function items(array $items, bool $withlearner): string {
         $entries = '';
         foreach ($items as $item) {
-            $title = format_string($item->title, true, ['context' => context_system::instance()]);
+            $title = s($item->title);
             $line = $item->url ? html_writer::link(new moodle_url($item->url), $title) : $title;
             if ($withlearner) {
                 $line = html_writer::span(fullname($item), 'font-weight-bold') . ': ' . $line;

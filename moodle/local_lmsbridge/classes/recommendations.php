@@ -86,7 +86,8 @@ class recommendations {
      */
     public static function for_user(int $userid): array {
         global $DB;
-        return array_values($DB->get_records(self::TABLE, ['userid' => $userid], 'duedate = 0, duedate ASC, timecreated ASC'));
+        $sort = 'CASE WHEN duedate = 0 THEN 1 ELSE 0 END, duedate, timecreated';
+        return array_values($DB->get_records(self::TABLE, ['userid' => $userid], $sort));
     }
 
     /**

@@ -52,8 +52,10 @@ class set_recommendations extends external_api {
                 'userid' => new external_value(PARAM_INT, 'The learner'),
                 'items' => new external_multiple_structure(new external_single_structure([
                     'reference' => new external_value(PARAM_ALPHANUMEXT, 'lmsbridge key of the recommendation'),
-                    'title' => new external_value(PARAM_TEXT, 'What is recommended'),
-                    'reason' => new external_value(PARAM_TEXT, 'Why', VALUE_DEFAULT, ''),
+                    // Plain text, stored as sent and escaped where shown (PARAM_TEXT would refuse
+                    // a reason whose cleaning changes it, such as one with a '<').
+                    'title' => new external_value(PARAM_RAW, 'What is recommended (plain text)'),
+                    'reason' => new external_value(PARAM_RAW, 'Why (plain text)', VALUE_DEFAULT, ''),
                     'url' => new external_value(PARAM_URL, 'Link to the learning', VALUE_DEFAULT, ''),
                     'duedate' => new external_value(PARAM_INT, 'Due date (0: none)', VALUE_DEFAULT, 0),
                     'managerid' => new external_value(PARAM_INT, 'The learner\'s manager (0: none)', VALUE_DEFAULT, 0),

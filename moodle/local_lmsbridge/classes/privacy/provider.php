@@ -84,7 +84,8 @@ class provider implements
                   FROM {context} ctx
                  WHERE ctx.contextlevel = :contextlevel AND ctx.instanceid = :userid
                    AND (EXISTS (SELECT 1 FROM {local_lmsbridge_changes} c WHERE c.userid = ctx.instanceid)
-                        OR EXISTS (SELECT 1 FROM {local_lmsbridge_recs} r WHERE r.userid = ctx.instanceid))";
+                        OR EXISTS (SELECT 1 FROM {local_lmsbridge_recs} r WHERE r.userid = ctx.instanceid)
+                        OR EXISTS (SELECT 1 FROM {local_lmsbridge_recs} m WHERE m.managerid = ctx.instanceid))";
         $contextlist->add_from_sql($sql, ['contextlevel' => CONTEXT_USER, 'userid' => $userid]);
         return $contextlist;
     }
@@ -102,6 +103,7 @@ class provider implements
         $params = ['userid' => $context->instanceid];
         $userlist->add_from_sql('userid', 'SELECT userid FROM {local_lmsbridge_changes} WHERE userid = :userid', $params);
         $userlist->add_from_sql('userid', 'SELECT userid FROM {local_lmsbridge_recs} WHERE userid = :userid', $params);
+        $userlist->add_from_sql('managerid', 'SELECT managerid FROM {local_lmsbridge_recs} WHERE managerid = :userid', $params);
     }
 
     /**
@@ -146,6 +148,18 @@ class provider implements
                     ];
                 }, array_values($recs));
                 writer::with_context($context)->export_data([$component, get_string('privacy:recommendations', 'local_lmsbridge')],
+                    (object) ['recommendations' => $rows]);
+            }
+            // As a manager: that they are named on their reports' recommendations (not the reports' data).
+            $asmanager = $DB->get_records('local_lmsbridge_recs', ['managerid' => $userid], 'id ASC', 'id, title, duedate');
+            if ($asmanager) {
+                $rows = array_map(function($row) {
+                    return (object) [
+                        'title' => $row->title,
+                        'duedate' => $row->duedate ? \core_privacy\local\request\transform::datetime($row->duedate) : '',
+                    ];
+                }, array_values($asmanager));
+                writer::with_context($context)->export_data([$component, get_string('privacy:asmanager', 'local_lmsbridge')],
                     (object) ['recommendations' => $rows]);
             }
         }

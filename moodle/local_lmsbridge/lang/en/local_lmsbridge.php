@@ -28,6 +28,7 @@ $string['pluginname'] = 'lmsbridge';
 $string['lmsbridge:managerecommendations'] = 'Replace the recommendations lmsbridge shows to learners';
 $string['lmsbridge:readchanges'] = 'Read the lmsbridge change log (completions, ratings, enrolments, user changes)';
 $string['lmsbridge:viewownrecommendations'] = 'See one\'s own lmsbridge recommendations and those of one\'s reports';
+$string['privacy:asmanager'] = 'Recommendations of your reports that name you as their manager';
 $string['privacy:changes'] = 'Logged changes';
 $string['privacy:metadata:changes'] = 'An append-only log of learning changes (course completions, competency ratings, enrolment changes, account changes) that the lmsbridge service reads.';
 $string['privacy:metadata:changes:competencyid'] = 'The competency rated';
