@@ -20,13 +20,13 @@ from bridge.ports import PullContext, PullScope, Webhook
 from bridge.records import CompetencyRating, Completion, Enrolment, LmsUser
 from bridge.store import schema as t
 from bridge.webhooks import signature_ok
-from connectors.moodle import errors
+from connectors.moodle import doctor, errors
 from connectors.moodle.changes import SIGNATURE_HEADER
 from connectors.moodle.client import MoodleClient
-from connectors.moodle.doctor import checks
 from connectors.moodle.sim.server import Running
 from connectors.moodle.simulator import start_in_thread
 from connectors.moodle.source import MoodleSource
+from tests import moodle_checks as checks
 from tests.conftest import SIM_TOKEN
 from tests.test_cli_e2e import config, run
 from tests.test_moodle_connector import View
@@ -169,7 +169,7 @@ def test_each_change_is_pushed_signed_to_the_webhook(site: Running) -> None:
 
 def test_doctor_reports_the_plugin_its_version_and_its_webhook(site: Running) -> None:
     def plugin_check(secret_set: bool) -> Any:
-        found = checks(MoodleSource("moodle", client(site)), [], webhook_secret_set=secret_set)
+        found = doctor.checks(MoodleSource("moodle", client(site)), [], webhook_secret_set=secret_set)
         return next(c for c in found if c.name == "companion plugin local_lmsbridge")
 
     check = plugin_check(False)
@@ -180,7 +180,7 @@ def test_doctor_reports_the_plugin_its_version_and_its_webhook(site: Running) ->
     check = plugin_check(False)
     assert not check.ok and "webhook_secret" in check.fix
     assert plugin_check(True).ok
-    found = checks(MoodleSource("moodle", client(site)), ["competencies"])
+    found = doctor.checks(MoodleSource("moodle", client(site)), ["competencies"])
     names = {c.name for c in found}
     assert "function local_lmsbridge_get_changes" in names
     assert "function tool_lp_data_for_user_competency_summary" not in names  # the log has the ratings
@@ -216,3 +216,9 @@ def test_open_recommendations_are_shown_and_closed_ones_disappear(tmp_path: Path
     site.state.complete(user_id, course)
     assert run(cfg, "sync", "--once").returncode == 0
     assert reference not in site.state.plugin.recommendations.get(user_id, {})
+
+
+def test_the_simulated_plugin_passes_the_live_suites_checks(site: Running) -> None:
+    raw = checks.raw_caller(site.url, SIM_TOKEN)
+    assert checks.check_plugin_changes(raw) == 5
+    assert checks.check_plugin_info(raw)["webhook"]["secretset"] is False
