@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+from apscheduler.triggers.date import DateTrigger
 from sqlalchemy import create_engine, select
 
+from bridge.daemon import EARLY_PULL_GAP, Daemon
 from bridge.store import schema as t
 from connectors.moodle.sim.server import Running
 from connectors.moodle.simulator import start_in_thread
@@ -85,3 +88,34 @@ def test_a_pushed_completion_queues_reinforcement_without_waiting_a_poll(
     assert "webhook received; pulling the site now" in log and SECRET not in log
     assert hook.last_status == "HTTP 202"
     assert seconds < 30, f"a pushed completion took {seconds:.1f} s to be followed up"
+
+
+class RecordingScheduler:
+    def __init__(self) -> None:
+        self.modified: list[str] = []
+        self.added: list[tuple[str, datetime, bool]] = []
+
+    def modify_job(self, job_id: str, **_changes: object) -> None:
+        self.modified.append(job_id)
+
+    def add_job(
+        self, _func: object, trigger: DateTrigger, *, args: list[str], id: str, replace_existing: bool
+    ) -> None:
+        self.added.append((id, trigger.run_date, replace_existing))
+
+
+def test_a_notification_inside_the_early_pull_gap_sets_one_pull_for_the_gaps_end() -> None:
+    daemon = SimpleNamespace(early_pulls={}, decide_after=set(), scheduler=RecordingScheduler())
+    daemon.pull_now = lambda name: Daemon.pull_now(daemon, name)  # type: ignore[arg-type]
+    Daemon.pull_now(daemon, "moodle")  # type: ignore[arg-type]
+    assert daemon.scheduler.modified == ["pull:moodle"] and daemon.decide_after == {"moodle"}
+    daemon.decide_after.clear()
+    for _ in range(5):  # a flood (or a replay) inside the gap
+        Daemon.pull_now(daemon, "moodle")  # type: ignore[arg-type]
+    assert daemon.scheduler.modified == ["pull:moodle"]  # no second early pull now
+    assert {job for job, _when, _replace in daemon.scheduler.added} == {"early-pull:moodle"}
+    assert all(replace for _job, _when, replace in daemon.scheduler.added)  # one job, set again
+    _job, when, _replace = daemon.scheduler.added[-1]
+    assert (
+        timedelta(seconds=EARLY_PULL_GAP - 5) < when - datetime.now(UTC) <= timedelta(seconds=EARLY_PULL_GAP)
+    )
