@@ -3,7 +3,10 @@
 ``/webservice/rest/server.php`` speaks the real protocol (GET or POST, PHP-style parameters,
 ``wstoken``, ``wsfunction``, ``moodlewsrestformat``, errors as HTTP 200 bodies). Under
 ``/_simulator/`` (not part of Moodle) tests and the demo read what was written and change the
-site: ``GET state``, ``POST complete``, ``POST reset-calls``, ``POST faults``.
+site: ``GET state``, ``POST complete``, ``POST reset-calls``, ``POST faults``, ``POST suspend``,
+``POST update-user``, ``POST rate``, ...; and the companion plugin: ``POST install-plugin``,
+``POST plugin-webhook`` (its settings: url, secret, enabled) and ``GET plugin`` (its log, the
+recommendations written to it, the notifications it sent).
 """
 
 from __future__ import annotations
