@@ -91,7 +91,8 @@ def check_plugin_changes(raw: Raw) -> int:
     returns how many rows the first page held."""
     first = raw("local_lmsbridge_get_changes", {"since_id": 0, "limit": 5})
     assert "exception" not in first, first
-    assert set(first) == {"changes", "lastid", "more", "warnings"}, first
+    assert set(first) == {"changes", "lastid", "more", "latestid", "warnings"}, first
+    assert first["latestid"] >= first["lastid"], first
     ids = [c["id"] for c in first["changes"]]
     assert ids == sorted(ids) and len(ids) <= 5
     for change in first["changes"]:

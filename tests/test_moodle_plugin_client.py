@@ -228,3 +228,25 @@ def test_recommendations_are_written_whole_per_user_in_one_call() -> None:
             "recommendations[1][userid]": "6",
         }
     ]
+
+
+@responses.activate
+def test_a_log_that_ends_before_the_cursor_is_read_again_from_the_start() -> None:
+    """The plugin reinstalled: its ids start again, and a cursor past its end would see nothing."""
+
+    def answer(body: dict[str, str]) -> Any:
+        if body["since_id"] == "0":
+            return {
+                "changes": [row(1, "completion", 5, courseid=3)],
+                "lastid": 1,
+                "more": False,
+                "latestid": 1,
+            }
+        return {"changes": [], "lastid": int(body["since_id"]), "more": False, "latestid": 1}
+
+    seen = serve(answer)
+    source, _client = feed()
+    batches = list(source.pull(ctx({"changes": "500"}), in_scope=None))
+    assert [f["since_id"] for f in seen] == ["400", "0"]
+    assert [type(r) for r in records(batches)] == [Completion]
+    assert batches[-1].cursor == "1"

@@ -17,9 +17,12 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
+from bridge.log import get_logger
 from bridge.ports import Batch, PullContext
 from bridge.records import CompetencyRating, Completion, Enrolment, LmsUser, Record
 from connectors.moodle.client import MoodleClient
+
+log = get_logger(__name__)
 
 GET_CHANGES = "local_lmsbridge_get_changes"
 SET_RECOMMENDATIONS = "local_lmsbridge_set_recommendations"
@@ -64,6 +67,18 @@ class ChangesFeed:
         wanted = self.competencies(ctx)
         while True:
             answer = self.client.call(GET_CHANGES, {"since_id": since, "limit": self.page_size})
+            if int(answer.get("latestid", seen)) < seen:
+                # The log ends before the cursor: the plugin was reinstalled (its tables dropped,
+                # its backfill written anew, its ids started again), or a privacy deletion took
+                # its newest rows. Reading it again from the start is right in both cases.
+                log.warning(
+                    "the companion plugin's change log ends before the cursor; reading it again from the start",
+                    site=self.site,
+                    cursor=seen,
+                    latest=answer.get("latestid"),
+                )
+                seen = since = 0
+                continue
             rows: list[dict[str, Any]] = answer.get("changes", [])
             records: list[Record] = []
             changed_users: list[int] = []

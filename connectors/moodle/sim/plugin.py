@@ -69,6 +69,7 @@ def get_changes(state: SiteState, p: dict[str, Any]) -> dict[str, Any]:
         "changes": changes,
         "lastid": changes[-1]["id"] if changes else since,
         "more": more,
+        "latestid": plugin.last_id(),
         "warnings": [],
     }
 

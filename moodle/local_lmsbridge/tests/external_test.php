@@ -66,6 +66,7 @@ final class external_test extends \advanced_testcase {
         $this->assertSame([$first, $second], array_column($page['changes'], 'id'));
         $this->assertTrue($page['more']);
         $this->assertSame($second, $page['lastid']);
+        $this->assertSame($third, $page['latestid']);
         $this->assertSame(1700000001, $page['changes'][0]['timechanged']);
         $this->assertSame('suspended', $page['changes'][1]['status']);
 

@@ -101,7 +101,13 @@ class get_changes extends external_api {
             ];
         }
         $lastid = $changes ? end($changes)['id'] : $params['since_id'];
-        return ['changes' => $changes, 'lastid' => $lastid, 'more' => $more, 'warnings' => []];
+        return [
+            'changes' => $changes,
+            'lastid' => $lastid,
+            'more' => $more,
+            'latestid' => change_log::last_id(),
+            'warnings' => [],
+        ];
     }
 
     /**
@@ -157,6 +163,8 @@ class get_changes extends external_api {
             ])),
             'lastid' => new external_value(PARAM_INT, 'Id of the last change returned (since_id when none): the next since_id'),
             'more' => new external_value(PARAM_BOOL, 'Whether more changes follow lastid'),
+            'latestid' => new external_value(PARAM_INT, 'Id of the newest change in the log: below since_id, the log '
+                . 'was emptied (the plugin reinstalled) and the reader must start again from 0'),
             'warnings' => new \core_external\external_warnings(),
         ]);
     }
