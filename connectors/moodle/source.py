@@ -7,7 +7,10 @@ Streams and what they cost the site:
   linked yet and whose HR record changed are looked up; everyone is refreshed once a day (to
   see suspensions) or on ``--full``.
 - ``courses``: one ``core_course_get_courses_by_field`` call for every course, at most hourly.
-- ``completions``: one of the feeds in :mod:`connectors.moodle.feeds`, chosen automatically.
+- ``completions``: one of the feeds in :mod:`connectors.moodle.feeds`, chosen automatically —
+  or, on a site with the companion plugin, its change log (:mod:`connectors.moodle.changes`,
+  stream ``changes``), which also carries enrolments, ratings and account changes, so the
+  ``enrolments`` and ratings reads below are not made.
 - ``competencies`` (only when a mapping uses competencies): frameworks and competencies hourly;
   learners' plans and their ratings (``core_competency_list_user_plans`` and
   ``list_plan_competencies``) for the learners in scope.
