@@ -250,3 +250,14 @@ def test_a_log_that_ends_before_the_cursor_is_read_again_from_the_start() -> Non
     assert [f["since_id"] for f in seen] == ["400", "0"]
     assert [type(r) for r in records(batches)] == [Completion]
     assert batches[-1].cursor == "1"
+
+
+@responses.activate
+def test_sets_too_large_for_one_request_are_split_between_calls() -> None:
+    seen = serve(lambda _body: {"users": 1, "stored": 1, "removed": 0, "warnings": []})
+    client = MoodleClient("moodle", URL, "token", max_wait=0.01)
+    many = [ShownRecommendation(f"rec-{n}", f"Course {n}", "why", None, None, None) for n in range(60)]
+    MoodleBoard(client).show({uid: many for uid in range(1, 21)})  # 20 x (1 + 6 x 60) = 7,220 fields
+    assert len(seen) == 3 and all(len(f) - 3 <= 3000 for f in seen)  # less wstoken, wsfunction, format
+    users = {v for f in seen for k, v in f.items() if k.endswith("[userid]")}
+    assert users == {str(uid) for uid in range(1, 21)}

@@ -17,6 +17,7 @@ from connectors.moodle.client import MoodleClient
 log = get_logger(__name__)
 
 TITLE_MAX = 1333  # local_lmsbridge_recs.title
+FIELDS_PER_CALL = 3000  # below the client's MAX_FIELDS, itself below Moodle's max_input_vars
 
 
 class MoodleBoard:
@@ -24,7 +25,22 @@ class MoodleBoard:
         self.client = client
 
     def show(self, shown: Mapping[int, Sequence[ShownRecommendation]]) -> None:
-        entries = [{"userid": uid, "items": [item(r) for r in items]} for uid, items in shown.items()]
+        """One call, or several when the sets would make too many form fields for one request."""
+        batch: list[dict[str, Any]] = []
+        fields = 0
+        for uid, items in shown.items():
+            values = [item(r) for r in items]
+            entry: dict[str, Any] = {"userid": uid, "items": values}
+            size = 1 + sum(len(v) for v in values)
+            if batch and fields + size > FIELDS_PER_CALL:
+                self._write(batch)
+                batch, fields = [], 0
+            batch.append(entry)
+            fields += size
+        if batch:
+            self._write(batch)
+
+    def _write(self, entries: list[dict[str, Any]]) -> None:
         answer = self.client.call(SET_RECOMMENDATIONS, {"recommendations": entries})
         # A user the site no longer has is reported in a warning (the client logs each one);
         # their set is gone with them, so nothing is left to retry.
