@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo demo-mixed test lint format bench image clean
+.PHONY: demo demo-mixed test lint format bench image clean plugin php-lint
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "lmsbridge needs Python 3.11 or newer (set PYTHON=...)")'
@@ -33,7 +33,30 @@ $(CHROMIUM):
 # instead of bridge.clock fails at once, not only at some hours of some days.
 SHIFTED_TIME := 2031-02-14 23:30:00
 
-test: $(STAMP) $(CHROMIUM)
+# The companion Moodle plugin is checked with Debian's php-cli (`php -l` on every PHP file).
+PHP := /usr/bin/php
+
+$(PHP):
+	@command -v apt-get >/dev/null || { echo "the plugin checks need php-cli at $(PHP)"; exit 1; }
+	$(SUDO) apt-get update -qq
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq php-cli
+
+php-lint: $(PHP)
+	@find moodle -name '*.php' -print0 | xargs -0 -n1 $(PHP) -l >/dev/null && echo "php -l: every plugin file parses"
+
+# The plugins as Moodle's plugin installer takes them: a ZIP holding the folder `lmsbridge/`.
+BUILD ?= build
+
+plugin:
+	@rm -rf $(BUILD)/plugin && mkdir -p $(BUILD)/plugin/local $(BUILD)/plugin/block
+	cp -R moodle/local_lmsbridge $(BUILD)/plugin/local/lmsbridge
+	cp -R moodle/block_lmsbridge $(BUILD)/plugin/block/lmsbridge
+	cd $(BUILD)/plugin/local && rm -f ../../local_lmsbridge.zip && $(PYTHON) -m zipfile -c ../../local_lmsbridge.zip lmsbridge
+	cd $(BUILD)/plugin/block && rm -f ../../block_lmsbridge.zip && $(PYTHON) -m zipfile -c ../../block_lmsbridge.zip lmsbridge
+	@rm -rf $(BUILD)/plugin
+	@echo "$(BUILD)/local_lmsbridge.zip (install as local/lmsbridge), $(BUILD)/block_lmsbridge.zip (blocks/lmsbridge)"
+
+test: $(STAMP) $(CHROMIUM) php-lint
 	$(BIN)/python -m pytest
 	$(BIN)/python -m tests.clock_shift "$(SHIFTED_TIME)" -q -p no:cacheprovider --ignore=tests/browser
 

@@ -10,6 +10,9 @@ Lower bound of a steady-state poll: Moodle has no "completions since" function; 
 read is a Report Builder report, whose page size has no maximum. Learning about c new
 completions therefore needs at least one call (one page sorted newest first), and no feed can
 do with zero calls because nothing pushes completions to the bridge. So the floor is 1 call.
+The companion plugin's change log (``plugin``, a site with moodle/local_lmsbridge installed)
+reads every change after a cursor in one call as well, with exact times and enrolments, ratings
+and account changes in the same call.
 
     python -m bench.moodle_calls [--learners 10000]
 """
@@ -54,7 +57,7 @@ def calls_of(handle: Any) -> dict[str, int]:
 
 
 def feed_run(feed: str, learners: int, courses: int, run: Run) -> dict[str, Any]:
-    handle = start_in_thread(TOKEN, people=learners, courses=courses - 6)
+    handle = start_in_thread(TOKEN, people=learners, courses=courses - 6, plugin=feed == "plugin")
     try:
         with tempfile.TemporaryDirectory() as raw:
             root = Path(raw)
@@ -136,7 +139,7 @@ def main() -> None:
     print(f"Moodle calls: {args.learners} learners x {args.courses} courses; mappings use 5 courses")
     results = {
         feed: feed_run(feed, args.learners, args.courses, run)
-        for feed in ("report", "per_learner", "per_course")
+        for feed in ("plugin", "report", "per_learner", "per_course")
     }
     naive = None if args.skip_naive else naive_run(args.learners, args.courses, run)["poll"]
     print("\nfeed          initial  steady  vs lower bound (1)  naive/steady")

@@ -16,7 +16,7 @@ from datetime import datetime
 
 from sqlalchemy import Engine, and_, select
 
-from bridge import clock, clock_guard, health, locks, metrics, registry
+from bridge import board, clock, clock_guard, health, locks, metrics, registry
 from bridge.act import Actor
 from bridge.decide import DecideReport, evaluate
 from bridge.delivery import DeliveryReport, deliver
@@ -312,6 +312,8 @@ def deliver_stage(
         return DeliveryReport(errors=[refused])
     started = time.monotonic()
     report = deliver(engine, sinks, settings, stop=stop)
+    if not report.paused:
+        report.errors += board.publish(engine, sinks, clock.now(), report.unreachable).errors
     metrics.stage_duration.labels("deliver").observe(time.monotonic() - started)
     if report.errors:
         health.record_failure(engine, "deliver", "; ".join(report.errors), clock.now())

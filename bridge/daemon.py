@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 from contextlib import suppress
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from types import FrameType
 from typing import Any
@@ -27,6 +27,7 @@ from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobEve
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
@@ -70,6 +71,7 @@ class Daemon:
         self.stopping = threading.Event()
         self.reload_requested = threading.Event()
         self.early_pulls: dict[str, float] = {}  # source -> monotonic time of its last early pull
+        self.decide_after: set[str] = set()  # sources whose next pull is an early one: decide after it
         self.seen_files: str | None = None  # the first check validates the directory once more
         self.paused_seen = False  # a service found paused at its first delivery run says so
         self.sources = {s.name: s for s in ordered_sources(settings)}
@@ -115,13 +117,26 @@ class Daemon:
     def pull_now(self, name: str) -> None:
         """Run the source's pull job at once (coalesced with a run already due or running), at
         most once per :data:`EARLY_PULL_GAP` seconds: a replayed or flooded webhook, which its
-        signature cannot tell from a new one, costs the site at most that one early pull."""
+        signature cannot tell from a new one, costs the site at most that one early pull. A
+        signal inside the gap is not lost: one early pull is set for the gap's end. Decide runs
+        right after an early pull, so a pushed completion closes its reminders and queues its
+        reinforcement then, not at the next decide interval."""
         now = time.monotonic()
         last = self.early_pulls.get(name)
         if last is not None and now - last < EARLY_PULL_GAP:
             log.info("webhook received; an early pull of the site was asked for just before", site=name)
+            self.scheduler.add_job(
+                self.pull_now,
+                DateTrigger(
+                    datetime.now(UTC) + timedelta(seconds=EARLY_PULL_GAP - (now - last)), timezone=UTC
+                ),
+                args=[name],
+                id=f"early-pull:{name}",
+                replace_existing=True,
+            )
             return
         self.early_pulls[name] = now
+        self.decide_after.add(name)
         self.scheduler.modify_job(f"pull:{name}", next_run_time=datetime.now(UTC))
 
     # ------------------------------------------------------------------ jobs
@@ -181,6 +196,8 @@ class Daemon:
             conn.execute(stmt, values)
 
     def _pull(self, name: str) -> None:
+        early = name in self.decide_after
+        self.decide_after.discard(name)
         report = pull_source(self.engine, self.settings, self.mapping_set, self.sources[name])
         log.info(
             "pulled",
@@ -190,6 +207,8 @@ class Daemon:
             skipped=report.skipped,
             error=report.error,
         )
+        if early and not self.stopping.is_set():
+            self.scheduler.modify_job("decide", next_run_time=datetime.now(UTC))
 
     def _decide(self) -> None:
         stage = decide_stage(self.engine, self.settings, self.mapping_set)

@@ -41,6 +41,7 @@ class DeliveryReport:
     paused: bool = False
     errors: list[str] = field(default_factory=list)
     delivered: list[dict[str, Any]] = field(default_factory=list)
+    unreachable: set[str] = field(default_factory=set)  # sites given up on in this run
 
 
 def _policy(settings: Settings) -> outbox.RetryPolicy:
@@ -123,6 +124,7 @@ def deliver(
                 _send_site(engine, sinks.get(site), site, rows, settings, report, failed_sites)
         if failed_sites and all(row.site in failed_sites for row in claimed):
             break
+    report.unreachable = failed_sites
     return report
 
 

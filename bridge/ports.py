@@ -214,6 +214,32 @@ class Sink(Protocol):
 
 
 @dataclass(frozen=True)
+class ShownRecommendation:
+    """An open recommendation as the learner (and their manager) sees it inside the LMS."""
+
+    reference: str  # stable per recommendation: the site replaces by it
+    title: str
+    reason: str
+    url: str | None
+    due_at: datetime | None
+    manager_user_id: int | None  # the manager's account on the same site, who sees it too
+
+
+class RecommendationBoard(Protocol):
+    """A site that shows learners their open recommendations (Moodle with local_lmsbridge)."""
+
+    def show(self, shown: Mapping[int, Sequence[ShownRecommendation]]) -> None:
+        """Make each user's open recommendations exactly these (an empty list: none)."""
+        ...
+
+
+class HasBoard(Protocol):
+    """A sink whose site may show recommendations; ``board()`` is None when this one does not."""
+
+    def board(self) -> RecommendationBoard | None: ...
+
+
+@dataclass(frozen=True)
 class TargetRef:
     """A mapping's reference to a learning item, before the site resolves it to an id."""
 

@@ -1,4 +1,5 @@
-"""Signed events pushed by an LMS (Totara 19.1+ webhooks) as a signal to pull now.
+"""Signed events pushed by an LMS (Totara 19.1+ webhooks, Moodle's companion plugin
+local_lmsbridge) as a signal to pull now.
 
 An event is accepted only when its HMAC-SHA256 signature, computed over the exact body with the
 site's shared secret, matches the signature header; the comparison is constant-time. The body is
@@ -7,7 +8,8 @@ reads the same data through the routes the cursors already track — so a forged
 dropped event can at worst cause or miss one early pull, never a wrong record. Early pulls of a
 site are at most one per 30 s (bridge.daemon), so a replayed flood costs the site that one pull.
 No timestamp window is checked: the body is not relied on (see above), and no signed timestamp
-or nonce of Totara's could be confirmed without a real 19.1 site.
+or nonce of Totara's could be confirmed without a real 19.1 site. (The Moodle plugin's body carries
+a time and the log's newest id; they are not needed either, for the same reason.)
 """
 
 from __future__ import annotations

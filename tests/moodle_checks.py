@@ -78,3 +78,39 @@ def report_time(text: str) -> datetime:
 def refusal(answer: Any, errorcode: str) -> str:
     assert isinstance(answer, dict) and answer.get("errorcode") == errorcode, answer
     return str(answer["message"])
+
+
+CHANGE_KEYS = {
+    "id", "kind", "userid", "courseid", "competencyid", "planid", "grade", "gradename", "proficiency",
+    "status", "idnumber", "email", "suspended", "deleted", "timechanged", "timecreated",
+}  # fmt: skip
+
+
+def check_plugin_changes(raw: Raw) -> int:
+    """local_lmsbridge_get_changes pages the log in id order with the fields lmsbridge reads;
+    returns how many rows the first page held."""
+    first = raw("local_lmsbridge_get_changes", {"since_id": 0, "limit": 5})
+    assert "exception" not in first, first
+    assert set(first) == {"changes", "lastid", "more", "latestid", "warnings"}, first
+    assert first["latestid"] >= first["lastid"], first
+    ids = [c["id"] for c in first["changes"]]
+    assert ids == sorted(ids) and len(ids) <= 5
+    for change in first["changes"]:
+        assert set(change) == CHANGE_KEYS, change
+        assert change["kind"] in ("completion", "rating", "enrolment", "user"), change
+        assert isinstance(change["timechanged"], int) and change["timechanged"] > 0, change
+        if change["kind"] == "enrolment":
+            assert change["status"] in ("active", "suspended", "ended", "removed"), change
+    assert first["lastid"] == (ids[-1] if ids else 0)
+    after = raw("local_lmsbridge_get_changes", {"since_id": first["lastid"], "limit": 5})
+    assert all(c["id"] > first["lastid"] for c in after["changes"]), after
+    return len(ids)
+
+
+def check_plugin_info(raw: Raw) -> dict[str, Any]:
+    """local_lmsbridge_get_info names the plugin and its webhook state, never the secret."""
+    info = raw("local_lmsbridge_get_info")
+    assert "exception" not in info, info
+    assert info["component"] == "local_lmsbridge" and info["version"] >= 2026120300, info
+    assert set(info["webhook"]) == {"enabled", "url", "secretset", "lastsent", "laststatus"}, info
+    return dict(info)

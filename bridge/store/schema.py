@@ -350,6 +350,17 @@ digest_items = Table(
     Index("ix_digest_items_manager", "manager_id", "action_key"),
 )
 
+# What each learner's site was last told their open recommendations are (bridge.board): a digest
+# of the set, so only people whose set changed are written again.
+shown_recommendations = Table(
+    "shown_recommendations",
+    metadata,
+    Column("site", String(64), primary_key=True),
+    Column("user_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("digest", String(64), nullable=False),
+    updated_at(),
+)
+
 opt_outs = Table(
     "opt_outs",
     metadata,

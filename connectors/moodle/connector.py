@@ -8,8 +8,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, SecretStr, field_validator
 
-from bridge.ports import Connector, DoctorCheck, Sink, Source
+from bridge.ports import Connector, DoctorCheck, Sink, Source, Webhook
 from bridge.settings import Settings
+from connectors.moodle.changes import SIGNATURE_HEADER
 from connectors.moodle.client import MoodleClient
 from connectors.moodle.doctor import checks
 from connectors.moodle.feeds import ReportColumns
@@ -44,8 +45,10 @@ class MoodleOptions(BaseModel):
         default=5, description="Role given by enrolments (5 = student on a standard site)."
     )
     users_chunk: int = Field(default=100, ge=1, le=500, description="Users looked up per call.")
-    completion_feed: Literal["auto", "report", "per_learner", "per_course"] = Field(
-        default="auto", description="How completions are read; auto picks the cheapest the site supports."
+    completion_feed: Literal["auto", "plugin", "report", "per_learner", "per_course"] = Field(
+        default="auto",
+        description="How completions are read; auto picks the cheapest the site supports (the companion "
+        "plugin's change log first, which also carries enrolments, ratings and user changes).",
     )
     completion_report: int | str | None = Field(
         default=None,
@@ -56,6 +59,11 @@ class MoodleOptions(BaseModel):
         default=1440, ge=0, description="Re-read completions this far behind the cursor (late writes)."
     )
     message_batch: int = Field(default=50, ge=1, le=500, description="Messages sent per call.")
+    webhook_secret: SecretStr | None = Field(
+        default=None,
+        description="The companion plugin's webhook secret (its settings: Webhook secret); each signed "
+        "notification POSTed to the daemon's /webhooks/<site> triggers a pull.",
+    )
     report_timezone: str = Field(
         default="UTC",
         description="The zone the completion report's dates are shown in: UTC, unless the site forces a "
@@ -109,7 +117,18 @@ def build_sink(name: str, options: Any, settings: Settings) -> Sink:
 def doctor(name: str, options: Any, settings: Settings, needs: Any) -> list[DoctorCheck]:
     source = build_source(name, options, settings)
     assert isinstance(source, MoodleSource)
-    return checks(source, needs, settings=settings, role_id=options.student_role_id)
+    return checks(
+        source,
+        needs,
+        settings=settings,
+        role_id=options.student_role_id,
+        webhook_secret_set=options.webhook_secret is not None,
+    )
+
+
+def webhook(options: Any) -> Webhook | None:
+    secret = options.webhook_secret
+    return Webhook(SIGNATURE_HEADER, secret.get_secret_value()) if secret is not None else None
 
 
 connector = Connector(
@@ -119,4 +138,5 @@ connector = Connector(
     build_source=build_source,
     build_sink=build_sink,
     doctor=doctor,
+    webhook=webhook,
 )

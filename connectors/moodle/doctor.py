@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from bridge.errors import BridgeError
 from bridge.ports import DoctorCheck
 from bridge.settings import Settings
+from connectors.moodle.changes import GET_CHANGES, GET_INFO, SET_RECOMMENDATIONS, ChangesFeed
 from connectors.moodle.client import MoodleClient
 from connectors.moodle.doctor_probes import (
     account_checks,
@@ -17,7 +18,7 @@ from connectors.moodle.doctor_probes import (
     report_time_check,
 )
 from connectors.moodle.feeds import ReportFeed
-from connectors.moodle.source import MoodleSource
+from connectors.moodle.source import SUMMARY, MoodleSource
 
 # function -> the Moodle release that added it (README > Moodle, "since")
 SINCE = {
@@ -97,6 +98,15 @@ FUNCTIONS = {
         "adding a competency to a plan",
         "moodle/competency:planmanage",
     ),
+    GET_CHANGES: (
+        "the companion plugin's change feed (completions, ratings, enrolments, user changes)",
+        "local/lmsbridge:readchanges",
+    ),
+    SET_RECOMMENDATIONS: (
+        'showing learners their recommendations ("Recommended for you")',
+        "local/lmsbridge:managerecommendations",
+    ),
+    GET_INFO: ("the companion plugin's version and webhook status", "local/lmsbridge:readchanges"),
 }
 READ = [
     "core_webservice_get_site_info",
@@ -122,6 +132,7 @@ NEEDS = {
     ],
 }
 FEED_FUNCTIONS = {
+    "plugin": [GET_CHANGES, GET_INFO, SET_RECOMMENDATIONS],
     "report": ["core_reportbuilder_list_reports", "core_reportbuilder_retrieve_report"],
     "per_learner": ["core_enrol_get_users_courses", "core_completion_get_course_completion_status"],
     "per_course": ["core_enrol_get_enrolled_users", "core_completion_get_course_completion_status"],
@@ -154,6 +165,7 @@ def checks(
     needs: Sequence[str],
     settings: Settings | None = None,
     role_id: int = 5,
+    webhook_secret_set: bool = False,
 ) -> list[DoctorCheck]:
     client: MoodleClient = source.client
     results: list[DoctorCheck] = []
@@ -185,7 +197,7 @@ def checks(
         feed = None
     if feed is not None:
         detail = feed.name
-        if feed.name != "report" and source.feed_choice == "auto":
+        if feed.name not in ("report", "plugin") and source.feed_choice == "auto":
             reason = report_fallback_reason(client, offered, release, source.report)
             detail += f", not the report feed (one call per poll): {reason}"
         results.append(DoctorCheck("completion feed", True, detail, required=False))
@@ -194,10 +206,22 @@ def checks(
             results.append(columns)
             if columns.ok:
                 results.append(_guarded("report times are UTC", lambda: report_time_check(client, feed)))
+    results.extend(plugin_checks(client, offered, webhook_secret_set))
+    # The plugin's log carries the ratings: the per-learner rating functions are not needed.
+    per_learner_ratings = {
+        SUMMARY,
+        "core_competency_list_user_plans",
+        "core_competency_list_plan_competencies",
+    }
     wanted = [
         *READ,
         *(FEED_FUNCTIONS[feed.name] if feed else []),
-        *(f for need in needs for f in NEEDS.get(need, [])),
+        *(
+            f
+            for need in needs
+            for f in NEEDS.get(need, [])
+            if not (isinstance(feed, ChangesFeed) and need == "competencies" and f in per_learner_ratings)
+        ),
     ]
     results.extend(function_check(f, offered, release) for f in dict.fromkeys(wanted))
     if "core_user_get_users_by_field" in offered:
@@ -245,6 +269,59 @@ def checks(
             )
         )
     return results
+
+
+def plugin_checks(client: MoodleClient, offered: set[str], webhook_secret_set: bool) -> list[DoctorCheck]:
+    """The companion plugin: whether the service has it, its version, and its webhook."""
+    name = "companion plugin local_lmsbridge"
+    if GET_CHANGES not in offered:
+        return [
+            DoctorCheck(
+                name,
+                True,
+                "not in the token's service (optional): completions, ratings and enrolments are read "
+                "through Moodle's own functions",
+                "for one call per poll, exact times and pushed changes: README > Moodle > The companion plugin",
+                required=False,
+            )
+        ]
+    if GET_INFO not in offered:
+        return [
+            DoctorCheck(
+                name, True, "change feed in the service; add local_lmsbridge_get_info to see its version"
+            )
+        ]
+    return [_guarded(name, lambda: _plugin_info(client, webhook_secret_set))]
+
+
+def _plugin_info(client: MoodleClient, webhook_secret_set: bool) -> DoctorCheck:
+    info = client.call(GET_INFO)
+    hook = info.get("webhook", {})
+    detail = f"version {info.get('version')} ({info.get('release')}), change log at id {info.get('lastid')}; webhook "
+    if not hook.get("enabled"):
+        return DoctorCheck(
+            "companion plugin local_lmsbridge",
+            True,
+            detail + "off: changes wait for the next poll",
+            "Site administration > Plugins > Local plugins > lmsbridge: Webhook URL, secret, Notify lmsbridge",
+        )
+    status = f"{hook.get('url')}, last notification: {hook.get('laststatus') or 'none yet'}"
+    if not hook.get("secretset") or not hook.get("url"):
+        return DoctorCheck(
+            "companion plugin local_lmsbridge",
+            False,
+            detail + "on, but without a URL or secret: nothing is sent",
+            "set the plugin's Webhook URL and Webhook secret",
+        )
+    if not webhook_secret_set:
+        return DoctorCheck(
+            "companion plugin local_lmsbridge",
+            False,
+            detail
+            + f"on ({status}), but this site has no webhook_secret in lmsbridge: every notification is refused",
+            "set webhook_secret under [sites.NAME] (or LMSBRIDGE_SITES__NAME__WEBHOOK_SECRET) to the plugin's secret",
+        )
+    return DoctorCheck("companion plugin local_lmsbridge", True, detail + f"on ({status})")
 
 
 def _report_columns(feed: ReportFeed) -> DoctorCheck:

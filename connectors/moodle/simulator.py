@@ -13,6 +13,7 @@ import typer
 
 from bridge.errors import BridgeError
 from connectors.moodle.sim import capabilities as caps
+from connectors.moodle.sim.plugin_state import VERSION as PLUGIN_VERSION
 from connectors.moodle.sim.server import Running, Simulator, serve
 from connectors.moodle.sim.state import SiteState
 from connectors.moodle.sim.versions import DEFAULT, SPECS
@@ -58,17 +59,23 @@ def start_in_thread(
     competencies: int = 6,
     capabilities: set[str] | frozenset[str] | None = None,
     forcetimezone: str | None = None,
+    plugin: bool = False,
 ) -> Running[Simulator]:
     """A simulator serving on 127.0.0.1 in a background thread (port 0: any free port).
 
     ``capabilities``: the web-service user's (default: exactly README > Moodle's lmsbridge role);
     change them later through ``handle.state.capabilities``, like ``handle.state.forcetimezone``.
+    ``plugin``: the companion plugin local_lmsbridge is installed (its log backfilled from the
+    site), and its capabilities are added to the role as README > Moodle says.
     """
     org = generate(
         seed, people=people, courses=courses, manager_share=manager_share, competencies=competencies
     )
     state = SiteState.build(org, release=release, capabilities=capabilities)
     state.forcetimezone = forcetimezone
+    if plugin:
+        state.install_plugin(PLUGIN_VERSION)
+        state.capabilities |= caps.PLUGIN_ROLE
     return serve(Simulator(state, token), port)
 
 
@@ -100,6 +107,9 @@ def command(
         float, typer.Option("--manager-share", help="Chance that a person manages a team.")
     ] = 0.11,
     competencies: Annotated[int, typer.Option("--competencies", help="Competencies in the framework.")] = 6,
+    plugin: Annotated[
+        bool, typer.Option("--plugin", help="With the companion plugin local_lmsbridge installed.")
+    ] = False,
 ) -> None:
     """Serve a simulated Moodle site over the real REST protocol on 127.0.0.1."""
     if release not in SPECS:
@@ -119,6 +129,7 @@ def command(
             competencies=competencies,
             capabilities=granted,
             forcetimezone=forcetimezone,
+            plugin=plugin,
         ),
         port,
     )

@@ -18,6 +18,8 @@ from bridge.errors import BridgeError, Remedy
 from bridge.log import get_logger
 from bridge.ports import ActionKind, DeliveryOutcome, OutcomeStatus, OutgoingAction, deliver_in_groups
 from connectors.moodle import errors
+from connectors.moodle.board import MoodleBoard
+from connectors.moodle.changes import SET_RECOMMENDATIONS
 from connectors.moodle.client import MoodleClient
 
 log = get_logger(__name__)
@@ -64,6 +66,10 @@ class MoodleSink:
         self.message_batch = message_batch
         self.student_role_id = student_role_id
         self._ws_user: int | None = None
+
+    def board(self) -> MoodleBoard | None:
+        """The site's "Recommended for you", when the companion plugin is in the service."""
+        return MoodleBoard(self.client) if self.client.has_function(SET_RECOMMENDATIONS) else None
 
     @property
     def ws_user(self) -> int:

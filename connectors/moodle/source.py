@@ -7,7 +7,10 @@ Streams and what they cost the site:
   linked yet and whose HR record changed are looked up; everyone is refreshed once a day (to
   see suspensions) or on ``--full``.
 - ``courses``: one ``core_course_get_courses_by_field`` call for every course, at most hourly.
-- ``completions``: one of the feeds in :mod:`connectors.moodle.feeds`, chosen automatically.
+- ``completions``: one of the feeds in :mod:`connectors.moodle.feeds`, chosen automatically —
+  or, on a site with the companion plugin, its change log (:mod:`connectors.moodle.changes`,
+  stream ``changes``), which also carries enrolments, ratings and account changes, so the
+  ``enrolments`` and ratings reads below are not made.
 - ``competencies`` (only when a mapping uses competencies): frameworks and competencies hourly;
   learners' plans and their ratings (``core_competency_list_user_plans`` and
   ``list_plan_competencies``) for the learners in scope.
@@ -26,6 +29,7 @@ from bridge.log import get_logger
 from bridge.ports import Batch, PersonKeys, PullContext
 from bridge.records import Competency, CompetencyRating, Enrolment, ItemKind, LearningItem, LmsUser, Record
 from connectors.moodle import errors
+from connectors.moodle.changes import GET_CHANGES, ChangesFeed
 from connectors.moodle.client import MoodleClient
 from connectors.moodle.feeds import PerCourseFeed, PerLearnerFeed, ReportColumns, ReportFeed, learners, stamp
 
@@ -41,7 +45,8 @@ COURSES_REFRESH = timedelta(hours=1)
 ENROLMENTS_REFRESH = timedelta(hours=1)
 ENROLMENT_PAGE = 1000
 LIKE_FALLBACK_LIMIT = 50
-FeedName = Literal["auto", "report", "per_learner", "per_course"]
+FeedName = Literal["auto", "plugin", "report", "per_learner", "per_course"]
+Feed = ChangesFeed | ReportFeed | PerLearnerFeed | PerCourseFeed
 
 
 @contextmanager
@@ -116,7 +121,7 @@ class MoodleSource:
         )
         self.lookback = lookback
         self.report_zone = report_zone
-        self._feed: ReportFeed | PerLearnerFeed | PerCourseFeed | None = None
+        self._feed: Feed | None = None
         self._competencies: list[Competency] | None = None
         self._tried_like: set[tuple[str, datetime | None]] = set()
 
@@ -124,6 +129,13 @@ class MoodleSource:
         with unexpected_answers(f"Moodle site '{self.name}'"):
             yield from self.pull_users(ctx)
             yield from self.pull_courses(ctx)
+            if isinstance(self.feed(), ChangesFeed):
+                # The plugin's log carries ratings, enrolments and user changes too: only the
+                # competencies themselves are read here, before the log that names them.
+                if ctx.scope.competencies:
+                    yield from self.pull_competency_definitions(ctx)
+                yield from self.pull_completions(ctx)
+                return
             yield from self.pull_completions(ctx)
             yield from self.pull_enrolments(ctx)
             if ctx.scope.competencies:
@@ -243,15 +255,23 @@ class MoodleSource:
 
     # ------------------------------------------------------------------ completions
 
-    def feed(self) -> ReportFeed | PerLearnerFeed | PerCourseFeed:
+    def feed(self) -> Feed:
         """The configured feed, or the cheapest one the site supports (asked once)."""
         if self._feed is None:
             self._feed = self._choose()
             log.info("completion feed chosen", site=self.name, feed=self._feed.name)
         return self._feed
 
-    def _choose(self) -> ReportFeed | PerLearnerFeed | PerCourseFeed:
+    def _choose(self) -> Feed:
         choice = self.feed_choice
+        if choice in ("auto", "plugin") and self.client.has_function(GET_CHANGES):
+            return ChangesFeed(self.name, self.client, self._wanted_competencies, self._users_by_id)
+        if choice == "plugin":
+            raise SourceError(
+                f"site '{self.name}' does not offer {GET_CHANGES}: install the companion plugin "
+                "local_lmsbridge and add its functions to the service (README > Moodle)",
+                Remedy.FIX_CONFIG,
+            )
         if choice in ("auto", "report") and self.client.has_function("core_reportbuilder_retrieve_report"):
             report_id = self._report_id()
             if report_id is not None:
@@ -296,7 +316,7 @@ class MoodleSource:
             return
         refs = ctx.scope.course_refs
         in_scope = ctx.view.course_ids(refs) if refs is not None else None
-        if in_scope is not None and not in_scope:
+        if in_scope is not None and not in_scope and not isinstance(self.feed(), ChangesFeed):
             yield Batch("completions", [], cursor=stamp(ctx.now))
             return
         yield from self.feed().pull(ctx, in_scope)
@@ -364,14 +384,8 @@ class MoodleSource:
         learner and competency. Moodle has no bulk or "since" function for ratings. Without it
         in the service, the plans route reads ratings inside plans only (two calls a learner).
         """
-        if (
-            self._competencies is None
-            or ctx.full
-            or refresh_due(ctx.cursors.get("competencies"), COURSES_REFRESH, ctx.now)
-        ):
-            self._competencies = list(self._frameworks())
-            yield Batch("competencies", list(self._competencies), cursor=stamp(ctx.now))
-        wanted = competency_ids(self._competencies, ctx.scope.competency_refs)
+        yield from self.pull_competency_definitions(ctx)
+        wanted = competency_ids(self._competencies or [], ctx.scope.competency_refs)
         people = ctx.scope.competency_person_ids
         users = learners(ctx) if people is None else learners(ctx, people)
         summary = self.client.has_function(SUMMARY)
@@ -385,6 +399,26 @@ class MoodleSource:
                 yield Batch("ratings", records)
                 records = []
         yield Batch("ratings", records, cursor=stamp(ctx.now))
+
+    def pull_competency_definitions(self, ctx: PullContext) -> Iterator[Batch]:
+        """Frameworks and their competencies, hourly (and on the first pull of a process)."""
+        if (
+            self._competencies is None
+            or ctx.full
+            or refresh_due(ctx.cursors.get("competencies"), COURSES_REFRESH, ctx.now)
+        ):
+            self._competencies = list(self._frameworks())
+            yield Batch("competencies", list(self._competencies), cursor=stamp(ctx.now))
+
+    def _wanted_competencies(self, ctx: PullContext) -> set[int] | None:
+        """The competency ids whose ratings the mappings need (None: no mapping uses ratings)."""
+        if not ctx.scope.competencies or self._competencies is None:
+            return None
+        return competency_ids(self._competencies, ctx.scope.competency_refs)
+
+    def _users_by_id(self, user_ids: list[int]) -> Iterator[list[LmsUser]]:
+        """Accounts the plugin's log says changed, read again in full."""
+        yield from self._by_field("id", [str(u) for u in user_ids])
 
     def _summary_rating(self, user_id: int, competency_id: int) -> CompetencyRating | None:
         try:

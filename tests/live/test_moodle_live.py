@@ -151,3 +151,16 @@ def test_an_enrolment_answers_null(raw: checks.Raw) -> None:
     user = checks.user_by(raw, "idnumber", IDNUMBER)[0]
     item = {"roleid": 5, "userid": user["id"], "courseid": int(WRITE_COURSE)}
     assert raw("enrol_manual_enrol_users", {"enrolments": [item]}) is None
+
+
+PLUGIN_FUNCTIONS = {"local_lmsbridge_get_changes", "local_lmsbridge_get_info"}
+
+
+def test_the_companion_plugin_answers_as_the_simulator_does(raw: checks.Raw, info: dict[str, Any]) -> None:
+    offered = {f["name"] for f in info["functions"]}
+    if not offered >= PLUGIN_FUNCTIONS:
+        pytest.skip(
+            "the companion plugin's functions are not in the service (README > Moodle > The companion plugin)"
+        )
+    checks.check_plugin_changes(raw)
+    checks.check_plugin_info(raw)

@@ -38,6 +38,12 @@ README_ROLE: frozenset[str] = frozenset(
     }
 )
 
+# What README > Moodle > The companion plugin adds to the lmsbridge role once local_lmsbridge is
+# installed (its db/access.php declares them; a test checks both agree).
+PLUGIN_ROLE: frozenset[str] = frozenset(
+    {"local/lmsbridge:readchanges", "local/lmsbridge:managerecommendations"}
+)
+
 # Moodle's names for the capabilities it refuses by name (lang/en/role.php and plugins, 5.0).
 NAMES = {
     "moodle/site:sendmessage": "Send messages to any user",
@@ -50,6 +56,8 @@ NAMES = {
     "moodle/competency:usercompetencyview": "View a user competency",
     "enrol/manual:enrol": "Enrol users",
     "report/completion:view": "View course completion report",
+    "local/lmsbridge:readchanges": "Read the lmsbridge change log (completions, ratings, enrolments, user changes)",
+    "local/lmsbridge:managerecommendations": "Replace the recommendations lmsbridge shows to learners",
 }
 
 # Fields every caller who may see the user at all gets.

@@ -78,6 +78,7 @@ class Function:
     handler: Callable[[SiteState, dict[str, Any]], Any]
     since: str = "3.6"
     requires: tuple[str, ...] = ()  # capabilities checked (after parameter validation) before it runs
+    plugin: str | None = None  # the plugin that declares it (db/services.php), when not Moodle core
 
 
 REGISTRY: dict[str, Function] = {}
@@ -92,12 +93,16 @@ def call_setting(name: str) -> str | None:
 
 
 def function(
-    name: str, params: dict[str, Any], since: str = "3.6", requires: tuple[str, ...] = ()
+    name: str,
+    params: dict[str, Any],
+    since: str = "3.6",
+    requires: tuple[str, ...] = (),
+    plugin: str | None = None,
 ) -> Callable[[Callable[[SiteState, dict[str, Any]], Any]], Callable[[SiteState, dict[str, Any]], Any]]:
     def register(
         handler: Callable[[SiteState, dict[str, Any]], Any],
     ) -> Callable[[SiteState, dict[str, Any]], Any]:
-        REGISTRY[name] = Function(name, Struct(params), handler, since, requires)
+        REGISTRY[name] = Function(name, Struct(params), handler, since, requires, plugin)
         return handler
 
     return register
@@ -202,11 +207,14 @@ def _version(release: str) -> tuple[int, ...]:
     return tuple(int(x) for x in release.split(".")[:2])
 
 
+def installed(state: SiteState, f: Function) -> bool:
+    """Whether the site has the function at all: its release has it, and its plugin is installed."""
+    return _version(f.since) <= _version(state.release) and (f.plugin is None or state.plugin is not None)
+
+
 def service_functions(state: SiteState) -> set[str]:
-    """The functions the token's service offers: everything this release has (unless removed)."""
-    return {
-        name for name, f in REGISTRY.items() if _version(f.since) <= _version(state.release)
-    } - state.removed_functions
+    """The functions the token's service offers: everything the site has (unless removed)."""
+    return {name for name, f in REGISTRY.items() if installed(state, f)} - state.removed_functions
 
 
 @function(
@@ -785,3 +793,4 @@ def manual_enrol(state: SiteState, p: dict[str, Any]) -> None:
                 state.enrolment_ends.pop(key, None)
             state.participants[e["courseid"]].add(e["userid"])
             state.enrolled.append({**e, "time": int(time.time())})
+            state.log_enrolment(e["userid"], e["courseid"])

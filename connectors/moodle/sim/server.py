@@ -3,7 +3,10 @@
 ``/webservice/rest/server.php`` speaks the real protocol (GET or POST, PHP-style parameters,
 ``wstoken``, ``wsfunction``, ``moodlewsrestformat``, errors as HTTP 200 bodies). Under
 ``/_simulator/`` (not part of Moodle) tests and the demo read what was written and change the
-site: ``GET state``, ``POST complete``, ``POST reset-calls``, ``POST faults``.
+site: ``GET state``, ``POST complete``, ``POST reset-calls``, ``POST faults``, ``POST suspend``,
+``POST update-user``, ``POST rate``, ...; and the companion plugin: ``POST install-plugin``,
+``POST plugin-webhook`` (its settings: url, secret, enabled) and ``GET plugin`` (its log, the
+recommendations written to it, the notifications it sent).
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ from urllib.parse import parse_qsl, urlsplit
 from xml.sax.saxutils import escape
 
 from connectors.moodle.params import decode
-from connectors.moodle.sim import cohorts, learning_plans, user_competency  # noqa: F401 - register their functions
+from connectors.moodle.sim import cohorts, learning_plans, plugin, user_competency  # noqa: F401 - register their functions
+from connectors.moodle.sim.capabilities import PLUGIN_ROLE
 from connectors.moodle.sim.functions import (
     CALL,
     REGISTRY,
@@ -30,6 +34,7 @@ from connectors.moodle.sim.functions import (
     require,
     service_functions,
 )
+from connectors.moodle.sim.plugin_state import VERSION as PLUGIN_VERSION
 from connectors.moodle.sim.spec import InvalidParameter, validate
 from connectors.moodle.sim.state import SiteState
 
@@ -92,7 +97,7 @@ class Simulator:
                     "You are not allowed to use the rest protocol (missing capability: webservice/rest:use)",
                 )
             function = REGISTRY.get(name)
-            if function is None:
+            if function is None or (function.plugin is not None and self.state.plugin is None):
                 raise missing_record(self.state, "external_functions")
             if name not in service_functions(self.state):
                 raise SimError("webservice_access_exception", "accessexception", "Access control exception")
@@ -145,13 +150,24 @@ class Simulator:
             return {"ok": True}
         if path == "suspend":
             with self.state.lock:
-                self.state.users[int(body["userid"])].suspended = bool(body.get("suspended", True))
+                user = self.state.users[int(body["userid"])]
+                user.suspended = bool(body.get("suspended", True))
+                self.state.log_user(user)
+            return {"ok": True}
+        if path == "update-user":  # {"userid", "idnumber"?, "email"?}: a profile edit
+            with self.state.lock:
+                user = self.state.users[int(body["userid"])]
+                user.idnumber = str(body.get("idnumber", user.idnumber))
+                user.email = str(body.get("email", user.email))
+                self.state.log_user(user)
             return {"ok": True}
         if path == "suspend-enrolment":
             self.state.suspend_enrolment(
                 int(body["userid"]), int(body["courseid"]), int(body.get("timeend", 0))
             )
             return {"ok": True}
+        if path in ("install-plugin", "plugin-webhook", "plugin"):
+            return self.plugin_control(path, body)
         if path == "capabilities":  # {"grant": [...], "revoke": [...]} or {"set": [...]}
             with self.state.lock:
                 if "set" in body:
@@ -169,6 +185,33 @@ class Simulator:
             )
             return {"ok": True}
         raise KeyError(path)
+
+    def plugin_control(self, path: str, body: dict[str, Any]) -> Any:
+        """The companion plugin: install it (backfill and all), set its webhook, read it."""
+        if path == "install-plugin":  # {"version": N, "grant": true}: install local_lmsbridge
+            self.state.install_plugin(int(body.get("version", PLUGIN_VERSION)))
+            if body.get("grant", True):  # README: the plugin's capabilities added to the role
+                with self.state.lock:
+                    self.state.capabilities |= PLUGIN_ROLE
+            return {"ok": True}
+        if path == "plugin-webhook":  # the plugin's settings: {"url", "secret", "enabled"}
+            if self.state.plugin is None:
+                raise ValueError("local_lmsbridge is not installed")
+            hook = self.state.plugin.webhook
+            hook.url, hook.secret = str(body.get("url", "")), str(body.get("secret", ""))
+            hook.enabled = bool(body.get("enabled", True))
+            return {"ok": True}
+        # "plugin": what it holds (its log, recommendations, webhook sends)
+        if self.state.plugin is None:
+            raise ValueError("local_lmsbridge is not installed")
+        with self.state.plugin.lock:
+            return {
+                "changes": list(self.state.plugin.changes),
+                "recommendations": {
+                    str(uid): list(items.values()) for uid, items in self.state.plugin.recommendations.items()
+                },
+                "webhook_sent": list(self.state.plugin.webhook.sent),
+            }
 
 
 def to_xml(value: Any) -> str:

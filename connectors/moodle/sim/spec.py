@@ -13,6 +13,7 @@ from typing import Any
 
 REQUIRED, DEFAULT, OPTIONAL = "required", "default", "optional"
 _INT = re.compile(r"^-?\d+$")
+_ALPHANUMEXT = re.compile(r"^[a-zA-Z0-9_-]*$")
 _FLOAT = re.compile(r"^-?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?$")
 
 
@@ -22,7 +23,7 @@ class InvalidParameter(Exception):
 
 @dataclass(frozen=True)
 class Value:
-    kind: str  # int | bool | float | text | raw
+    kind: str  # int | bool | float | text | raw | alphanumext
     presence: str = REQUIRED
     default: Any = None
 
@@ -50,6 +51,11 @@ class Value:
                     f'{path} => Invalid parameter value detected (Invalid external api parameter: the value is "{text}", the server was expecting "float" type)'
                 )
             return float(text)
+        if self.kind == "alphanumext" and not _ALPHANUMEXT.match(text):
+            # PARAM_ALPHANUMEXT: the cleaned value differs from the one sent, which Moodle refuses.
+            raise InvalidParameter(
+                f'{path} => Invalid parameter value detected (Invalid external api parameter: the value is "{text}", the server was expecting "alphanumext" type)'
+            )
         return text
 
 

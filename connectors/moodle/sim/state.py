@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from connectors.moodle.sim.capabilities import DEFAULT_SHOW_IDENTITY, README_ROLE
+from connectors.moodle.sim.plugin_state import PluginState
 from connectors.moodle.sim.versions import DEFAULT, VersionSpec, spec
 from connectors.simulation.org import (
     COMPETENCY_FRAMEWORK,
@@ -101,6 +102,8 @@ class SiteState:
     messagingallusers: bool = False
     enrolment_ends: dict[tuple[int, int], int] = field(default_factory=dict)  # (user, course) -> timeend
     rating_times: dict[tuple[int, int], int] = field(default_factory=dict)  # (user, competency) -> rated
+    # The companion plugin local_lmsbridge (connectors.moodle.sim.plugin), when installed.
+    plugin: PluginState | None = None
 
     @classmethod
     def build(
@@ -193,12 +196,17 @@ class SiteState:
             self.suspended_enrolments.add((user_id, course_id))
             if timeend:
                 self.enrolment_ends[(user_id, course_id)] = timeend
+            self.log_enrolment(user_id, course_id)
 
     def rate(self, user_id: int, competency_id: int, grade: int | None, when: int | None = None) -> None:
         """Rate a learner's competency directly (in the user's context, not in a plan)."""
         with self.lock:
             self.user_competency[(user_id, competency_id)] = grade
             self.rating_times[(user_id, competency_id)] = when or int(time.time())
+            if self.plugin is not None:
+                self.plugin.log_rating(
+                    user_id, competency_id, grade, self.rating_times[(user_id, competency_id)]
+                )
 
     def live_user(self, user_id: int) -> SimUser | None:
         user = self.users.get(user_id)
@@ -213,8 +221,78 @@ class SiteState:
     def complete(self, user_id: int, course_id: int, when: int | None = None) -> None:
         with self.lock:
             self.completions[(user_id, course_id)] = when or int(time.time())
+            new_enrolment = course_id not in self.enrolments.get(user_id, {})
             self.enrolments.setdefault(user_id, {}).setdefault(course_id, int(time.time()))
             self.participants[course_id].add(user_id)
+            if new_enrolment:
+                self.log_enrolment(user_id, course_id)
+            if self.plugin is not None:
+                self.plugin.log(
+                    "completion", user_id, self.completions[(user_id, course_id)], courseid=course_id
+                )
+
+    def enrolment_status(self, user_id: int, course_id: int) -> str:
+        """The plugin's enrolment state (change_log::enrolment_status): active, suspended, ended
+        (every end date passed) or removed."""
+        if course_id not in self.enrolments.get(user_id, {}):
+            return "removed"
+        if self.enrolment_active(user_id, course_id):
+            return "active"
+        end = self.enrolment_ends.get((user_id, course_id), 0)
+        return "ended" if end and end <= int(time.time()) else "suspended"
+
+    def log_enrolment(self, user_id: int, course_id: int) -> None:
+        if self.plugin is not None:
+            self.plugin.log(
+                "enrolment",
+                user_id,
+                int(time.time()),
+                courseid=course_id,
+                status=self.enrolment_status(user_id, course_id),
+            )
+
+    def log_user(self, user: SimUser) -> None:
+        if self.plugin is not None:
+            if user.deleted:
+                self.plugin.log("user", user.id, int(time.time()), deleted=True)
+            else:
+                self.plugin.log(
+                    "user",
+                    user.id,
+                    int(time.time()),
+                    idnumber=user.idnumber,
+                    email=user.email,
+                    suspended=user.suspended,
+                )
+
+    def install_plugin(self, version: int) -> PluginState:
+        """Install local_lmsbridge: its log starts with the site's completions, ratings and
+        enrolments (db/install.php, \\local_lmsbridge\\backfill), before any change."""
+        with self.lock:
+            plugin = PluginState(version=version)
+            now = int(time.time())
+            for (user_id, course_id), when in sorted(self.completions.items(), key=lambda i: (i[1], i[0])):
+                plugin.log("completion", user_id, when, courseid=course_id, created=now)
+            for (user_id, competency_id), grade in sorted(self.user_competency.items()):
+                if grade is not None:
+                    rated = self.rating_times.get((user_id, competency_id), now)
+                    plugin.log(
+                        "rating",
+                        user_id,
+                        rated,
+                        competencyid=competency_id,
+                        grade=grade,
+                        proficiency=int(grade == 2),
+                        created=now,
+                    )
+            for user_id in sorted(self.enrolments):
+                if self.live_user(user_id) is None:
+                    continue
+                for course_id in sorted(self.enrolments[user_id]):
+                    status = "active" if self.enrolment_active(user_id, course_id) else "suspended"
+                    plugin.log("enrolment", user_id, now, courseid=course_id, status=status, created=now)
+            self.plugin = plugin
+            return plugin
 
     def snapshot(self) -> dict[str, Any]:
         with self.lock:

@@ -1,0 +1,152 @@
+"""Showing learners their open recommendations inside the LMS, where the site can.
+
+For every site whose sink has a board (Moodle with the companion plugin), each linked learner's
+open recommendations for that site — not held out, the person active and not opted out of the
+mapping — are written whole, many people a call; a recommendation that closes disappears from
+the next set, and a person with none left is written an empty set. A digest per person of what
+the site was last told (``shown_recommendations``) keeps steady runs from writing anything.
+The digest is stored only after the site accepted the set, so a failed write is tried again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import defaultdict
+from collections.abc import Mapping, Sequence, Set
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import Connection, Engine, and_, delete, exists, or_, select
+
+from bridge.errors import BridgeError
+from bridge.log import get_logger, redact_text
+from bridge.outbox import target_from_json
+from bridge.ports import RecommendationBoard, ShownRecommendation, Sink
+from bridge.store import schema as t
+from bridge.store.ingest import upsert_statement
+
+log = get_logger(__name__)
+
+USERS_PER_CALL = 100
+
+
+@dataclass
+class BoardReport:
+    written: int = 0  # people whose set was written
+    errors: list[str] = field(default_factory=list)
+
+
+def board_of(sink: Sink) -> RecommendationBoard | None:
+    board = getattr(sink, "board", None)
+    return board() if callable(board) else None
+
+
+def publish(
+    engine: Engine, sinks: Mapping[str, Sink], now: datetime, unreachable: Set[str] = frozenset()
+) -> BoardReport:
+    """Write the sets that changed. The site is asked nothing when no set changed (so a site that
+    is down costs nothing in a steady run), nor when this run found it ``unreachable``."""
+    report = BoardReport()
+    for site, sink in sinks.items():
+        if site in unreachable or not callable(getattr(sink, "board", None)):
+            continue
+        try:
+            report.written += _publish_site(engine, site, sink, now)
+        except BridgeError as exc:
+            message = f"showing recommendations on site '{site}': {redact_text(str(exc))}"
+            log.error("recommendations not shown", site=site, error=message)
+            report.errors.append(message)
+    return report
+
+
+def _publish_site(engine: Engine, site: str, sink: Sink, now: datetime) -> int:
+    with engine.connect() as conn:
+        wanted = open_recommendations(conn, site)
+        told = dict(
+            conn.execute(
+                select(t.shown_recommendations.c.user_id, t.shown_recommendations.c.digest).where(
+                    t.shown_recommendations.c.site == site
+                )
+            ).all()
+        )
+    changed: dict[int, list[ShownRecommendation]] = {
+        uid: items for uid, items in wanted.items() if told.get(uid) != digest(items)
+    }
+    changed.update({uid: [] for uid in told if uid not in wanted})
+    board = board_of(sink) if changed else None
+    if board is None:
+        return 0
+    users = sorted(changed)
+    for start in range(0, len(users), USERS_PER_CALL):
+        chunk = {uid: changed[uid] for uid in users[start : start + USERS_PER_CALL]}
+        board.show(chunk)
+        with engine.begin() as conn:
+            _remember(conn, site, chunk, now)
+    log.info("recommendations shown on the site", site=site, people=len(users))
+    return len(users)
+
+
+def digest(items: Sequence[ShownRecommendation]) -> str:
+    payload = json.dumps([asdict(i) for i in items], default=str, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def _remember(
+    conn: Connection, site: str, chunk: Mapping[int, Sequence[ShownRecommendation]], now: datetime
+) -> None:
+    s = t.shown_recommendations
+    emptied = [uid for uid, items in chunk.items() if not items]
+    if emptied:
+        conn.execute(delete(s).where(and_(s.c.site == site, s.c.user_id.in_(emptied))))
+    rows = [
+        {"site": site, "user_id": uid, "digest": digest(items), "updated_at": now}
+        for uid, items in chunk.items()
+        if items
+    ]
+    if rows:
+        conn.execute(
+            upsert_statement(conn, s, ["site", "user_id"], ["site", "user_id", "digest", "updated_at"]), rows
+        )
+
+
+def open_recommendations(conn: Connection, site: str) -> dict[int, list[ShownRecommendation]]:
+    """Each linked learner's open recommendations whose learning is on ``site``, oldest first."""
+    r, p, i, o = t.recommendations, t.people, t.identities, t.opt_outs
+    manager = i.alias("manager_identity")
+    opted_out = exists().where(
+        and_(o.c.person_id == r.c.person_id, or_(o.c.mapping_id == r.c.mapping_id, o.c.mapping_id == "*"))
+    )
+    rows = conn.execute(
+        select(
+            r.c.id,
+            r.c.targets,
+            r.c.explanation,
+            r.c.opened_at,
+            i.c.user_id,
+            manager.c.user_id.label("manager"),
+        )
+        .join(p, p.c.person_id == r.c.person_id)
+        .join(i, and_(i.c.person_id == r.c.person_id, i.c.site == site))
+        .outerjoin(manager, and_(manager.c.person_id == p.c.manager_id, manager.c.site == site))
+        .where(r.c.state == "open", r.c.holdout.is_(False), p.c.active.is_(True), ~opted_out)
+        .order_by(r.c.opened_at, r.c.id)
+    ).all()
+    shown: dict[int, list[ShownRecommendation]] = defaultdict(list)
+    for row in rows:
+        target = target_from_json(row.targets[0]) if row.targets else None
+        if target is None or target.site != site:
+            continue
+        explanation = row.explanation or {}
+        due_days = explanation.get("due_in_days")
+        shown[int(row.user_id)].append(
+            ShownRecommendation(
+                reference=f"rec-{row.id}",
+                title=target.name,
+                reason="; ".join(explanation.get("facts", [])),
+                url=target.url,
+                due_at=row.opened_at + timedelta(days=int(due_days)) if due_days else None,
+                manager_user_id=int(row.manager) if row.manager is not None else None,
+            )
+        )
+    return dict(shown)

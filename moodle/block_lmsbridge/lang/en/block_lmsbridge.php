@@ -1,0 +1,35 @@
+<?php
+// This file is part of Moodle - http://moodle.org/
+//
+// Moodle is free software: you can redistribute it and/or modify
+// it under the terms of the GNU General Public License as published by
+// the Free Software Foundation, either version 3 of the License, or
+// (at your option) any later version.
+//
+// Moodle is distributed in the hope that it will be useful,
+// but WITHOUT ANY WARRANTY; without even the implied warranty of
+// MERCHANTABILITY or FITNESS FOR A PARTICULAR PURPOSE.  See the
+// GNU General Public License for more details.
+//
+// You should have received a copy of the GNU General Public License
+// along with Moodle.  If not, see <http://www.gnu.org/licenses/>.
+
+/**
+ * English strings of the "Recommended for you" block.
+ *
+ * @package    block_lmsbridge
+ * @copyright  2026 lmsbridge contributors
+ * @license    http://www.gnu.org/copyleft/gpl.html GNU GPL v3 or later
+ */
+
+defined('MOODLE_INTERNAL') || die();
+
+$string['due'] = 'Due {$a}';
+$string['lmsbridge:addinstance'] = 'Add a Recommended for you block';
+$string['lmsbridge:myaddinstance'] = 'Add a Recommended for you block to the Dashboard';
+$string['nothingopen'] = 'Nothing is recommended for you at the moment.';
+$string['pluginname'] = 'Recommended for you (lmsbridge)';
+$string['privacy:metadata'] = 'The block stores no personal data; it shows the recommendations the lmsbridge local plugin stores.';
+$string['recommendedforyou'] = 'Recommended for you';
+$string['why'] = 'Why: {$a}';
+$string['yourreports'] = 'Your reports';
