@@ -95,7 +95,10 @@ def recommend_actions(
     already sends one — never dropped silently.
     """
     person = facts.person
-    reason = compose.reason_of({"facts": list(decision.facts)}, mapping.messages.show_peer_rank)
+    reason = compose.reason_of(
+        {"facts": list(decision.facts), "learner_facts": list(decision.words)},
+        mapping.messages.show_peer_rank,
+    )
     send_at, window = sending_slot(mapping.schedule, person.timezone, settings, now)
     actions: list[NewAction] = []
     # The assessment resolves every `recommend:` entry in order, and a recommendation opens only
@@ -250,6 +253,7 @@ class Actor:
                         "explanation": {
                             "reason": d.reason,
                             "facts": list(d.facts),
+                            "learner_facts": list(d.words),
                             "audience": list(d.audience),
                             "due_in_days": self.mappings[d.mapping_id].follow_up.due_in_days,
                         },

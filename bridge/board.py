@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, Engine, and_, delete, exists, or_, select
 
+from bridge.compose import reason_of
 from bridge.errors import BridgeError
 from bridge.log import get_logger, redact_text
 from bridge.outbox import target_from_json
@@ -143,7 +144,7 @@ def open_recommendations(conn: Connection, site: str) -> dict[int, list[ShownRec
             ShownRecommendation(
                 reference=f"rec-{row.id}",
                 title=target.name,
-                reason="; ".join(explanation.get("facts", [])),
+                reason=reason_of(explanation),  # the messages' plain words; peer rank never shown here
                 url=target.url,
                 due_at=row.opened_at + timedelta(days=int(due_days)) if due_days else None,
                 manager_user_id=int(row.manager) if row.manager is not None else None,

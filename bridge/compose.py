@@ -9,6 +9,7 @@ lists: one line per report per piece of learning, completed items shown as compl
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping as MappingType
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -113,11 +114,17 @@ def context_values(
     }
 
 
-def reason_of(explanation: MappingType[str, Any] | None, show_peer_rank: bool = False) -> str:
-    """The learner-facing reason of a recommendation (peer rank only where the mapping opts in)."""
+def reason_of(
+    explanation: MappingType[str, Any] | None, show_peer_rank: bool = False, *, to_manager: bool = False
+) -> str:
+    """The reason of a recommendation in plain words (peer rank only where the mapping opts in):
+    addressed to the learner ("your customer satisfaction ..."), or about them to their manager
+    ("their customer satisfaction ...")."""
     explanation = explanation or {}
     facts: list[str] = explanation.get("learner_facts") or explanation.get("facts", [])
     shown = facts if show_peer_rank else [f for f in facts if " peers " not in f and "% of " not in f]
+    if to_manager:
+        return "; ".join(re.sub(r"\byour\b", "their", f) for f in shown)
     return "; ".join(shown) or "this learning was picked for your role"
 
 
@@ -136,7 +143,9 @@ def render_message(
         mapping_id=row.mapping_id or "",
         mapping_title=spec.get("mapping_title", ""),
         due_in_days=spec.get("due_in_days"),
-        reason=reason_of(rec.explanation, bool(spec.get("peer_rank"))),
+        reason=reason_of(
+            rec.explanation, bool(spec.get("peer_rank")), to_manager=row.purpose in MANAGER_PURPOSES
+        ),
         opened=rec.opened_at,
         now=now,
         tz=tz,
@@ -207,7 +216,7 @@ def digest_line(
         due = (
             f", overdue since {due_date.isoformat()}" if due_date < today else f", due {due_date.isoformat()}"
         )
-    reason = reason_of(rec.explanation, show_peer_rank=True)
+    reason = reason_of(rec.explanation, show_peer_rank=True, to_manager=True)
     why = f" Why: {reason}." if reason else ""
     if copy_only:
         return f"{person.full_name} was recommended {target.name} on {opened}{due}.{why}"

@@ -63,6 +63,7 @@ class Decision:
     recommendation_id: int | None = None
     completed_at: datetime | None = None
     audience: tuple[str, ...] = ()
+    words: tuple[str, ...] = ()  # the trigger's facts as the learner reads them (messages, the site)
 
 
 @dataclass(frozen=True)
@@ -230,7 +231,14 @@ def decide_one(
             audience=a.audience.facts,
             recommendation_id=latest.id,
         )
-    return decision("open", mapping.title, a.trigger.facts, holdout=holdout, audience=a.audience.facts)
+    return decision(
+        "open",
+        mapping.title,
+        a.trigger.facts,
+        holdout=holdout,
+        audience=a.audience.facts,
+        words=a.trigger.learner_words,
+    )
 
 
 def unknown_history(a: Assessment) -> list[str]:

@@ -144,7 +144,7 @@ def _manager_message(
         mapping_id=mapping.id,
         mapping_title=mapping.title,
         due_in_days=mapping.follow_up.due_in_days,
-        reason=compose.reason_of(rec.explanation, mapping.messages.show_peer_rank),
+        reason=compose.reason_of(rec.explanation, mapping.messages.show_peer_rank, to_manager=True),
         opened=rec.opened_at,
         now=now,
         tz=manager.timezone,

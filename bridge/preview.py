@@ -202,7 +202,9 @@ def _render(
     template = templates.template_for(mapping, kind, person.locale)
     number = schedule.index(step) + 1 if step in schedule else 1
     spec = compose.render_spec(template, purpose, mapping, step, number, max(len(schedule), 1))
-    row = SimpleNamespace(options={"render": spec}, target=target_json(target), mapping_id=mapping.id)
+    row = SimpleNamespace(
+        options={"render": spec}, target=target_json(target), mapping_id=mapping.id, purpose=purpose
+    )
     rendered = compose.render_message(row, rec, person, manager, person.timezone, at)
     note = _when(note, kind, step, at, now) if kind != "recommend" else note
     return Preview(kind, recipient=person.full_name, note=note, rendered=rendered)
@@ -237,7 +239,9 @@ def _to_manager(
     template = templates.own_template(mapping, kind, manager.locale)
     if template is not None:
         spec = compose.render_spec(template, kind, mapping)
-        row = SimpleNamespace(options={"render": spec}, target=target_json(target), mapping_id=mapping.id)
+        row = SimpleNamespace(
+            options={"render": spec}, target=target_json(target), mapping_id=mapping.id, purpose=kind
+        )
         rendered = compose.render_message(row, rec, person, manager, manager.timezone, now)
         return Preview(kind, recipient=manager.full_name, note=note, rendered=rendered)
     line = compose.digest_line(rec, target, person, now, frozenset({kind}))

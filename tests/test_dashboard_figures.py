@@ -24,8 +24,8 @@ from bridge import clock, impact
 from bridge.cli import app
 from bridge.dashboard import Dashboard
 from bridge.dashboard.wording import effect_in_words
-from bridge.guards import set_paused
 from bridge.impact_stats import Estimate
+from bridge.operational_state import set_paused
 from bridge.ops import OpsServer
 from tests.browser.store import CSAT, NOW, SOURCES, dashboard_settings, mapping_set, seed
 from tests.test_cli_e2e import ROOT

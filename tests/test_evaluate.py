@@ -174,3 +174,44 @@ def test_percentile_respects_metric_direction() -> None:
     best = Facts(person(person_id="P0"))
     assert ev.trigger(trig(rule), worst, ctx(peers=ranks)).ok  # most incidents = bottom performer
     assert not ev.trigger(trig(rule), best, ctx(peers=ranks)).ok
+
+
+def test_learners_read_the_facts_in_plain_words_administrators_keep_the_operators() -> None:
+    """#15: a message's reason uses the metric's title and words, never ids or operators;
+    a review rating reads as the review system names it. `explain` keeps the exact form."""
+    titled = ctx(
+        metrics={"csat": MetricSettings(direction="higher", target=4.2, title="Customer satisfaction")}
+    )
+    facts = Facts(person(), kpis={"csat": months(4.5, 3.8, 3.7)})
+    verdict = ev.trigger(trig({"kpi": {"metric": "csat", "below": "target", "periods": 3}}), facts, titled)
+    assert verdict.facts == ("csat average 4 over 3 periods < target 4.2 to 2026-03",)
+    assert verdict.learner_words == (
+        "your customer satisfaction averaged 4 over the 3 periods to 2026-03, below the 4.2 target",
+    )
+    trend = ev.trigger(trig({"kpi_trend": {"metric": "csat", "fell_by": 0.5, "periods": 2}}), facts, titled)
+    assert trend.learner_words == (
+        "your customer satisfaction fell by 0.8 from 4.5 in 2026-01 to 3.7 in 2026-03",
+    )
+    rating = ReviewRating(
+        "P1", "Coaching", RaterType.OFFICIAL, 2, date(2026, 1, 1), date(2026, 6, 30), 1, 5, "Does not meet"
+    )
+    reviewed = Facts(person(), reviews={("coaching", "official"): rating})
+    rule = trig(
+        {
+            "all": [
+                {"review_rating": {"competency": "Coaching", "at_or_below": 2}},
+                {"kpi": {"metric": "csat", "below": 5}},
+            ]
+        }
+    )
+    both = ev.trigger(rule, Facts(person(), kpis=facts.kpis, reviews=reviewed.reviews), titled)
+    assert (
+        both.ok
+        and both.facts[0] == "official rating for Coaching Does not meet <= 2 (review ending 2026-06-30)"
+    )
+    assert both.learner_words == (
+        "your official review ending 2026-06-30 rated your Coaching 'Does not meet'",
+        "your customer satisfaction was 3.7 in 2026-03, below 5",
+    )
+    for said in both.learner_words + verdict.learner_words + trend.learner_words:
+        assert not any(op in said for op in ("<", ">", "=", "csat")), said

@@ -13,8 +13,8 @@ from bridge.act import Actor
 from bridge.decide import evaluate
 from bridge.delivery import deliver
 from bridge.followups import follow_up
-from bridge.guards import set_paused
 from bridge.mapping.loader import MappingSet
+from bridge.operational_state import set_paused
 from bridge.records import LmsUser, Person
 from bridge.store import schema as t
 from tests.seed import CS101, CSAT_MAPPING, agent, completion, link, rows, settings, store, write_mapping

@@ -86,7 +86,7 @@ def test_manager_copy_is_one_digest_line_once_the_learner_was_sent_it(team: Engi
     (digest,) = _digests(sink)
     assert (
         "- P1 was recommended Customer Conversations on 2026-11-02, due 2026-11-12. "
-        "Why: csat 3.6 < target 4.2 in 2026-10." in digest
+        "Why: their csat was 3.6 in 2026-10, below the 4.2 target." in digest
     )
     assert "has not completed" not in digest
 

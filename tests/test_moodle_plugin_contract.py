@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, select
 
+from bridge.compose import reason_of
 from bridge.errors import SourceError
 from bridge.ports import PullContext, PullScope, Webhook
 from bridge.records import CompetencyRating, Completion, Enrolment, LmsUser
@@ -207,6 +208,17 @@ def test_open_recommendations_are_shown_and_closed_ones_disappear(tmp_path: Path
     user_id, reference = sorted(shown)[0]
     item = site.state.plugin.recommendations[user_id][reference]
     assert item["title"] and item["reason"] and item["url"].startswith(site.url)
+    # The reason in the learner's words, as their messages say it: no metric ids or operators.
+    with engine.connect() as conn:
+        explanations = {
+            f"rec-{row.id}": row.explanation for row in conn.execute(select(r.c.id, r.c.explanation))
+        }
+    for items in site.state.plugin.recommendations.values():
+        for ref, shown_item in items.items():
+            assert shown_item["reason"] == reason_of(explanations[ref])
+            assert not any(op in shown_item["reason"] for op in ("<=", ">=", " < ", " > ")), shown_item[
+                "reason"
+            ]
 
     writes = site.state.calls["local_lmsbridge_set_recommendations"]
     assert run(cfg, "sync", "--once").returncode == 0

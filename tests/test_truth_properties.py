@@ -24,7 +24,7 @@ from bridge.act import Actor
 from bridge.decide import evaluate
 from bridge.delivery import deliver
 from bridge.followups import follow_up
-from bridge.guards import set_paused
+from bridge.operational_state import set_paused
 from bridge.ports import DeliveryOutcome, OutcomeStatus, OutgoingAction
 from bridge.records import Enrolment, LmsUser, Measurement, Person
 from bridge.store import schema as t

@@ -21,12 +21,25 @@ from bridge.settings import MetricSettings
 
 @dataclass(frozen=True)
 class Verdict:
+    """Whether a check holds, and its facts: ``facts`` for administrators (``explain``: metric ids,
+    operators, thresholds), ``words`` the same facts as a learner reads them in a message (the
+    metric's title, "below the 4.2 target"); they are the same where the facts read plainly."""
+
     ok: bool
     facts: tuple[str, ...] = ()
+    words: tuple[str, ...] | None = field(default=None, compare=False)  # None: the facts read plainly
 
     @staticmethod
     def of(ok: bool, *facts: str) -> Verdict:
         return Verdict(ok, tuple(facts))
+
+    @staticmethod
+    def said(ok: bool, fact: str, words: str) -> Verdict:
+        return Verdict(ok, (fact,), (words,))
+
+    @property
+    def learner_words(self) -> tuple[str, ...]:
+        return self.facts if self.words is None else self.words
 
 
 @dataclass
@@ -163,10 +176,17 @@ def _tenure(aud: m.Audience, start: date | None, today: date) -> Verdict:
     return Verdict.of(ok, f"started {start.isoformat()} ({days} days ago)")
 
 
+def _joined(ok: bool, chosen: list[Verdict]) -> Verdict:
+    return Verdict(
+        ok,
+        tuple(f for c in chosen for f in c.facts),
+        tuple(w for c in chosen for w in c.learner_words),
+    )
+
+
 def _all(checks: list[Verdict]) -> Verdict:
     failed = [c for c in checks if not c.ok]
-    chosen = failed or checks
-    return Verdict(not failed, tuple(f for c in chosen for f in c.facts))
+    return _joined(not failed, failed or checks)
 
 
 # --------------------------------------------------------------------------- triggers
@@ -176,7 +196,7 @@ def trigger(node: m.Trigger, facts: Facts, ctx: EvalContext) -> Verdict:
     if node.kpi is not None:
         return kpi_threshold(node.kpi, facts, ctx)
     if node.kpi_trend is not None:
-        return kpi_trend(node.kpi_trend, facts)
+        return kpi_trend(node.kpi_trend, facts, ctx)
     if node.kpi_percentile is not None:
         return kpi_percentile(node.kpi_percentile, facts, ctx)
     if node.review_rating is not None:
@@ -196,7 +216,7 @@ def trigger(node: m.Trigger, facts: Facts, ctx: EvalContext) -> Verdict:
     if node.any is not None:
         branches = [trigger(sub, facts, ctx) for sub in node.any]
         hits = [b for b in branches if b.ok]
-        return Verdict(bool(hits), tuple(f for b in (hits or branches) for f in b.facts))
+        return _joined(bool(hits), hits or branches)
     if node.not_ is not None:
         inner = trigger(node.not_, facts, ctx)
         return Verdict(not inner.ok, tuple(f"not ({f})" for f in inner.facts))
@@ -224,14 +244,37 @@ def kpi_threshold(rule: m.KpiThreshold, facts: Facts, ctx: EvalContext) -> Verdi
         else f"{rule.metric} average {fmt(value)} over {len(window)} periods"
     )
     when = f"in {period_label(window[-1])}" if rule.periods == 1 else f"to {period_label(window[-1])}"
+    said = (
+        f"your {metric_name(rule.metric, ctx)} was {fmt(value)} in {period_label(window[-1])}"
+        if len(window) == 1
+        else f"your {metric_name(rule.metric, ctx)} averaged {fmt(value)} over the {len(window)} periods "
+        f"to {period_label(window[-1])}"
+    )
+    limit_said = f"the {fmt(limit)} target" if bound == "target" else fmt(limit)
     if rule.below is not None:
         ok = value < limit
-        return Verdict.of(ok, f"{what} {'<' if ok else '>='} {limit_name} {when}")
+        return Verdict.said(
+            ok,
+            f"{what} {'<' if ok else '>='} {limit_name} {when}",
+            f"{said}, {'below' if ok else 'not below'} {limit_said}",
+        )
     ok = value > limit
-    return Verdict.of(ok, f"{what} {'>' if ok else '<='} {limit_name} {when}")
+    return Verdict.said(
+        ok,
+        f"{what} {'>' if ok else '<='} {limit_name} {when}",
+        f"{said}, {'above' if ok else 'not above'} {limit_said}",
+    )
 
 
-def kpi_trend(rule: m.KpiTrend, facts: Facts) -> Verdict:
+def metric_name(metric: str, ctx: EvalContext) -> str:
+    """A metric as a learner reads it: its configured title ("customer satisfaction"), else its id
+    in words; acronyms keep their case."""
+    settings = ctx.metrics.get(metric)
+    title = (settings.title if settings is not None else "") or metric.replace("_", " ")
+    return title if title[:2].isupper() else title[:1].lower() + title[1:]
+
+
+def kpi_trend(rule: m.KpiTrend, facts: Facts, ctx: EvalContext) -> Verdict:
     series = facts.kpis.get(rule.metric) or []
     if len(series) <= rule.periods:
         return Verdict.of(False, f"{rule.metric}: fewer than {rule.periods + 1} periods of data")
@@ -239,42 +282,27 @@ def kpi_trend(rule: m.KpiTrend, facts: Facts) -> Verdict:
     change = new.value - old.value
     percent = (change / abs(old.value) * 100) if old.value else None
     span = f"from {fmt(old.value)} in {period_label(old)} to {fmt(new.value)} in {period_label(new)}"
+    name = metric_name(rule.metric, ctx)
+
+    def said(ok: bool, text: str) -> Verdict:
+        return Verdict.said(ok, f"{rule.metric} {text}", f"your {name} {text}")
+
     if rule.fell_by is not None:
         ok = -change >= rule.fell_by
-        return Verdict.of(
-            ok,
-            f"{rule.metric} fell by {fmt(-change)} {span}"
-            if change < 0
-            else f"{rule.metric} did not fall ({span})",
-        )
+        return said(ok, f"fell by {fmt(-change)} {span}" if change < 0 else f"did not fall ({span})")
     if rule.rose_by is not None:
         ok = change >= rule.rose_by
-        return Verdict.of(
-            ok,
-            f"{rule.metric} rose by {fmt(change)} {span}"
-            if change > 0
-            else f"{rule.metric} did not rise ({span})",
-        )
+        return said(ok, f"rose by {fmt(change)} {span}" if change > 0 else f"did not rise ({span})")
     if percent is None:
         return Verdict.of(
             False, f"{rule.metric} was 0 in {period_label(old)}; a percentage change is undefined"
         )
     if rule.fell_by_percent is not None:
         ok = -percent >= rule.fell_by_percent
-        return Verdict.of(
-            ok,
-            f"{rule.metric} fell {fmt(-percent)}% {span}"
-            if percent < 0
-            else f"{rule.metric} did not fall ({span})",
-        )
+        return said(ok, f"fell {fmt(-percent)}% {span}" if percent < 0 else f"did not fall ({span})")
     assert rule.rose_by_percent is not None
     ok = percent >= rule.rose_by_percent
-    return Verdict.of(
-        ok,
-        f"{rule.metric} rose {fmt(percent)}% {span}"
-        if percent > 0
-        else f"{rule.metric} did not rise ({span})",
-    )
+    return said(ok, f"rose {fmt(percent)}% {span}" if percent > 0 else f"did not rise ({span})")
 
 
 def kpi_percentile(rule: m.KpiPercentile, facts: Facts, ctx: EvalContext) -> Verdict:
@@ -287,17 +315,22 @@ def kpi_percentile(rule: m.KpiPercentile, facts: Facts, ctx: EvalContext) -> Ver
     worse, better, size = placed
     if size < rule.min_peers:
         return Verdict.of(False, f"only {size} {group} with {rule.metric} (fewer than {rule.min_peers})")
+    name = metric_name(rule.metric, ctx)
     if rule.bottom_percent is not None:
         ok = worse < size * rule.bottom_percent / 100
-        return Verdict.of(
+        place = f"the bottom {fmt(rule.bottom_percent)}% of {size} {group}"
+        return Verdict.said(
             ok,
-            f"{rule.metric} {'in' if ok else 'not in'} the bottom {fmt(rule.bottom_percent)}% of {size} {group} ({worse} below)",
+            f"{rule.metric} {'in' if ok else 'not in'} {place} ({worse} below)",
+            f"your {name} is {'in' if ok else 'not in'} {place}",
         )
     assert rule.top_percent is not None
     ok = better < size * rule.top_percent / 100
-    return Verdict.of(
+    place = f"the top {fmt(rule.top_percent)}% of {size} {group}"
+    return Verdict.said(
         ok,
-        f"{rule.metric} {'in' if ok else 'not in'} the top {fmt(rule.top_percent)}% of {size} {group} ({better} above)",
+        f"{rule.metric} {'in' if ok else 'not in'} {place} ({better} above)",
+        f"your {name} is {'in' if ok else 'not in'} {place}",
     )
 
 
@@ -313,20 +346,24 @@ def review_rating(rule: m.ReviewRatingTrigger, facts: Facts) -> Verdict:
             f"{name} is unrated ({rating.label or 'no value'}) for the review ending {period}",
         )
     shown = rating.label or fmt(rating.value)
+    # As the review system names it: "your review ending 2026-06-30 rated your Coaching 'Does not meet'".
+    words = f"your {rule.rater} review ending {period} rated your {rule.competency} '{shown}'"
     if rule.at_or_below is not None:
         ok = rating.value <= rule.at_or_below
-        return Verdict.of(
+        return Verdict.said(
             ok,
             f"{name} {shown} {'<=' if ok else '>'} {fmt(rule.at_or_below)} (review ending {period})",
+            words,
         )
     normalised = rating.normalised
     assert rule.normalised_at_or_below is not None
     if normalised is None:
         return Verdict.of(False, f"{name} has no scale to normalise against")
     ok = normalised <= rule.normalised_at_or_below
-    return Verdict.of(
+    return Verdict.said(
         ok,
         f"{name} {shown} = {fmt(normalised)} of scale {'<=' if ok else '>'} {fmt(rule.normalised_at_or_below)} (review ending {period})",
+        words,
     )
 
 
