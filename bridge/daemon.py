@@ -66,7 +66,6 @@ class Daemon:
         self.settings = settings
         self.engine = engine
         self.mapping_set = mapping_set
-        self.mapping_problems: list[str] = []  # why the files on disk were rejected, while they are
         self.mappings_dir = settings.resolve(settings.mappings.dir)
         self.stopping = threading.Event()
         self.reload_requested = threading.Event()
@@ -105,7 +104,6 @@ class Daemon:
             settings,
             lambda: self.mapping_set,
             lambda: list(self.sources),
-            mapping_problems=lambda: self.mapping_problems,
         ).install(self.ops)
         for item in registry.configured(settings):
             hook = item.connector.webhook(item.options) if item.connector.webhook else None
@@ -244,10 +242,8 @@ class Daemon:
             candidate = load_dir(self.mappings_dir)
         except MappingError as exc:
             log.error("mappings rejected; keeping the last good set", problems=exc.problems)
-            self.mapping_problems = list(exc.problems)
             self._record_verdict(exc.problems)
             return False
-        self.mapping_problems = []
         self._record_verdict(None)
         if candidate.fingerprints() != self.mapping_set.fingerprints():
             self.mapping_set = candidate

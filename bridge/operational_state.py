@@ -78,9 +78,7 @@ class OperationalState:
 
 def operational_state(conn: Connection, delivery: DeliverySettings) -> OperationalState:
     """Pause, mapping verdict and deferred backlog as the store holds them now (three queries)."""
-    return OperationalState(
-        pause_state(conn, delivery), _rejection(_control(conn, MAPPINGS_REJECTED)), _deferred(conn)
-    )
+    return OperationalState(pause_state(conn, delivery), mappings_rejection(conn), _deferred(conn))
 
 
 def pause_state(conn: Connection, delivery: DeliverySettings) -> Pause:
@@ -98,7 +96,9 @@ def _control(conn: Connection, name: str) -> Any:
     return conn.execute(select(t.control).where(t.control.c.name == name)).first()
 
 
-def _rejection(row: Any) -> MappingRejection | None:
+def mappings_rejection(conn: Connection) -> MappingRejection | None:
+    """Why the mapping files on disk were rejected, while the service runs its last good set."""
+    row = _control(conn, MAPPINGS_REJECTED)
     if row is None:
         return None
     return MappingRejection(row.updated_at, [str(p) for p in json.loads(row.value)])

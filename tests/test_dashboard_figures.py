@@ -22,12 +22,11 @@ from typer.testing import CliRunner
 
 from bridge import clock, impact
 from bridge.cli import app
-from bridge.dashboard import Dashboard
 from bridge.dashboard.wording import effect_in_words
 from bridge.impact_stats import Estimate
-from bridge.operational_state import set_paused
+from bridge.operational_state import record_mappings_accepted, record_mappings_rejected, set_paused
 from bridge.ops import OpsServer
-from tests.browser.store import CSAT, NOW, SOURCES, dashboard_settings, mapping_set, seed
+from tests.browser.store import CSAT, NOW, seed
 from tests.test_cli_e2e import ROOT
 from tests.test_dashboard import page, serve
 
@@ -231,17 +230,15 @@ def test_paused_delivery_is_a_banner_on_every_page(local: OpsServer, store: tupl
         assert 'data-banner="paused"' in html and "lmsbridge resume" in html
 
 
-def test_rejected_mapping_files_are_a_banner(store: tuple[Engine, Path]) -> None:
-    ops = OpsServer(store[0], "127.0.0.1:0", None, lambda: SOURCES)
-    ms = mapping_set()
-    problems = ["mappings/broken.yaml:3:1: when.kpi.below: field required <b>"]
-    Dashboard(
-        store[0], dashboard_settings(), lambda: ms, lambda: SOURCES, mapping_problems=lambda: problems
-    ).install(ops)
-    ops.start()
-    try:
-        html = page(ops, "/dashboard/people")
-    finally:
-        ops.stop()
+def test_rejected_mapping_files_are_a_banner(local: OpsServer, store: tuple[Engine, Path]) -> None:
+    """As `status` and /readyz show it: the daemon keeps the verdict in the store, so the pages
+    of every replica show it, whichever replica read the broken files."""
+    assert 'data-banner="mappings-rejected"' not in page(local, "/dashboard/people")
+    with store[0].begin() as conn:
+        record_mappings_rejected(conn, ["mappings/broken.yaml:3:1: when.kpi.below: field required <b>"], NOW)
+    html = page(local, "/dashboard/people")
     assert 'data-banner="mappings-rejected"' in html
     assert "mappings/broken.yaml:3:1: when.kpi.below: field required &lt;b&gt;" in html
+    with store[0].begin() as conn:
+        record_mappings_accepted(conn)
+    assert 'data-banner="mappings-rejected"' not in page(local, "/dashboard/people")

@@ -18,12 +18,13 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from sqlalchemy import Engine
 
-from bridge import clock, guards, health, history, impact
+from bridge import clock, health, history, impact
 from bridge.dashboard import charts, people, queries, wording
 from bridge.errors import BridgeError
 from bridge.facts import load_people
 from bridge.log import redact_text
 from bridge.mapping.loader import MappingSet
+from bridge.operational_state import mappings_rejection, pause_state
 from bridge.ops import OpsServer, Response, Route
 from bridge.settings import Settings
 
@@ -59,9 +60,9 @@ class Dashboard:
     """The read-only admin pages: overview, mappings, one page per mapping, outbox.
 
     ``mappings`` and ``sources`` are callables so the pages follow the daemon when it reloads
-    its mapping files; ``mapping_problems`` says why the files on disk were rejected, while
-    the daemon keeps running on its last good set (each page shows it in a banner, as it does
-    paused delivery).
+    its mapping files. Each page shows paused delivery and a rejected mapping set (the daemon
+    keeps running on its last good set) in a banner, read from the store as `status` and
+    /readyz read them (bridge.operational_state), so every replica's pages agree.
     """
 
     def __init__(
@@ -70,13 +71,11 @@ class Dashboard:
         settings: Settings,
         mappings: Callable[[], MappingSet],
         sources: Callable[[], list[str]],
-        mapping_problems: Callable[[], list[str]] = list,
     ) -> None:
         self.engine = engine
         self.settings = settings
         self.mappings = mappings
         self.sources = sources
-        self.mapping_problems = mapping_problems
         self.static = load_static()
         self.env = Environment(
             loader=PackageLoader("bridge.dashboard", "templates"),
@@ -342,10 +341,11 @@ class Dashboard:
 
     def _render(self, template: str, status: int = 200, **context: Any) -> Response:
         with self.engine.connect() as conn:
-            paused = guards.paused(conn, self.settings)
-        problems = [redact_text(p) for p in self.mapping_problems()]
+            pause = pause_state(conn, self.settings.delivery)
+            rejection = mappings_rejection(conn)
+        problems = [redact_text(p) for p in rejection.problems] if rejection else []
         body = self.env.get_template(template).render(
-            paused=paused,
+            paused=pause.paused,
             paused_in_settings=self.settings.delivery.paused,
             mapping_problems=problems,
             **context,

@@ -172,6 +172,7 @@ def _health(conn: Any) -> None:
             "last_error_at": NOW - timedelta(seconds=50),
             "last_error": "HTTP 503 from the Moodle site: Service Unavailable",
             "consecutive_failures": 4,
+            "resting_failures": 4,  # a site that is down: the breaker counts them
         },
         {"name": "decide", "last_success_at": NOW - timedelta(minutes=2)},
         {"name": "deliver", "last_success_at": NOW - timedelta(seconds=40)},
