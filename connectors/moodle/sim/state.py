@@ -101,6 +101,10 @@ class SiteState:
     messagingallusers: bool = False
     enrolment_ends: dict[tuple[int, int], int] = field(default_factory=dict)  # (user, course) -> timeend
     rating_times: dict[tuple[int, int], int] = field(default_factory=dict)  # (user, competency) -> rated
+    # The completions newest first, as the report lists them: sorted once per change, not per page.
+    _completion_order: tuple[dict[tuple[int, int], int], list[tuple[tuple[int, int], int]]] | None = field(
+        default=None, repr=False
+    )
 
     @classmethod
     def build(
@@ -210,8 +214,21 @@ class SiteState:
     framework = COMPETENCY_FRAMEWORK
     scale = PROFICIENCY_SCALE
 
+    def completions_newest_first(self) -> list[tuple[tuple[int, int], int]]:
+        """``((user, course), time)`` of every completion, newest first (ties by user, course).
+
+        Kept sorted between changes: a report read in pages must not sort everything per page.
+        Completions change through :meth:`complete`, or by replacing the whole dict.
+        """
+        with self.lock:
+            if self._completion_order is None or self._completion_order[0] is not self.completions:
+                done = sorted(self.completions.items(), key=lambda item: (-item[1], item[0]))
+                self._completion_order = (self.completions, done)
+            return self._completion_order[1]
+
     def complete(self, user_id: int, course_id: int, when: int | None = None) -> None:
         with self.lock:
+            self._completion_order = None
             self.completions[(user_id, course_id)] = when or int(time.time())
             self.enrolments.setdefault(user_id, {}).setdefault(course_id, int(time.time()))
             self.participants[course_id].add(user_id)
