@@ -6,13 +6,15 @@ empty tables of the same shape (keys and indexes included) with ``executemany`` 
 ``COPY`` on PostgreSQL. Parsing the HR files and reading the LMS are not in it, so the ratio of
 the stage to this floor is an upper bound on what storing costs over the driver.
 
-It runs in a process of its own (``python -m bench.floors URL`` prints its figures as JSON), so
-holding every row does not count in the benchmark's peak RSS.
+It runs in a process of its own (``python -m bench.floors`` reads the store's URL from
+``BENCH_FLOOR_STORE``, never from its command line where ``ps`` shows a password, and prints its
+figures as JSON), so holding every row does not count in the benchmark's peak RSS.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -39,7 +41,11 @@ def _rows(engine: Engine) -> dict[str, tuple[list[str], list[tuple[Any, ...]]]]:
 def bulk_insert_floor(store_url: str) -> tuple[float, float, int]:
     """(wall, CPU, rows) of bulk-inserting every row now in the store afresh, in a child process."""
     answer = subprocess.run(
-        [sys.executable, "-m", "bench.floors", store_url], check=True, capture_output=True, text=True
+        [sys.executable, "-m", "bench.floors"],
+        check=True,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "BENCH_FLOOR_STORE": store_url},
     )
     figures = json.loads(answer.stdout)
     return figures["wall_s"], figures["cpu_s"], figures["rows"]
@@ -91,7 +97,7 @@ def _copy(engine: Engine, tables: dict[str, tuple[list[str], list[tuple[Any, ...
 if __name__ == "__main__":
     from bridge.store.db import make_engine
 
-    store = make_engine(sys.argv[1])
+    store = make_engine(os.environ["BENCH_FLOOR_STORE"])
     wall, cpu, rows = bulk_insert_s(store)
     store.dispose()
     print(json.dumps({"wall_s": wall, "cpu_s": cpu, "rows": rows}))
