@@ -6,7 +6,8 @@ per-row parameter handling that costs several times the insert itself, so :func:
 runs the same statement on the driver:
 
 - **SQLite**: the statement compiled once, its VALUES group repeated for a chunk of rows, each
-  value converted by its column's own bind processor (the conversion SQLAlchemy would make).
+  value converted by its column's own bind processor (the conversion SQLAlchemy would make), run
+  with ``exec_driver_sql`` (so errors are SQLAlchemy's, as for every other statement).
 - **PostgreSQL**: the rows are copied (``COPY``) into a temporary table shaped like the target,
   then one ``INSERT … SELECT … ON CONFLICT … DO UPDATE … WHERE … RETURNING`` moves them: a batch
   costs a few round trips instead of a statement with thousands of parameters per chunk.
@@ -23,6 +24,7 @@ from typing import Any
 from sqlalchemy import Connection, Table, column, or_, select, text
 from sqlalchemy import table as table_clause
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
 
 # SQLite allows 32,766 parameters per statement (3.32+); 500 rows of the widest record table
 # stay far below that.
@@ -124,16 +126,12 @@ def _sqlite_upsert(
 ) -> list[tuple[Any, ...]]:
     single, group, order = _sqlite_sql(conn, table, keys, columns, names)
     values = _convert(conn, table, names, rows)
-    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     changed: list[tuple[Any, ...]] = []
-    try:
-        for start in range(0, len(values), SQLITE_ROWS_PER_STATEMENT):
-            chunk = values[start : start + SQLITE_ROWS_PER_STATEMENT]
-            sql = single.replace(group, ", ".join([group] * len(chunk)), 1)
-            cursor.execute(sql, [row[i] for row in chunk for i in order])
-            changed.extend(tuple(r) for r in cursor.fetchall())
-    finally:
-        cursor.close()
+    for start in range(0, len(values), SQLITE_ROWS_PER_STATEMENT):
+        chunk = values[start : start + SQLITE_ROWS_PER_STATEMENT]
+        sql = single.replace(group, ", ".join([group] * len(chunk)), 1)
+        result = conn.exec_driver_sql(sql, tuple(row[i] for row in chunk for i in order))
+        changed.extend(tuple(r) for r in result)
     return changed
 
 
@@ -149,11 +147,14 @@ def _copy_upsert(
     staging = f"lmsbridge_staging_{uuid.uuid4().hex[:12]}"
     column_list = ", ".join(f'"{c}"' for c in names)
     conn.execute(text(f'CREATE TEMPORARY TABLE "{staging}" (LIKE "{table.name}") ON COMMIT DROP'))
+    statement = f'COPY "{staging}" ({column_list}) FROM STDIN'
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
-        with cursor.copy(f'COPY "{staging}" ({column_list}) FROM STDIN') as copy:
+        with cursor.copy(statement) as copy:
             for row in _convert(conn, table, names, rows):
                 copy.write_row(row)
+    except conn.dialect.loaded_dbapi.Error as exc:  # as SQLAlchemy raises for its own statements
+        raise DBAPIError.instance(statement, None, exc, conn.dialect.loaded_dbapi.Error) from exc
     finally:
         cursor.close()
     staged = table_clause(staging, *(column(c) for c in names))
