@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.common import RESULTS, machine
+from bench.common import RESULTS, machine, ratio
 
 README = Path(__file__).parent / "README.md"
 START, END = "<!-- results:start -->", "<!-- results:end -->"
@@ -57,6 +57,23 @@ def organisation_rows(sizes: list[int], stores: list[tuple[str, int]]) -> list[s
             f"{notes['steady_poll_calls']} ({notes['lower_bound_poll_calls']}, {notes['naive_calls_per_poll']:,}) | "
             f"{max(s['peak_rss_mb'] for s in r['stages']):.0f} MB |"
         )
+    return rows
+
+
+def stage_rows(sizes: list[int], stores: list[tuple[str, int]], when: str, box: str) -> list[str]:
+    """Per organisation stage: lmsbridge's CPU, the simulator's, wall time, floor and ratio."""
+    rows = [
+        "| machine | date | store | learners | stage | lmsbridge CPU | simulator CPU | wall | floor | ratio |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for store, learners in [("sqlite", n) for n in sizes] + stores:
+        for s in load(f"organisation-{store}-{learners}")["stages"]:
+            floor = f"{s['floor_s']:.1f} s ({s['floor']})" if s.get("floor_s") else ""
+            rows.append(
+                f"| {box} | {when} | {store} | {learners:,} | {s['name']} | {s['cpu_s']:.1f} s | "
+                f"{s.get('simulator_cpu_s', 0):.1f} s | {s['wall_s']:.1f} s | {floor} | "
+                f"{ratio(s['cpu_s'], s.get('floor_s'))} |"
+            )
     return rows
 
 
@@ -107,9 +124,10 @@ def main() -> None:
         run("totara_calls", "--learners", "10000")
         run("hris_csv")
         run("delivery", "--messages", "10000")
-    table = [*organisation_rows(sizes, stores), "", *feed_rows()]
     when = datetime.now(UTC).strftime("%Y-%m-%d")
     box = machine()
+    cpus = f"{box['cpus']} CPUs ({box['processor']})"
+    table = [*stage_rows(sizes, stores, when, cpus), "", *organisation_rows(sizes, stores), "", *feed_rows()]
     header = f"Measured {when} on {box['cpus']} CPUs ({box['processor']}), {box['platform']}, Python {box['python']}."
     collected = {
         "date": when,

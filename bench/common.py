@@ -1,8 +1,11 @@
 """Shared helpers for benchmarks: stage timing, peak memory, result files.
 
-Benchmarks print figures; they never assert on time. Each stage records wall time, CPU time
-and the process's peak resident set size so far (ru_maxrss), which only grows — run a
-benchmark in its own process (``python -m bench.NAME``) to see a stage's own peak.
+Benchmarks print figures; they never assert on time. Each stage records wall time, lmsbridge's
+CPU time (this process: the simulators run in processes of their own), the simulator's CPU time
+in the same stage (read from /proc for its process id, Linux only), the process's peak resident
+set size so far (ru_maxrss), which only grows — run a benchmark in its own process
+(``python -m bench.NAME``) to see a stage's own peak — and, where the benchmark measures one,
+the floor: the same work done directly, with the ratio of lmsbridge's CPU to it.
 """
 
 from __future__ import annotations
@@ -29,12 +32,35 @@ def peak_rss_mb() -> float:
     return peak / 1024 if sys.platform != "darwin" else peak / (1024 * 1024)
 
 
+def process_cpu_s(pid: int | None) -> float:
+    """User + system CPU seconds of process ``pid`` so far (0 when unknown or not on Linux)."""
+    if pid is None:
+        return 0.0
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = stat.rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+TIMES = "\u00d7"  # the multiplication sign
+
+
+def ratio(cpu_s: float, floor_s: float | None) -> str:
+    """lmsbridge's CPU over the floor, written like 1.8 and the multiplication sign."""
+    return f"{cpu_s / floor_s:.1f}{TIMES}" if floor_s else ""
+
+
 @dataclass
 class Stage:
     name: str
     wall_s: float = 0.0
-    cpu_s: float = 0.0
+    cpu_s: float = 0.0  # lmsbridge: this process
+    simulator_cpu_s: float = 0.0  # the simulator's process, in the same stage
     peak_rss_mb: float = 0.0
+    floor_s: float | None = None  # the same work done directly (CPU of this process)
+    floor: str = ""  # what that work is
     figures: dict[str, Any] = field(default_factory=dict)
 
 
@@ -43,21 +69,30 @@ class Run:
     benchmark: str
     stages: list[Stage] = field(default_factory=list)
     notes: dict[str, Any] = field(default_factory=dict)
+    simulator_pid: int | None = None
 
     @contextmanager
     def stage(self, name: str) -> Iterator[Stage]:
         stage = Stage(name)
         wall, cpu = time.perf_counter(), time.process_time()
+        simulator = process_cpu_s(self.simulator_pid)
         yield stage
         stage.wall_s = round(time.perf_counter() - wall, 3)
         stage.cpu_s = round(time.process_time() - cpu, 3)
+        stage.simulator_cpu_s = round(process_cpu_s(self.simulator_pid) - simulator, 3)
         stage.peak_rss_mb = round(peak_rss_mb(), 1)
         self.stages.append(stage)
         extras = ", ".join(f"{k}={v}" for k, v in stage.figures.items())
         print(
-            f"  {name:<40} wall {stage.wall_s:>8.2f}s  cpu {stage.cpu_s:>8.2f}s  peak RSS {stage.peak_rss_mb:>7.1f} MB  {extras}",
+            f"  {name:<40} wall {stage.wall_s:>8.2f}s  cpu {stage.cpu_s:>8.2f}s  simulator cpu "
+            f"{stage.simulator_cpu_s:>7.2f}s  peak RSS {stage.peak_rss_mb:>7.1f} MB  {extras}",
             flush=True,
         )
+
+    def floor(self, stage: Stage, cpu_s: float, what: str) -> None:
+        """Record the floor of ``stage`` (measured after it, not inside its timing)."""
+        stage.floor_s, stage.floor = round(cpu_s, 3), what
+        print(f"  {'':<40} floor {cpu_s:.2f}s cpu ({what}): {ratio(stage.cpu_s, cpu_s)}", flush=True)
 
     def save(self) -> Path:
         RESULTS.mkdir(exist_ok=True)

@@ -44,7 +44,7 @@ def main() -> None:
     )
     with tempfile.TemporaryDirectory() as raw, ExitStack() as stack:
         root = Path(raw)
-        url = stack.enter_context(moodle_process(args.messages, free_port(), courses=12))
+        url = stack.enter_context(moodle_process(args.messages, free_port(), courses=12, run=run))
         store = (
             f"sqlite:///{root / 'state.db'}"
             if args.store == "sqlite"

@@ -133,6 +133,7 @@ def _apply_guards(
 ) -> list[tuple[Any, OutgoingAction]]:
     """Hold back what must not go out now; return the rows to send, rendered as of now."""
     to_send = []
+    rendered = []
     current = truth.load(conn, claimed)
     verdicts = guards.screen(conn, claimed, settings, now, current)
     bodies = compose.for_sending(conn, [v.row for v in verdicts if v.state == "send"], current, now)
@@ -148,7 +149,7 @@ def _apply_guards(
             outgoing = outbox.to_outgoing(row)
             if body is not None:
                 assert not isinstance(body, compose.NotSent)
-                outbox.store_rendered(conn, row, body, now)  # what `outbox` shows is what went
+                rendered.append((row, body))  # what `outbox` shows is what went
                 outgoing = replace(outgoing, subject=body.subject, body_html=body.html, body_text=body.text)
             to_send.append((row, outgoing))
         elif verdict.state == "deferred":
@@ -161,6 +162,7 @@ def _apply_guards(
         else:
             outbox.finish(conn, row, verdict.state, verdict.reason or "", now)
             report.states[verdict.state] += 1
+    outbox.store_rendered(conn, rendered, now)
     return to_send
 
 
@@ -214,33 +216,25 @@ def _send_site(
         later = now + timedelta(seconds=settings.delivery.backoff_base_seconds)
         unknown = getattr(exc, "ambiguous", False)
         with engine.begin() as conn:
-            for row in rows:
-                if unknown:  # the site may have carried it out: reconcile before any resend
-                    outbox.record(
-                        conn,
-                        row,
-                        DeliveryOutcome(row.key, OutcomeStatus.UNKNOWN, error=message),
-                        now,
-                        _policy(settings),
-                    )
-                elif exc.remedy is Remedy.FIX_CONFIG:
+            if exc.remedy is Remedy.FIX_CONFIG and not unknown:
+                for row in rows:
                     outbox.release(conn, row, message, later, now)
-                else:
-                    outbox.record(
-                        conn,
-                        row,
-                        DeliveryOutcome(row.key, OutcomeStatus.RETRY, error=message),
-                        now,
-                        _policy(settings),
-                    )
+            else:  # unknown: the site may have carried them out, reconcile before any resend
+                status = OutcomeStatus.UNKNOWN if unknown else OutcomeStatus.RETRY
+                failed = [(row, DeliveryOutcome(row.key, status, error=message)) for row in rows]
+                outbox.record_many(conn, failed, now, _policy(settings))
         return
     by_key = {o.key: o for o in outcomes}
+    paired = [
+        (
+            row,
+            by_key.get(row.key) or DeliveryOutcome(row.key, OutcomeStatus.RETRY, error="no outcome returned"),
+        )
+        for row in rows
+    ]
     with engine.begin() as conn:
-        for row in rows:
-            outcome = by_key.get(row.key) or DeliveryOutcome(
-                row.key, OutcomeStatus.RETRY, error="no outcome returned"
-            )
-            state = outbox.record(conn, row, outcome, now, _policy(settings))
+        states = outbox.record_many(conn, paired, now, _policy(settings))
+        for (row, outcome), state in zip(paired, states, strict=True):
             report.states[state] += 1
             report.delivered.append(
                 {

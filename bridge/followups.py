@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, select, update
+from sqlalchemy import Connection, Engine, and_, false, or_, select, update
 
 from bridge import compose
 from bridge import manager_followups as mf
@@ -157,6 +157,26 @@ def _recommendations(conn: Connection, where: Any) -> list[Any]:
     return list(conn.execute(select(r).where(where).order_by(r.c.person_id, r.c.id)))
 
 
+def _first_day(days: Sequence[int], also: int | None) -> int | None:
+    """The earliest day of a schedule (and of a one-off such as the escalation), if any."""
+    every = [*days, *([also] if also is not None else [])]
+    return min(every) if every else None
+
+
+def _something_due(start: Any, first_days: dict[str, int | None], now: datetime) -> Any:
+    """Recommendations of which at least one follow-up step is due: ``start`` (when the schedule
+    began) at least its mapping's earliest step ago. A recommendation that is not yet at its
+    first step has nothing to do, so its facts are never loaded (the steady cycle costs what is
+    due, not every open recommendation)."""
+    r = t.recommendations
+    due = [
+        and_(r.c.mapping_id == mapping_id, start <= now - timedelta(days=day))
+        for mapping_id, day in sorted(first_days.items())
+        if day is not None
+    ]
+    return or_(false(), *due)
+
+
 def follow_up(engine: Engine, mapping_set: MappingSet, settings: Settings, now: datetime) -> FollowUpReport:
     report = FollowUpReport()
     mappings = {mp.id: mp for mp in mapping_set.enabled}
@@ -166,9 +186,23 @@ def follow_up(engine: Engine, mapping_set: MappingSet, settings: Settings, now: 
     longest = max((max(mp.follow_up.reinforce_after_days or [0]) for mp in mappings.values()), default=0)
     observe = max((mp.follow_up.manager_observe_after_days or 0 for mp in mappings.values()), default=0)
     horizon = now - timedelta(days=max(longest, observe) + 2)
+    first_reminder = {
+        mp.id: _first_day(mp.follow_up.remind_after_days, mp.follow_up.escalate_to_manager_after_days)
+        for mp in mappings.values()
+    }
+    first_reinforcement = {
+        mp.id: _first_day(mp.follow_up.reinforce_after_days, mp.follow_up.manager_observe_after_days)
+        for mp in mappings.values()
+    }
     with engine.connect() as conn:
         open_recs = _recommendations(
-            conn, and_(r.c.state == "open", r.c.holdout.is_(False), r.c.mapping_id.in_(sorted(mappings)))
+            conn,
+            and_(
+                r.c.state == "open",
+                r.c.holdout.is_(False),
+                r.c.mapping_id.in_(sorted(mappings)),
+                _something_due(r.c.opened_at, first_reminder, now),
+            ),
         )
         completed_recs = _recommendations(
             conn,
@@ -178,6 +212,7 @@ def follow_up(engine: Engine, mapping_set: MappingSet, settings: Settings, now: 
                 r.c.completed_at.is_not(None),
                 r.c.completed_at >= horizon,
                 r.c.mapping_id.in_(sorted(mappings)),
+                _something_due(r.c.completed_at, first_reinforcement, now),
             ),
         )
     for start in range(0, max(len(open_recs), len(completed_recs)), CHUNK):

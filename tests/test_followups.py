@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, select
 
-from bridge import clock
+from bridge import clock, followups
 from bridge.act import Actor
 from bridge.decide import evaluate
 from bridge.delivery import deliver
@@ -78,6 +79,30 @@ def test_reminders_until_completion_then_reinforcement(team: Engine, tmp_path: P
     assert ("reminder", "7", "pending") not in p1 and ("reminder", "7", "sent") not in p1
     assert ("reinforcement", "7", "sent") in p1
     assert ("reinforcement", "1", "cancelled") in p1  # missed step superseded, not sent in a burst
+
+
+def test_follow_up_reads_only_the_recommendations_with_a_step_due(
+    team: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Recommendations before their first reminder (day 3 here) cost nothing: their facts are
+    not loaded. Once a step is due they are followed up exactly as before."""
+    mappings = write_mapping(tmp_path, "csat", FOLLOW)
+    clock.set_now(T0)
+    evaluate(team, mappings, settings(), T0, persist=Actor(mappings, settings()))
+    loaded: list[set[str]] = []
+    real = followups.iter_facts
+
+    def spy(conn: Any, person_ids: Any, *args: Any) -> Any:
+        loaded.append(set(person_ids))
+        return real(conn, person_ids, *args)
+
+    monkeypatch.setattr(followups, "iter_facts", spy)
+    follow_up(team, mappings, settings(), T0 + timedelta(days=2, hours=23))
+    assert loaded == []
+    follow_up(team, mappings, settings(), T0 + timedelta(days=3))
+    assert loaded == [{"P1", "P2"}]
+    reminders = [a for a in rows(team, t.actions, t.actions.c.id) if a.purpose == "reminder"]
+    assert sorted((a.person_id, a.key.rsplit("/", 1)[-1]) for a in reminders) == [("P1", "3"), ("P2", "3")]
 
 
 def test_manager_gets_one_digest_for_several_reports(team: Engine, tmp_path: Path) -> None:

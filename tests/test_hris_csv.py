@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from bridge.ports import Batch, PullContext, PullScope
 from bridge.records import Measurement, Person, ReviewRating
+from connectors.hris import csv_connector
 from connectors.hris.csv_connector import CsvOptions, CsvSource
 from connectors.simulation.export_hr import export
 from connectors.simulation.org import generate
@@ -167,6 +168,33 @@ def test_files_are_read_once_and_again_when_changed(tmp_path: Path) -> None:
         str(drop / "2026-09.csv"),
         str(drop / "2026-10.csv"),
     }
+
+
+def test_a_cycle_with_no_changed_file_parses_none(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A steady cycle costs what changed: unchanged files are fingerprinted, never parsed."""
+    (tmp_path / "people.csv").write_text(PEOPLE + "P1,1,A,B,a@x.org,,S,A,,,,2020-01-01,yes\n")
+    (tmp_path / "kpis.csv").write_text(
+        "Employee Number,Metric,Period Start,Period End,Value\n1,csat,2026-09-01,2026-09-30,4.1\n"
+    )
+    first = pull(tmp_path, people="people.csv", measurements="kpis.csv")
+    cursors = {b.stream: b.cursor for b in first if b.cursor}
+    parsed: list[Path] = []
+    real = csv_connector.read_records
+
+    def spy(paths: list[Path], *args: Any) -> Any:
+        parsed.extend(paths)
+        return real(paths, *args)
+
+    monkeypatch.setattr(csv_connector, "read_records", spy)
+    assert pull(tmp_path, cursors, people="people.csv", measurements="kpis.csv") == []
+    assert parsed == []
+    (tmp_path / "kpis.csv").write_text(
+        "Employee Number,Metric,Period Start,Period End,Value\n1,csat,2026-09-01,2026-09-30,4.4\n"
+    )
+    changed = pull(tmp_path, cursors, people="people.csv", measurements="kpis.csv")
+    assert [m.value for m in records(changed, Measurement)] == [4.4]
+    assert [m.person_id for m in records(changed, Measurement)] == ["P1"]  # people read to resolve "1"
+    assert [p.name for p in parsed] == ["people.csv", "kpis.csv"]
 
 
 def test_committed_sample_files_match_the_generator(tmp_path: Path) -> None:

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
+from operator import attrgetter
 from typing import Any
 
-from sqlalchemy import Connection, Table, and_, or_, select, tuple_, update
+from sqlalchemy import Connection, Table, and_, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from bridge import clock
@@ -36,6 +37,7 @@ from bridge.records import (
     ReviewRating,
 )
 from bridge.store import schema as t
+from bridge.store.bulk import on_conflict, upsert_rows
 
 CHUNK = 500
 
@@ -95,26 +97,13 @@ def upsert_statement(conn: Connection, table: Table, keys: Sequence[str], column
 @lru_cache(maxsize=256)
 def _upsert(dialect: str, table: Table, keys: tuple[str, ...], columns: tuple[str, ...]) -> Any:
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = insert(table)
-    excluded = stmt.excluded
-    values = [c for c in columns if c not in keys]
-    if not values:
-        return stmt.on_conflict_do_nothing(index_elements=list(keys))
-    changed = or_(*(table.c[c].is_distinct_from(excluded[c]) for c in values))
-    return stmt.on_conflict_do_update(
-        index_elements=list(keys),
-        set_={
-            **{c: excluded[c] for c in values},
-            **({"updated_at": excluded["updated_at"]} if "updated_at" in table.c else {}),
-        },
-        where=changed,
-    )
+    return on_conflict(insert(table), table, keys, columns)
 
 
-def _row(record: Record, columns: Sequence[str], now: datetime) -> dict[str, Any]:
-    row = {c: getattr(record, c) for c in columns}
-    row["updated_at"] = now
-    return row
+def _values(target: _Target) -> Callable[[Record], tuple[Any, ...]]:
+    """A record's values for ``target.columns``, as one tuple."""
+    get = attrgetter(*target.columns)
+    return (lambda r: (get(r),)) if len(target.columns) == 1 else get
 
 
 def write_records(conn: Connection, records: Iterable[Record], now: datetime) -> WriteResult:
@@ -127,22 +116,22 @@ def write_records(conn: Connection, records: Iterable[Record], now: datetime) ->
     changed_metrics: set[str] = set()
     for kind, items in grouped.items():
         target = TARGETS[kind]
-        stmt = upsert_statement(conn, target.table, target.keys, target.columns)
-        returning = [target.table.c[k] for k in target.keys]
-        for start in range(0, len(items), CHUNK):
-            chunk = _dedupe(items[start : start + CHUNK], target.keys)
-            rows = [_row(r, target.columns, now) for r in chunk]
-            changed = conn.execute(stmt.returning(*returning), rows).all()
-            result.written[kind.__name__] += len(rows)
-            result.changed += len(changed)
-            if target.owner == "person":
-                dirty_persons.update(row.person_id for row in changed)
-            if kind is Measurement:
-                changed_metrics.update(row.metric for row in changed)
-            if kind is Person and changed:
-                bump_version(conn, "people", now)
-            elif target.owner == "lms_user":
-                dirty_users.update((row.site, row.user_id) for row in changed)
+        values = _values(target)
+        rows = [(*values(r), now) for r in _dedupe(items, target.keys)]
+        changed = upsert_rows(
+            conn, target.table, target.keys, target.columns, (*target.columns, "updated_at"), rows
+        )
+        result.written[kind.__name__] += len(rows)
+        result.changed += len(changed)
+        key = {k: i for i, k in enumerate(target.keys)}
+        if target.owner == "person":
+            dirty_persons.update(row[key["person_id"]] for row in changed)
+        if kind is Measurement:
+            changed_metrics.update(row[key["metric"]] for row in changed)
+        if kind is Person and changed:
+            bump_version(conn, "people", now)
+        elif target.owner == "lms_user":
+            dirty_users.update((row[key["site"]], row[key["user_id"]]) for row in changed)
     if dirty_users:
         dirty_persons.update(_people_of_users(conn, dirty_users))
     result.dirty_people = mark_dirty(conn, dirty_persons, now)
@@ -162,7 +151,9 @@ def version(conn: Connection, name: str) -> str | None:
 
 
 def _dedupe(items: list[Record], keys: Sequence[str]) -> list[Record]:
-    """Keep the last record per key: one statement may not touch the same row twice."""
+    """Keep the last record per key: one statement may not touch the same row twice.
+
+    The last one is what upserting them in turn would have stored."""
     by_key: dict[tuple[Any, ...], Record] = {}
     for item in items:
         by_key[tuple(getattr(item, k) for k in keys)] = item
@@ -187,10 +178,10 @@ def mark_dirty(conn: Connection, person_ids: Iterable[str], now: datetime) -> in
     ids = sorted(set(person_ids))
     if not ids:
         return 0
-    stmt = upsert_statement(conn, t.dirty_people, ["person_id"], ["person_id", "mark"])
-    for start in range(0, len(ids), CHUNK):
-        rows = [{"person_id": p, "since": now, "mark": uuid.uuid4().hex} for p in ids[start : start + CHUNK]]
-        conn.execute(stmt, rows)
+    rows = [(p, now, uuid.uuid4().hex) for p in ids]
+    upsert_rows(
+        conn, t.dirty_people, ["person_id"], ["person_id", "mark"], ["person_id", "since", "mark"], rows
+    )
     return len(ids)
 
 

@@ -334,6 +334,8 @@ actions = Table(
     Index("ix_actions_state_due", "state", "due_at"),
     Index("ix_actions_person", "person_id"),
     Index("ix_actions_recommendation", "recommendation_id"),
+    # The weekly cap counts a person's learner messages sent in the last 7 days (bridge.guards).
+    Index("ix_actions_recipient_state_sent", "recipient_person_id", "state", "sent_at"),
 )
 
 digest_items = Table(

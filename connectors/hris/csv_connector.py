@@ -37,6 +37,7 @@ from connectors.hris.feed import MAX_RETIRE_HELP, MAX_RETIRE_PERCENT, people_bat
 from connectors.hris.fields import Builder, Getter, Roster, Scale
 
 BATCH = 5000
+STREAMS = ("measurements", "reviews", "goals")  # read after the people, who resolve their rows
 
 
 class PeopleColumns(BaseModel):
@@ -167,6 +168,14 @@ class CsvSource:
             date_format=options.date_format,
             decimal=options.decimal,
         )
+        # Per record kind: field name -> the header it is read from, folded as rows are keyed.
+        self._headers = {
+            kind: {
+                name: fold(header or "")
+                for name, header in getattr(options.columns, kind).model_dump().items()
+            }
+            for kind in ("people", *STREAMS)
+        }
         scale = options.rating_scale
         self.builder = Builder(
             name,
@@ -197,6 +206,9 @@ class CsvSource:
 
     def pull(self, ctx: PullContext) -> Iterator[Batch]:
         people_files, people_cursor = self._new_files("people", ctx)
+        streams = {kind: self._new_files(kind, ctx) for kind in STREAMS}
+        if not people_files and not any(files for files, _cursor in streams.values()):
+            return  # nothing changed since the cursor: no file is parsed
         all_people = self._files("people")
         roster = Roster(self.name, self.builder)
         rejected: list[Rejected] = []
@@ -219,15 +231,12 @@ class CsvSource:
         )
         if people_files:
             yield batch
-        for kind, build in (
-            ("measurements", self._measurement),
-            ("reviews", self._review),
-            ("goals", self._goal),
-        ):
-            yield from self._stream(kind, build, ctx)
+        builds = {"measurements": self._measurement, "reviews": self._review, "goals": self._goal}
+        for kind, (files, cursor) in streams.items():
+            yield from self._stream(kind, files, cursor, builds[kind])
 
-    def _stream(self, kind: str, build: Any, ctx: PullContext) -> Iterator[Batch]:
-        files, cursor = self._new_files(kind, ctx)
+    def _stream(self, kind: str, files: list[Path], cursor: dict[str, str], build: Any) -> Iterator[Batch]:
+        """The records of the new ``files`` of ``kind``, in batches; the last carries ``cursor``."""
         if not files:
             return
         rejected: list[Rejected] = []
@@ -242,8 +251,9 @@ class CsvSource:
     # ------------------------------------------------------------------ rows to records
 
     def _getter(self, row: Row, kind: str) -> Getter:
-        columns = getattr(self.options.columns, kind).model_dump()
-        return lambda name: row.get(columns.get(name) or "")
+        headers = self._headers[kind]
+        values = row.values
+        return lambda name: values.get(headers.get(name, ""))
 
     def _person(self, roster: Roster, row: Row) -> Person:
         return roster.read(self._getter(row, "people"), f"{row.file}:{row.line}")

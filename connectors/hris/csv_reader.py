@@ -146,7 +146,7 @@ def rows(path: Path, dialect: Dialect, source: str, rejected: list[Rejected]) ->
             raw = delimiter.join(fields)
             if not fields or all(not f.strip() for f in fields):
                 continue  # blank line
-            if any(_undecodable(f) for f in fields):
+            if _undecodable(raw):
                 rejected.append(
                     Rejected(
                         source,
@@ -169,8 +169,13 @@ def rows(path: Path, dialect: Dialect, source: str, rejected: list[Rejected]) ->
             yield Row(start, dict(zip(header, fields, strict=True)), raw, name)
 
 
+# What surrogateescape makes of a byte that is not valid text (see open_text).
+ESCAPED_BYTE = re.compile("[\udc80-\udcff]")
+
+
 def _undecodable(text: str) -> bool:
-    return any("\udc80" <= ch <= "\udcff" for ch in text)
+    """Whether ``text`` (a whole row: its fields joined) holds a byte the encoding could not read."""
+    return ESCAPED_BYTE.search(text) is not None
 
 
 def _printable(text: str) -> str:

@@ -104,8 +104,7 @@ def list_reports(state: SiteState, p: dict[str, Any]) -> dict[str, Any]:
 def retrieve_report(state: SiteState, p: dict[str, Any]) -> dict[str, Any]:
     if p["reportid"] != REPORT_ID:
         raise missing_record(state, "reportbuilder_report")
-    with state.lock:
-        done = sorted(state.completions.items(), key=lambda item: (-item[1], item[0]))
+    done = state.completions_newest_first()
     start = p["page"] * p["perpage"]
     zone = display_zone(state)
     rows = []

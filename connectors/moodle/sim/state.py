@@ -104,6 +104,10 @@ class SiteState:
     rating_times: dict[tuple[int, int], int] = field(default_factory=dict)  # (user, competency) -> rated
     # The companion plugin local_lmsbridge (connectors.moodle.sim.plugin), when installed.
     plugin: PluginState | None = None
+    # The completions newest first, as the report lists them: sorted once per change, not per page.
+    _completion_order: tuple[dict[tuple[int, int], int], list[tuple[tuple[int, int], int]]] | None = field(
+        default=None, repr=False
+    )
 
     @classmethod
     def build(
@@ -218,8 +222,21 @@ class SiteState:
     framework = COMPETENCY_FRAMEWORK
     scale = PROFICIENCY_SCALE
 
+    def completions_newest_first(self) -> list[tuple[tuple[int, int], int]]:
+        """``((user, course), time)`` of every completion, newest first (ties by user, course).
+
+        Kept sorted between changes: a report read in pages must not sort everything per page.
+        Completions change through :meth:`complete`, or by replacing the whole dict.
+        """
+        with self.lock:
+            if self._completion_order is None or self._completion_order[0] is not self.completions:
+                done = sorted(self.completions.items(), key=lambda item: (-item[1], item[0]))
+                self._completion_order = (self.completions, done)
+            return self._completion_order[1]
+
     def complete(self, user_id: int, course_id: int, when: int | None = None) -> None:
         with self.lock:
+            self._completion_order = None
             self.completions[(user_id, course_id)] = when or int(time.time())
             new_enrolment = course_id not in self.enrolments.get(user_id, {})
             self.enrolments.setdefault(user_id, {}).setdefault(course_id, int(time.time()))

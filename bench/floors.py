@@ -1,0 +1,103 @@
+"""The floor of a stage: the same work done directly, measured in the same run.
+
+For the initial sync that is storing the rows it stored, with the database driver's own bulk
+path and nothing else: every row of every table, read back raw after the stage, inserted into
+empty tables of the same shape (keys and indexes included) with ``executemany`` on SQLite or
+``COPY`` on PostgreSQL. Parsing the HR files and reading the LMS are not in it, so the ratio of
+the stage to this floor is an upper bound on what storing costs over the driver.
+
+It runs in a process of its own (``python -m bench.floors`` reads the store's URL from
+``BENCH_FLOOR_STORE``, never from its command line where ``ps`` shows a password, and prints its
+figures as JSON), so holding every row does not count in the benchmark's peak RSS.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine
+
+from bridge.store import schema
+
+
+def _rows(engine: Engine) -> dict[str, tuple[list[str], list[tuple[Any, ...]]]]:
+    tables: dict[str, tuple[list[str], list[tuple[Any, ...]]]] = {}
+    with engine.connect() as conn:
+        for table in schema.metadata.sorted_tables:
+            result = conn.exec_driver_sql(f'SELECT * FROM "{table.name}"')
+            rows = [tuple(r) for r in result]
+            if rows:
+                tables[table.name] = (list(result.keys()), rows)
+    return tables
+
+
+def bulk_insert_floor(store_url: str) -> tuple[float, float, int]:
+    """(wall, CPU, rows) of bulk-inserting every row now in the store afresh, in a child process."""
+    answer = subprocess.run(
+        [sys.executable, "-m", "bench.floors"],
+        check=True,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "BENCH_FLOOR_STORE": store_url},
+    )
+    figures = json.loads(answer.stdout)
+    return figures["wall_s"], figures["cpu_s"], figures["rows"]
+
+
+def bulk_insert_s(engine: Engine) -> tuple[float, float, int]:
+    """(wall, CPU of this process, rows) of bulk-inserting every row now in the store afresh."""
+    tables = _rows(engine)
+    count = sum(len(rows) for _columns, rows in tables.values())
+    if engine.dialect.name == "postgresql":
+        return (*_copy(engine, tables), count)
+    with tempfile.TemporaryDirectory() as raw:
+        fresh = create_engine(f"sqlite:///{Path(raw) / 'floor.db'}")
+        schema.metadata.create_all(fresh)
+        driver = fresh.raw_connection()
+        try:
+            driver.execute("PRAGMA journal_mode=WAL")
+            driver.execute("PRAGMA synchronous=NORMAL")
+            wall, cpu = time.perf_counter(), time.process_time()
+            for name, (columns, rows) in tables.items():
+                marks = ", ".join("?" * len(columns))
+                names = ", ".join(f'"{c}"' for c in columns)
+                driver.executemany(f'INSERT INTO "{name}" ({names}) VALUES ({marks})', rows)
+            driver.commit()
+            return time.perf_counter() - wall, time.process_time() - cpu, count
+        finally:
+            driver.close()
+            fresh.dispose()
+
+
+def _copy(engine: Engine, tables: dict[str, tuple[list[str], list[tuple[Any, ...]]]]) -> tuple[float, float]:
+    driver = engine.raw_connection()
+    try:
+        cursor = driver.cursor()
+        for name in tables:
+            cursor.execute(f'CREATE TEMPORARY TABLE "floor_{name}" (LIKE "{name}" INCLUDING ALL)')
+        wall, cpu = time.perf_counter(), time.process_time()
+        for name, (columns, rows) in tables.items():
+            names = ", ".join(f'"{c}"' for c in columns)
+            with cursor.copy(f'COPY "floor_{name}" ({names}) FROM STDIN') as copy:
+                for row in rows:
+                    copy.write_row(row)
+        return time.perf_counter() - wall, time.process_time() - cpu
+    finally:
+        driver.rollback()  # the temporary tables go with it
+        driver.close()
+
+
+if __name__ == "__main__":
+    from bridge.store.db import make_engine
+
+    store = make_engine(os.environ["BENCH_FLOOR_STORE"])
+    wall, cpu, rows = bulk_insert_s(store)
+    store.dispose()
+    print(json.dumps({"wall_s": wall, "cpu_s": cpu, "rows": rows}))
