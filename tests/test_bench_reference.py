@@ -5,8 +5,11 @@ benchmark's pipeline — initial sync of the HR files and the Moodle simulator, 
 everyone, delivery, then a steady cycle after 1% completed a course — on SQLite and PostgreSQL.
 Every table the pipeline writes is then compared with a stored fingerprint
 (tests/data/bench_reference.json) taken by running this same pipeline on the code before the
-bulk paths (commit c04ea40: per-row SQLAlchemy binds, one UPDATE per outcome): the fingerprint
-is the old code's output, not the straightforward path run again here.
+bulk paths (per-row SQLAlchemy binds, one UPDATE per outcome: first taken on c04ea40, taken again
+on 7146101, main just before the bulk paths were merged, whose messages and tables other changes of
+the same day had changed): the fingerprint is the old code's output, not the straightforward
+path run again here. A change that means to change what is decided or stored regenerates it
+from the commit before it, the same way.
 
 What is left out of a fingerprint is what no two runs share: surrogate ids (PostgreSQL spends
 sequence numbers on conflicting inserts), claim tokens and workers, random version and dirty
