@@ -64,7 +64,7 @@ def test_explain_gives_every_mapping_verdict(cli: tuple[Path, CliRunner]) -> Non
 def test_preview_renders_a_message(cli: tuple[Path, CliRunner]) -> None:
     output = invoke(cli, "preview", "csat-customer-conversations", "--person", "000028")
     assert "Subject: A short course for you: Customer Conversations that Resolve" in output
-    assert "Hello Liam," in output and "csat 3.51" in output
+    assert "Hello Liam," in output and "your csat was 3.51 in 2026-10, below the 4.2 target" in output
 
 
 def test_status_json(cli: tuple[Path, CliRunner]) -> None:
