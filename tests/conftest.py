@@ -96,6 +96,26 @@ def engine(request: pytest.FixtureRequest) -> Engine:
     return request.getfixturevalue(name)  # type: ignore[no-any-return]
 
 
+@pytest.fixture
+def seeded(sqlite_engine: Engine) -> Engine:
+    """The dashboard's seeded store (tests/browser/store.py) with the clock at its NOW."""
+    from tests.browser.store import NOW, seed
+
+    seed(sqlite_engine)
+    clock.set_now(NOW)
+    return sqlite_engine
+
+
+@pytest.fixture
+def local(seeded: Engine) -> Iterator[OpsServer]:
+    """The dashboard over real HTTP on the seeded store, without a token."""
+    from tests.test_dashboard import serve
+
+    ops = serve(seeded, "127.0.0.1:0", None)
+    yield ops
+    ops.stop()
+
+
 SIM_TOKEN = "sim-token-0123456789abcdef"
 
 
@@ -110,4 +130,5 @@ def moodle() -> Iterator[Running]:
 
 
 if TYPE_CHECKING:
+    from bridge.ops import OpsServer
     from connectors.moodle.sim.server import Running

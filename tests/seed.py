@@ -99,7 +99,7 @@ def rows(engine: Engine, table: Any, *order: Any) -> list[Any]:
         return list(conn.execute(select(table).order_by(*(order or table.primary_key.columns))))
 
 
-CSAT_MAPPING = """\
+CSAT_RULE = """\
 id: csat
 title: CSAT below target
 audience:
@@ -109,8 +109,14 @@ when:
 recommend:
   - site: moodle
     course: CS-101
+"""
+"""Who the CSAT mapping is for, what opens it and what it recommends; tests add the rest."""
+CSAT_MAPPING = (
+    CSAT_RULE
+    + """\
 schedule:
   days: [mon, tue, wed, thu, fri, sat, sun]
   hours: "00:00-24:00"
   cooldown_days: 30
 """
+)

@@ -7,20 +7,17 @@ import base64
 import hashlib
 import http.client
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import pytest
 from sqlalchemy import Engine
 
-from bridge import clock
 from bridge.dashboard import Dashboard, charts
 from bridge.dashboard.views import STATIC_FILES, ago, pct
 from bridge.impact_stats import kaplan_meier
 from bridge.ops import SECURITY_HEADERS, OpsServer
 from connectors.moodle.sim.server import Running
-from tests.browser.store import CSAT, HOSTILE_ERROR, NOW, SOURCES, dashboard_settings, mapping_set, seed
+from tests.browser.store import CSAT, HOSTILE_ERROR, SOURCES, dashboard_settings, mapping_set
 from tests.test_daemon import daemon_config, get, migrate, start, wait_for
 
 TOKEN = "dashboard-token-0123456789"
@@ -51,20 +48,6 @@ def fetch(port: int, path: str, authorization: str | None = None) -> tuple[int, 
 
 def basic(password: str) -> str:
     return "Basic " + base64.b64encode(f"admin:{password}".encode()).decode()
-
-
-@pytest.fixture
-def seeded(sqlite_engine: Engine) -> Engine:
-    seed(sqlite_engine)
-    clock.set_now(NOW)
-    return sqlite_engine
-
-
-@pytest.fixture
-def local(seeded: Engine) -> Iterator[OpsServer]:
-    ops = serve(seeded, "127.0.0.1:0", None)
-    yield ops
-    ops.stop()
 
 
 def page(ops: OpsServer, path: str) -> str:

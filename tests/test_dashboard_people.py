@@ -6,32 +6,16 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import Engine
 
-from bridge import clock
 from bridge.dashboard import people
 from bridge.ops import OpsServer
 from bridge.store import schema as t
-from tests.browser.store import CSAT, ESCALATED, MANAGER_A, MANAGER_B, NOW, mapping_set, seed
+from tests.browser.store import CSAT, ESCALATED, MANAGER_A, MANAGER_B, NOW, mapping_set
 from tests.seed import link
-from tests.test_dashboard import fetch, page, serve
-
-
-@pytest.fixture
-def seeded(sqlite_engine: Engine) -> Engine:
-    seed(sqlite_engine)
-    clock.set_now(NOW)
-    return sqlite_engine
-
-
-@pytest.fixture
-def local(seeded: Engine) -> Iterator[OpsServer]:
-    ops = serve(seeded, "127.0.0.1:0", None)
-    yield ops
-    ops.stop()
+from tests.test_dashboard import fetch, page
 
 
 def total(html: str) -> int:

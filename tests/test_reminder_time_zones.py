@@ -19,20 +19,13 @@ from bridge.delivery import deliver
 from bridge.followups import follow_up
 from bridge.ports import DeliveryOutcome, OutgoingAction
 from bridge.records import LmsUser, Measurement, Person
-from tests.seed import CS101, link, settings, store, write_mapping
+from tests.seed import CS101, CSAT_RULE, link, settings, store, write_mapping
 from tests.test_delivery import FakeSink
 
 OPENED = datetime(2026, 9, 28, 12, tzinfo=UTC)  # Monday: 22:00 in Sydney, 08:00 in New York
-MAPPING = """\
-id: csat
-title: CSAT below target
-audience:
-  department: Customer Service
-when:
-  kpi: {metric: csat, below: target}
-recommend:
-  - site: moodle
-    course: CS-101
+MAPPING = (
+    CSAT_RULE
+    + """\
 follow_up:
   due_in_days: 40
   remind_after_days: [3, 10]
@@ -47,6 +40,7 @@ schedule:
   days: [mon, tue, wed, thu, fri]
   hours: "09:00-17:00"
 """
+)
 ZONES = {"S1": ("Australia/Sydney", 21), "N1": ("America/New_York", 22)}
 
 

@@ -12,6 +12,7 @@ from rich.console import Console
 from sqlalchemy import Engine
 
 from bridge import __version__, log, private_files, registry
+from bridge.errors import BridgeError
 from bridge.settings import Settings, load_settings
 from bridge.store.db import make_engine, require_current
 
@@ -62,6 +63,14 @@ class CliState:
         if migrated:
             require_current(self._engine)
         return self._engine
+
+    def current_engine(self) -> Engine | None:
+        """The state database if it is migrated to the current revision, otherwise None: for
+        commands that report on the store when there is one and work without it."""
+        try:
+            return self.engine()
+        except BridgeError:
+            return None
 
 
 def state(ctx: typer.Context) -> CliState:

@@ -17,7 +17,6 @@ from bridge.identity import Account, HrKeys, link
 from bridge.ports import Batch, PullContext, PullScope
 from bridge.records import Person, Rejected
 from bridge.store import schema as t
-from bridge.store.db import require_current
 from bridge.store.ingest import check_snapshot, listed
 
 hris_app = typer.Typer(help="HR feeds: check one, list rejected rows.", no_args_is_help=True)
@@ -56,7 +55,7 @@ def check(
     )
     if rejects:
         emit("Rejected rows", ["Where", "Reason"], [(r.location, r.reason) for r in rejects])
-    engine = _store(st)
+    engine = st.current_engine()
     if engine is None:
         console.print(
             "identity matches: the state database is not set up yet (`lmsbridge db upgrade`, then `sync`)"
@@ -65,15 +64,6 @@ def check(
     if snapshot is not None:
         _snapshot_verdict(engine, feed, snapshot)
     _identities(st, engine, people)
-
-
-def _store(st: CliState) -> Engine | None:
-    try:
-        engine = st.engine(migrated=False)
-        require_current(engine)
-    except BridgeError:
-        return None
-    return engine
 
 
 def _snapshot_verdict(engine: Engine, feed: str, snapshot: Batch) -> None:

@@ -12,14 +12,13 @@ from sqlalchemy import Engine
 from bridge import clock
 from bridge.cli.common import CliState, app, console, console_err, state
 from bridge.decide import assess, latest_recommendations
-from bridge.errors import BridgeError
 from bridge.facts import iter_facts, person_id_of
 from bridge.mapping.checks import Finding, check_against_store, check_configuration
 from bridge.mapping.context import build_context
 from bridge.mapping.loader import MappingSet, load_dir
 from bridge.mapping.model import json_schema
 from bridge.settings import Settings
-from bridge.store.db import require_current, sqlite_file_missing
+from bridge.store.db import sqlite_file_missing
 
 
 def mappings_dir(settings: Settings, given: Path | None) -> Path:
@@ -73,12 +72,7 @@ def _set_up_store(st: CliState) -> Engine | None:
     """The state database if it exists and is migrated; checking files creates none."""
     if sqlite_file_missing(st.file_settings.store_url()):
         return None
-    try:
-        engine = st.engine(migrated=False)
-        require_current(engine)
-    except BridgeError:
-        return None
-    return engine
+    return st.current_engine()
 
 
 @app.command()

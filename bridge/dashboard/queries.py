@@ -231,13 +231,7 @@ def recent_failures(conn: Connection, limit: int = RECENT_FAILURES) -> list[Fail
 def not_sent_reasons(conn: Connection) -> list[Reason]:
     """Why actions were deliberately not sent (suppressed, cancelled), grouped without the
     dates in the reasons. Those still waiting are ``queued_reasons``'."""
-    a = t.actions
-    query = (
-        select(a.c.state, a.c.last_error, func.count().label("n"))
-        .where(a.c.state.in_(("suppressed", "cancelled")))
-        .group_by(a.c.state, a.c.last_error)
-    )
-    return _grouped((row.state, row.last_error or "no reason recorded", row.n) for row in conn.execute(query))
+    return _reasons_in_states(conn, ("suppressed", "cancelled"), "no reason recorded")
 
 
 def undated(reason: str) -> str:
@@ -300,13 +294,18 @@ def queued(conn: Connection, limit: int = QUEUED_SHOWN) -> list[QueuedAction]:
 
 def queued_reasons(conn: Connection) -> list[Reason]:
     """Why the actions not sent yet wait, grouped (dates taken out), with their state."""
+    return _reasons_in_states(conn, ("pending", "waiting"), "due, not sent yet")
+
+
+def _reasons_in_states(conn: Connection, states: tuple[str, ...], no_reason: str) -> list[Reason]:
+    """The reasons recorded on actions in ``states``, grouped; ``no_reason`` stands for none."""
     a = t.actions
     query = (
         select(a.c.state, a.c.last_error, func.count().label("n"))
-        .where(a.c.state.in_(("pending", "waiting")))
+        .where(a.c.state.in_(states))
         .group_by(a.c.state, a.c.last_error)
     )
-    return _grouped((row.state, row.last_error or "due, not sent yet", row.n) for row in conn.execute(query))
+    return _grouped((row.state, row.last_error or no_reason, row.n) for row in conn.execute(query))
 
 
 def deferred_backlog(conn: Connection) -> Backlog:
