@@ -136,6 +136,7 @@ class Competency:
     shortname: str = ""
     idnumber: str | None = None
     framework_id: int | None = None
+    url: str | None = None  # where a learner works on it (Moodle: their learning plans page)
 
 
 @dataclass(frozen=True, slots=True)

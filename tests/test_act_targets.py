@@ -7,7 +7,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
-from bridge.records import LearningItem
+from bridge.records import Competency, LearningItem
 from bridge.store import schema as t
 from tests.seed import CS101, CSAT_MAPPING, agent, completion, link, rows, store, write_mapping
 from tests.test_delivery import FakeSink
@@ -46,3 +46,23 @@ def test_reinforcement_names_the_course_that_was_completed(engine: Engine, tmp_p
     assert reinforcements and all(a.target["item_id"] == 8 for a in reinforcements)
     assert all("Handling Complaints" in a.body_text for a in reinforcements)
     assert not any("Customer Conversations" in a.body_text for a in reinforcements)
+
+
+def test_a_competency_recommendation_links_to_the_learner_s_plans_page(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """#15: every link in a message points at a real page: a competency is worked on in the
+    learner's learning plans (Moodle's tool_lp plans.php shows the signed-in user's plans)."""
+    plans = "http://lms/admin/tool/lp/plans.php"
+    store(engine, Competency("moodle", 3, "DE-1", None, 1, url=plans), *agent("P1", 3.5, user_id=11))
+    link(engine, "P1", 11)
+    text = CSAT_MAPPING.replace(
+        "  - site: moodle\n    course: CS-101\n",
+        "  - site: moodle\n    competency: DE-1\n    channels: [message]\n",
+    )
+    assert text != CSAT_MAPPING
+    mappings = write_mapping(tmp_path, "csat", text)
+    cycle(engine, mappings, T0 + timedelta(hours=10), FakeSink())  # within the sending hours
+    [message] = [a for a in rows(engine, t.actions, t.actions.c.id) if a.purpose == "recommend"]
+    assert message.state == "sent", message.last_error
+    assert f'href="{plans}"' in message.body_html and plans in message.body_text

@@ -317,7 +317,10 @@ def test_competency_ratings_from_learning_plans(moodle: Running) -> None:
         view=View({cs_agent.user_id: cs_agent.person_id}),
     )
     records = [r for b in source.pull_competencies(ctx) for r in b.records]
-    assert len([r for r in records if isinstance(r, Competency)]) == 6
+    competencies = [r for r in records if isinstance(r, Competency)]
+    assert len(competencies) == 6
+    # Where the learner works on it: their own learning plans page (a real page on Moodle).
+    assert {c.url for c in competencies} == {f"{moodle.url}/admin/tool/lp/plans.php"}
     ratings = {r.competency_id: r for r in records if isinstance(r, CompetencyRating)}
     assert len(ratings) == 6
     expected = dict(generate(1).plan_ratings[cs_agent.user_id])

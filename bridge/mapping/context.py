@@ -24,7 +24,9 @@ def resolve_item(conn: Connection, ref: ItemRef) -> Target | None:
             t.competencies.c.competency_id,
             t.competencies.c.shortname,
         )
-        query = select(id_col.label("id"), name_col.label("name")).where(table.c.site == ref.site)
+        query = select(id_col.label("id"), name_col.label("name"), table.c.url).where(
+            table.c.site == ref.site
+        )
     else:
         table, id_col = t.learning_items, t.learning_items.c.item_id
         query = select(id_col.label("id"), table.c.fullname.label("name"), table.c.url).where(
@@ -41,8 +43,7 @@ def resolve_item(conn: Connection, ref: ItemRef) -> Target | None:
     row = conn.execute(query.limit(2)).first()
     if row is None:
         return None
-    url = getattr(row, "url", None)
-    return Target(site=ref.site, kind=ref.kind, item_id=int(row.id), name=row.name or ref.ref, url=url)
+    return Target(site=ref.site, kind=ref.kind, item_id=int(row.id), name=row.name or ref.ref, url=row.url)
 
 
 def _names_people(aud: m.Audience) -> bool:

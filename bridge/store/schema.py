@@ -181,6 +181,7 @@ competencies = Table(
     Column("shortname", String(255), nullable=False, default=""),
     Column("idnumber", String(100)),
     Column("framework_id", BigInteger),
+    Column("url", String(1024)),
     updated_at(),
 )
 

@@ -455,6 +455,9 @@ class MoodleSource:
                         text(c.get("shortname")) or "",
                         text(c.get("idnumber")) or None,
                         int(framework["id"]),
+                        # The learner's own learning plans (tool_lp's plans.php shows the signed-in
+                        # user's plans without a userid): where the competency is worked on.
+                        url=f"{self.client.url}/admin/tool/lp/plans.php",
                     )
                 if len(page) < 200:
                     break
