@@ -145,6 +145,7 @@ def open_recommendations(conn: Connection, site: str) -> dict[int, list[ShownRec
                 reference=f"rec-{row.id}",
                 title=target.name,
                 reason=reason_of(explanation),  # the messages' plain words; peer rank never shown here
+                manager_reason=reason_of(explanation, to_manager=True),
                 url=target.url,
                 due_at=row.opened_at + timedelta(days=int(due_days)) if due_days else None,
                 manager_user_id=int(row.manager) if row.manager is not None else None,

@@ -223,6 +223,7 @@ class ShownRecommendation:
     url: str | None
     due_at: datetime | None
     manager_user_id: int | None  # the manager's account on the same site, who sees it too
+    manager_reason: str = ""  # why, as that manager reads it ("their customer satisfaction ...")
 
 
 class RecommendationBoard(Protocol):

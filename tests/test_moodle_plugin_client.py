@@ -208,6 +208,7 @@ def test_recommendations_are_written_whole_per_user_in_one_call() -> None:
                     f"{URL}/course/view.php?id=3",
                     due,
                     9,
+                    "their CSAT 3.1 is below 4.0",
                 )
             ],
             6: [],  # every recommendation of this learner closed: the set is cleared
@@ -222,6 +223,7 @@ def test_recommendations_are_written_whole_per_user_in_one_call() -> None:
             "recommendations[0][items][0][reference]": "rec-12",
             "recommendations[0][items][0][title]": "Customer conversations",
             "recommendations[0][items][0][reason]": "CSAT 3.1 is below 4.0",
+            "recommendations[0][items][0][managerreason]": "their CSAT 3.1 is below 4.0",
             "recommendations[0][items][0][url]": f"{URL}/course/view.php?id=3",
             "recommendations[0][items][0][duedate]": str(int(due.timestamp())),
             "recommendations[0][items][0][managerid]": "9",

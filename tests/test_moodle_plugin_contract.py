@@ -174,7 +174,7 @@ def test_doctor_reports_the_plugin_its_version_and_its_webhook(site: Running) ->
         return next(c for c in found if c.name == "companion plugin local_lmsbridge")
 
     check = plugin_check(False)
-    assert check.ok and "version 2026120300" in check.detail and "webhook off" in check.detail
+    assert check.ok and "version 2026120301" in check.detail and "webhook off" in check.detail
     control(
         site, "plugin-webhook", {"url": "http://127.0.0.1:9/webhooks/moodle", "secret": "s", "enabled": True}
     )
@@ -216,6 +216,7 @@ def test_open_recommendations_are_shown_and_closed_ones_disappear(tmp_path: Path
     for items in site.state.plugin.recommendations.values():
         for ref, shown_item in items.items():
             assert shown_item["reason"] == reason_of(explanations[ref])
+            assert shown_item["managerreason"] == reason_of(explanations[ref], to_manager=True)
             assert not any(op in shown_item["reason"] for op in ("<=", ">=", " < ", " > ")), shown_item[
                 "reason"
             ]

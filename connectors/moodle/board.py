@@ -52,6 +52,7 @@ def item(shown: ShownRecommendation) -> dict[str, Any]:
         "reference": shown.reference,
         "title": shown.title[:TITLE_MAX],
         "reason": shown.reason,
+        "managerreason": shown.manager_reason,
         "url": shown.url or "",
         "duedate": int(shown.due_at.timestamp()) if shown.due_at else 0,
         "managerid": shown.manager_user_id or 0,

@@ -96,8 +96,10 @@ class block_lmsbridge extends block_base {
                 $line = html_writer::span(fullname($item), 'font-weight-bold') . ': ' . $line;
             }
             $details = '';
-            if ($item->reason !== '') {
-                $details .= html_writer::div(get_string('why', 'block_lmsbridge', s($item->reason)), 'small text-muted');
+            // A manager reads why in words about their report ("their ..."), the learner about themselves.
+            $reason = $withlearner && (string) $item->managerreason !== '' ? $item->managerreason : $item->reason;
+            if ($reason !== '') {
+                $details .= html_writer::div(get_string('why', 'block_lmsbridge', s($reason)), 'small text-muted');
             }
             if ($item->duedate) {
                 $due = userdate($item->duedate, get_string('strftimedate', 'langconfig'));

@@ -25,9 +25,9 @@
 defined('MOODLE_INTERNAL') || die();
 
 $plugin->component = 'block_lmsbridge';
-$plugin->version = 2026120300;
+$plugin->version = 2026120301;
 $plugin->release = '1.0.0';
 $plugin->requires = 2022112800; // Moodle 4.1 LTS.
 $plugin->supported = [401, 501];
 $plugin->maturity = MATURITY_STABLE;
-$plugin->dependencies = ['local_lmsbridge' => 2026120300];
+$plugin->dependencies = ['local_lmsbridge' => 2026120301];

@@ -25,8 +25,8 @@
 defined('MOODLE_INTERNAL') || die();
 
 $plugin->component = 'local_lmsbridge';
-$plugin->version = 2026120300;
-$plugin->release = '1.0.0';
+$plugin->version = 2026120301;
+$plugin->release = '1.0.1';
 $plugin->requires = 2022112800; // Moodle 4.1 LTS.
 $plugin->supported = [401, 501];
 $plugin->maturity = MATURITY_STABLE;

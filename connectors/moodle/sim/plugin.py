@@ -79,6 +79,7 @@ ITEM = Struct(
         "reference": Value("alphanumext"),
         "title": Value("raw"),
         "reason": Value("raw", DEFAULT, ""),
+        "managerreason": Value("raw", DEFAULT, ""),
         "url": Value("raw", DEFAULT, ""),
         "duedate": Value("int", DEFAULT, 0),
         "managerid": Value("int", DEFAULT, 0),

@@ -19,8 +19,8 @@ from typing import Any
 import requests
 
 SIGNATURE_HEADER = "X-Lmsbridge-Signature"
-VERSION = 2026120300  # moodle/local_lmsbridge/version.php
-RELEASE = "1.0.0"
+VERSION = 2026120301  # moodle/local_lmsbridge/version.php
+RELEASE = "1.0.1"
 
 DEFAULTS: dict[str, Any] = {
     "courseid": 0,

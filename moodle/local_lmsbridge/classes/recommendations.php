@@ -35,7 +35,7 @@ class recommendations {
      * Replace a user's open recommendations with $items (an empty list removes them all).
      *
      * @param int $userid
-     * @param array $items each with reference, title, reason, url, duedate, managerid
+     * @param array $items each with reference, title, reason, managerreason, url, duedate, managerid
      * @return array [number stored, number removed]
      */
     public static function replace_for_user(int $userid, array $items): array {
@@ -54,6 +54,7 @@ class recommendations {
                 'reference' => (string) $item['reference'],
                 'title' => (string) $item['title'],
                 'reason' => (string) ($item['reason'] ?? ''),
+                'managerreason' => (string) ($item['managerreason'] ?? ''),
                 'url' => (string) ($item['url'] ?? ''),
                 'duedate' => (int) ($item['duedate'] ?? 0),
                 'timemodified' => $now,

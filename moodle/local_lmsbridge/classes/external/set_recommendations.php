@@ -56,6 +56,8 @@ class set_recommendations extends external_api {
                     // a reason whose cleaning changes it, such as one with a '<').
                     'title' => new external_value(PARAM_RAW, 'What is recommended (plain text)'),
                     'reason' => new external_value(PARAM_RAW, 'Why (plain text)', VALUE_DEFAULT, ''),
+                    'managerreason' => new external_value(PARAM_RAW, 'Why, as the manager reads it (plain text)',
+                        VALUE_DEFAULT, ''),
                     'url' => new external_value(PARAM_URL, 'Link to the learning', VALUE_DEFAULT, ''),
                     'duedate' => new external_value(PARAM_INT, 'Due date (0: none)', VALUE_DEFAULT, 0),
                     'managerid' => new external_value(PARAM_INT, 'The learner\'s manager (0: none)', VALUE_DEFAULT, 0),

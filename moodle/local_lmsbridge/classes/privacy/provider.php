@@ -63,6 +63,7 @@ class provider implements
             'managerid' => 'privacy:metadata:recs:managerid',
             'title' => 'privacy:metadata:recs:title',
             'reason' => 'privacy:metadata:recs:reason',
+            'managerreason' => 'privacy:metadata:recs:managerreason',
             'duedate' => 'privacy:metadata:recs:duedate',
         ], 'privacy:metadata:recs');
         $collection->add_external_location_link('lmsbridge', [
@@ -143,6 +144,7 @@ class provider implements
                     return (object) [
                         'title' => $row->title,
                         'reason' => $row->reason,
+                        'managerreason' => $row->managerreason,
                         'url' => $row->url,
                         'duedate' => $row->duedate ? \core_privacy\local\request\transform::datetime($row->duedate) : '',
                     ];

@@ -48,6 +48,7 @@ $string['privacy:metadata:recs'] = 'The open recommendations lmsbridge wrote for
 $string['privacy:metadata:recs:duedate'] = 'When the recommended learning is due';
 $string['privacy:metadata:recs:managerid'] = 'The learner\'s manager, who sees the recommendation too';
 $string['privacy:metadata:recs:reason'] = 'Why it was recommended';
+$string['privacy:metadata:recs:managerreason'] = 'Why it was recommended, as the learner\'s manager reads it';
 $string['privacy:metadata:recs:title'] = 'What was recommended';
 $string['privacy:metadata:recs:userid'] = 'The learner';
 $string['privacy:recommendations'] = 'Recommendations';
