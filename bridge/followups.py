@@ -163,6 +163,13 @@ def _first_day(days: Sequence[int], also: int | None) -> int | None:
     return min(every) if every else None
 
 
+def _open_steps(f: m.FollowUp) -> list[int]:
+    """The days after the recommendation that may hold a step: every reminder of the schedule
+    (after the recommendation, before and after the due date, repeats) and, opted in, the
+    manager's copy (due as soon as the learner's own message went)."""
+    return [*f.reminder_days(), *([0] if f.copy_manager_on_recommend else [])]
+
+
 def _something_due(start: Any, first_days: dict[str, int | None], now: datetime) -> Any:
     """Recommendations of which at least one follow-up step is due: ``start`` (when the schedule
     began) at least its mapping's earliest step ago. A recommendation that is not yet at its
@@ -187,7 +194,7 @@ def follow_up(engine: Engine, mapping_set: MappingSet, settings: Settings, now: 
     observe = max((mp.follow_up.manager_observe_after_days or 0 for mp in mappings.values()), default=0)
     horizon = now - timedelta(days=max(longest, observe) + 2)
     first_reminder = {
-        mp.id: _first_day(mp.follow_up.remind_after_days, mp.follow_up.escalate_to_manager_after_days)
+        mp.id: _first_day(_open_steps(mp.follow_up), mp.follow_up.escalate_to_manager_after_days)
         for mp in mappings.values()
     }
     first_reinforcement = {
