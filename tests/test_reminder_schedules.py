@@ -126,3 +126,19 @@ def test_plan_shows_the_dates_the_schedule_produces(team: Engine, tmp_path: Path
         (15, "2026-11-17", "repeat"),
         (19, "2026-11-21", "repeat"),
     ]
+
+
+def test_a_schedule_of_due_date_reminders_only_is_followed(team: Engine, tmp_path: Path) -> None:
+    """No reminder counted from the recommendation and no escalation: the steady cycle's due-step
+    filter must still see the before-due and overdue days (it once looked at remind_after_days
+    and the escalation only, and these reminders never went)."""
+    only_due = SCHEDULE.replace("  remind_after_days: [2]\n", "  remind_after_days: []\n")
+    assert only_due != SCHEDULE
+    mappings = write_mapping(tmp_path, "csat", only_due)
+    sink = RecordingSink()
+    decide(team, mappings, T0)
+    send(team, sink, T0)
+    for day in range(1, 30):
+        decide(team, mappings, T0 + timedelta(days=day))
+        send(team, sink, T0 + timedelta(days=day))
+    assert _reminders(team) == [(str(d), "sent") for d in (7, 9, 11, 15, 19, 23)]
