@@ -132,16 +132,12 @@ class OffsetPaginator(_Counted):
     caps its pages below ``size`` skips nothing when it gives a total.
     """
 
-    def __init__(self, stream: str, size: int, start: int = 0) -> None:
-        super().__init__(stream, size)
-        self.start = start
-
     def first(self) -> int:
         self.read = 0
-        return self.start
+        return 0
 
     def next(self, page: Page[Any]) -> int | None:
-        return self.start + self.read if self._advance(page) else None
+        return self.read if self._advance(page) else None
 
 
 class PageNumberPaginator(_Counted):
