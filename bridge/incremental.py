@@ -101,7 +101,6 @@ class Incremental(Generic[T]):
         ceiling: T | None = None,
         lookback: Callable[[T], T] | None = None,
     ) -> None:
-        self.stream = stream
         self.fmt = fmt
         self.ceiling = ceiling
         last = read_cursor(where, stream, stored, fmt)
