@@ -196,20 +196,21 @@ class CsvSource:
             raise SourceError(f"feed '{self.name}': {kind} file {missing[0]} does not exist")
         return files
 
-    def _new_files(self, kind: str, ctx: PullContext) -> tuple[list[Path], dict[str, str]]:
+    def _new_files(self, kind: str, files: list[Path], ctx: PullContext) -> tuple[list[Path], dict[str, str]]:
+        """Those of ``kind``'s ``files`` that changed since the cursor, and the cursor once they are read."""
         seen: dict[str, str] = {} if ctx.full else json.loads(ctx.cursors.get(kind) or "{}")
-        current = {str(f): fingerprint(f) for f in self._files(kind)}
+        current = {str(f): fingerprint(f) for f in files}
         todo = [Path(f) for f, sha in current.items() if seen.get(f) != sha]
         return todo, {**seen, **current}
 
     # ------------------------------------------------------------------ pull
 
     def pull(self, ctx: PullContext) -> Iterator[Batch]:
-        people_files, people_cursor = self._new_files("people", ctx)
-        streams = {kind: self._new_files(kind, ctx) for kind in STREAMS}
+        all_people = self._files("people")  # all parsed whenever a file changed: they resolve rows
+        people_files, people_cursor = self._new_files("people", all_people, ctx)
+        streams = {kind: self._new_files(kind, self._files(kind), ctx) for kind in STREAMS}
         if not people_files and not any(files for files, _cursor in streams.values()):
             return  # nothing changed since the cursor: no file is parsed
-        all_people = self._files("people")
         roster = Roster(self.name, self.builder)
         rejected: list[Rejected] = []
         people: list[Person] = []
