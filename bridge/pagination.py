@@ -104,15 +104,19 @@ class TokenPaginator:
         return token
 
 
+def _page_size(size: int) -> int:
+    if size < 1:
+        raise ValueError("a page holds at least one item")
+    return size
+
+
 class _Counted:
     """Items read so far, and whether the last page was the end: an empty page, the known
     total reached or, where the source gives no total, a page shorter than asked for."""
 
     def __init__(self, stream: str, size: int) -> None:
-        if size < 1:
-            raise ValueError("a page holds at least one item")
         self.stream = stream
-        self.size = size
+        self.size = _page_size(size)
         self.read = 0
 
     def _advance(self, page: Page[Any]) -> bool:
@@ -173,10 +177,8 @@ class KeysetPaginator(Generic[Key, Item]):
     """
 
     def __init__(self, stream: str, size: int, key: Callable[[Item], Key], start: Key) -> None:
-        if size < 1:
-            raise ValueError("a page holds at least one item")
         self.stream = stream
-        self.size = size
+        self.size = _page_size(size)
         self.key = key
         self.start = start
         self.position = start
