@@ -102,7 +102,7 @@ class ReplicaReader:
         for page in paginate(pages, fetch):
             if page.items:
                 found = [r for r in (record(row) for row in page.items) if r is not None]
-                yield found, max(int(row.key_time) for row in page.items)
+                yield found, int(page.items[-1].key_time)  # the page is in time order: its last is newest
 
     def check(self) -> list[str]:
         """The Totara tables the replica lacks (empty when all are readable)."""
