@@ -234,12 +234,6 @@ class RecommendationBoard(Protocol):
         ...
 
 
-class HasBoard(Protocol):
-    """A sink whose site may show recommendations; ``board()`` is None when this one does not."""
-
-    def board(self) -> RecommendationBoard | None: ...
-
-
 @dataclass(frozen=True)
 class TargetRef:
     """A mapping's reference to a learning item, before the site resolves it to an id."""
