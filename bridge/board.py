@@ -71,8 +71,9 @@ def _publish_site(engine: Engine, site: str, sink: Sink, now: datetime) -> int:
                 )
             ).all()
         )
+    digests = {uid: digest(items) for uid, items in wanted.items()}
     changed: dict[int, list[ShownRecommendation]] = {
-        uid: items for uid, items in wanted.items() if told.get(uid) != digest(items)
+        uid: items for uid, items in wanted.items() if told.get(uid) != digests[uid]
     }
     changed.update({uid: [] for uid in told if uid not in wanted})
     board = board_of(sink) if changed else None
@@ -83,7 +84,7 @@ def _publish_site(engine: Engine, site: str, sink: Sink, now: datetime) -> int:
         chunk = {uid: changed[uid] for uid in users[start : start + USERS_PER_CALL]}
         board.show(chunk)
         with engine.begin() as conn:
-            _remember(conn, site, chunk, now)
+            _remember(conn, site, chunk, digests, now)
     log.info("recommendations shown on the site", site=site, people=len(users))
     return len(users)
 
@@ -94,14 +95,19 @@ def digest(items: Sequence[ShownRecommendation]) -> str:
 
 
 def _remember(
-    conn: Connection, site: str, chunk: Mapping[int, Sequence[ShownRecommendation]], now: datetime
+    conn: Connection,
+    site: str,
+    chunk: Mapping[int, Sequence[ShownRecommendation]],
+    digests: Mapping[int, str],
+    now: datetime,
 ) -> None:
+    """Store what ``chunk`` told the site: each set's digest (from ``digests``), none for an empty set."""
     s = t.shown_recommendations
     emptied = [uid for uid, items in chunk.items() if not items]
     if emptied:
         conn.execute(delete(s).where(and_(s.c.site == site, s.c.user_id.in_(emptied))))
     rows = [
-        {"site": site, "user_id": uid, "digest": digest(items), "updated_at": now}
+        {"site": site, "user_id": uid, "digest": digests[uid], "updated_at": now}
         for uid, items in chunk.items()
         if items
     ]

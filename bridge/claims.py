@@ -22,7 +22,20 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Engine, and_, case, func, or_, select, true, tuple_, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    and_,
+    bindparam,
+    case,
+    func,
+    or_,
+    select,
+    true,
+    tuple_,
+    update,
+)
 
 from bridge.log import get_logger
 from bridge.store import schema as t
@@ -50,6 +63,17 @@ def owned(row: Any) -> ColumnElement[bool]:
     """The condition for writing about ``row``: it still carries the claim it was read with."""
     a = t.actions
     return and_(a.c.id == row.id, a.c.claim_token.is_not_distinct_from(row.claim_token))
+
+
+def owned_each() -> ColumnElement[bool]:
+    """:func:`owned` for an executemany: each parameter set names its row by :func:`owned_params`."""
+    a = t.actions
+    return and_(a.c.id == bindparam("b_id"), a.c.claim_token.is_not_distinct_from(bindparam("b_token")))
+
+
+def owned_params(row: Any) -> dict[str, Any]:
+    """The parameters of :func:`owned_each` for ``row``."""
+    return {"b_id": row.id, "b_token": row.claim_token}
 
 
 def claim(conn: Connection, worker: str, now: datetime, limit: int, lease_seconds: float) -> list[Any]:

@@ -180,24 +180,14 @@ def _send_site(
     if site in failed_sites or sink is None:
         error = f"site '{site}' is not configured" if sink is None else f"site '{site}' is failing this run"
         with engine.begin() as conn:
-            for row in rows:
-                if sink is None:
-                    outbox.record(
-                        conn,
-                        row,
-                        DeliveryOutcome(row.key, OutcomeStatus.DEAD, error=error),
-                        now,
-                        _policy(settings),
-                    )
-                    report.states["dead"] += 1
-                else:
-                    outbox.release(
-                        conn,
-                        row,
-                        error,
-                        now + timedelta(seconds=settings.delivery.backoff_base_seconds),
-                        now,
-                    )
+            if sink is None:
+                dead = [(row, DeliveryOutcome(row.key, OutcomeStatus.DEAD, error=error)) for row in rows]
+                outbox.record_many(conn, dead, now, _policy(settings))
+                report.states["dead"] += len(rows)
+            else:
+                later = now + timedelta(seconds=settings.delivery.backoff_base_seconds)
+                for row in rows:
+                    outbox.release(conn, row, error, later, now)
         return
     mine = {row.id for row in claims.still_mine(engine, rows, settings.delivery.lease_seconds)}
     if lost := len(rows) - len(mine):

@@ -12,10 +12,11 @@ from dataclasses import dataclass
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from bridge.operational_state import operational_state
+from bridge.outbox import counts_by_state
 from bridge.settings import DeliverySettings
 from bridge.store import schema as t
 
@@ -129,8 +130,7 @@ class StoreCollector(Collector):
         try:
             with self.engine.connect() as conn:
                 current = operational_state(conn, self.delivery)
-                a = t.actions
-                for state, count in conn.execute(select(a.c.state, func.count()).group_by(a.c.state)):
+                for state, count in counts_by_state(conn).items():
                     depth.add_metric([state], count)
                 for row in conn.execute(select(t.source_health)):
                     if row.last_success_at is not None:

@@ -22,7 +22,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, func, or_, select, update
 
-from bridge.claims import owned
+from bridge.claims import owned, owned_each, owned_params
 from bridge.ports import ActionKind, DeliveryOutcome, OutcomeStatus, OutgoingAction
 from bridge.records import Target
 from bridge.store import schema as t
@@ -368,16 +368,12 @@ def record_many(
         values = _outcome_values(row, outcome, now, policy)
         tokens.pop(row.id)  # a row is written once, as one UPDATE each would find it
         by_shape.setdefault(tuple(sorted(values)), []).append(
-            {**{f"v_{k}": v for k, v in values.items()}, "b_id": row.id, "b_token": row.claim_token}
+            {**{f"v_{k}": v for k, v in values.items()}, **owned_params(row)}
         )
         states.append(str(values["state"]))
     for shape, params in by_shape.items():
         conn.execute(
-            update(a)
-            .where(
-                and_(a.c.id == bindparam("b_id"), a.c.claim_token.is_not_distinct_from(bindparam("b_token")))
-            )
-            .values({k: bindparam(f"v_{k}") for k in shape}),
+            update(a).where(owned_each()).values({k: bindparam(f"v_{k}") for k in shape}),
             params,
         )
     return states
@@ -412,17 +408,11 @@ def store_rendered(conn: Connection, rendered: Sequence[tuple[Any, Any]], now: d
     a = t.actions
     conn.execute(
         update(a)
-        .where(and_(a.c.id == bindparam("b_id"), a.c.claim_token.is_not_distinct_from(bindparam("b_token"))))
+        .where(owned_each())
         .values(subject=bindparam("v_subject"), body_html=bindparam("v_html"), body_text=bindparam("v_text"))
         .values(updated_at=now),
         [
-            {
-                "b_id": row.id,
-                "b_token": row.claim_token,
-                "v_subject": body.subject,
-                "v_html": body.html,
-                "v_text": body.text,
-            }
+            {**owned_params(row), "v_subject": body.subject, "v_html": body.html, "v_text": body.text}
             for row, body in rendered
         ],
     )

@@ -69,9 +69,8 @@ def upsert_rows(
         return []
     if not conn.in_transaction():
         conn.begin()  # what executing through SQLAlchemy would do first (autobegin)
-    if conn.dialect.name == "postgresql":
-        return _copy_upsert(conn, table, tuple(keys), tuple(columns), tuple(names), rows)
-    return _sqlite_upsert(conn, table, tuple(keys), tuple(columns), tuple(names), rows)
+    strategy = _copy_upsert if conn.dialect.name == "postgresql" else _sqlite_upsert
+    return strategy(conn, table, tuple(keys), tuple(columns), tuple(names), rows)
 
 
 def _convert(
