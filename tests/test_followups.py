@@ -14,12 +14,12 @@ from bridge.act import Actor
 from bridge.decide import evaluate
 from bridge.delivery import deliver
 from bridge.followups import follow_up
-from bridge.mapping.loader import MappingSet
 from bridge.operational_state import set_paused
 from bridge.records import LmsUser, Person
 from bridge.store import schema as t
 from tests.seed import CS101, CSAT_MAPPING, agent, completion, link, rows, settings, store, write_mapping
 from tests.test_delivery import FakeSink
+from tests.test_send_time import cycle
 
 T0 = datetime(2026, 11, 2, 10, tzinfo=UTC)  # a Monday
 FOLLOW = (
@@ -32,14 +32,6 @@ follow_up:
   manager_observe_after_days: 5
 """
 )
-
-
-def cycle(engine: Engine, mappings: MappingSet, now: datetime, sink: FakeSink | None = None) -> None:
-    clock.set_now(now)
-    evaluate(engine, mappings, settings(), now, persist=Actor(mappings, settings()))
-    follow_up(engine, mappings, settings(), now)
-    if sink is not None:
-        deliver(engine, {"moodle": sink}, settings())
 
 
 def purposes(engine: Engine) -> list[tuple[str, str, str]]:
