@@ -17,7 +17,17 @@ from bridge.followups import follow_up
 from bridge.operational_state import set_paused
 from bridge.records import LmsUser, Person
 from bridge.store import schema as t
-from tests.seed import CS101, CSAT_MAPPING, agent, completion, link, rows, settings, store, write_mapping
+from tests.seed import (
+    CSAT_MAPPING,
+    agent,
+    agent_and_manager,
+    completion,
+    link,
+    rows,
+    settings,
+    store,
+    write_mapping,
+)
 from tests.test_delivery import FakeSink
 from tests.test_send_time import cycle
 
@@ -40,16 +50,10 @@ def purposes(engine: Engine) -> list[tuple[str, str, str]]:
 
 @pytest.fixture
 def team(engine: Engine) -> Engine:
-    store(
-        engine,
-        CS101,
-        Person("M1", first_name="Mia", last_name="Boss", department="Customer Service", timezone="UTC"),
-        LmsUser("moodle", 90, username="mia"),
-        *agent("P1", 3.6, user_id=11, manager_id="M1"),
-        *agent("P2", 3.2, user_id=12, manager_id="M1"),
-    )
-    for pid, uid in (("M1", 90), ("P1", 11), ("P2", 12)):
-        link(engine, pid, uid)
+    """P1 and P2, both below the CSAT target, and their manager M1."""
+    agent_and_manager(engine)
+    store(engine, *agent("P2", 3.2, user_id=12, manager_id="M1"))
+    link(engine, "P2", 12)
     return engine
 
 
