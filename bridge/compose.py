@@ -295,5 +295,10 @@ def _render_for_sending(
     if person is None or rec is None:
         return None
     manager = people.get(person.manager_id or "")
-    tz = manager.timezone if manager is not None and row.purpose in MANAGER_PURPOSES else person.timezone
-    return render_message(row, rec, person, manager, tz, now)
+    return render_message(row, rec, person, manager, recipient_timezone(row.purpose, person, manager), now)
+
+
+def recipient_timezone(purpose: str, person: Person, manager: Person | None) -> str | None:
+    """The time zone a message is rendered in: its recipient's (the manager's for a message to
+    the manager)."""
+    return manager.timezone if manager is not None and purpose in MANAGER_PURPOSES else person.timezone

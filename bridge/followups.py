@@ -157,17 +157,22 @@ def _recommendations(conn: Connection, where: Any) -> list[Any]:
     return list(conn.execute(select(r).where(where).order_by(r.c.person_id, r.c.id)))
 
 
-def _first_day(days: Sequence[int], also: int | None) -> int | None:
-    """The earliest day of a schedule (and of a one-off such as the escalation), if any."""
-    every = [*days, *([also] if also is not None else [])]
-    return min(every) if every else None
-
-
 def _open_steps(f: m.FollowUp) -> list[int]:
     """The days after the recommendation that may hold a step: every reminder of the schedule
-    (after the recommendation, before and after the due date, repeats) and, opted in, the
-    manager's copy (due as soon as the learner's own message went)."""
-    return [*f.reminder_days(), *([0] if f.copy_manager_on_recommend else [])]
+    (after the recommendation, before and after the due date, repeats), the escalation and, opted
+    in, the manager's copy (due as soon as the learner's own message went)."""
+    escalation = f.escalate_to_manager_after_days
+    return [
+        *f.reminder_days(),
+        *([escalation] if escalation is not None else []),
+        *([0] if f.copy_manager_on_recommend else []),
+    ]
+
+
+def _completed_steps(f: m.FollowUp) -> list[int]:
+    """The days after the completion that may hold a step: each reinforcement and the observe prompt."""
+    observe = f.manager_observe_after_days
+    return [*f.reinforce_after_days, *([observe] if observe is not None else [])]
 
 
 def _something_due(start: Any, first_days: dict[str, int | None], now: datetime) -> Any:
@@ -190,16 +195,11 @@ def follow_up(engine: Engine, mapping_set: MappingSet, settings: Settings, now: 
     if not mappings:
         return report
     r = t.recommendations
-    longest = max((max(mp.follow_up.reinforce_after_days or [0]) for mp in mappings.values()), default=0)
-    observe = max((mp.follow_up.manager_observe_after_days or 0 for mp in mappings.values()), default=0)
-    horizon = now - timedelta(days=max(longest, observe) + 2)
-    first_reminder = {
-        mp.id: _first_day(_open_steps(mp.follow_up), mp.follow_up.escalate_to_manager_after_days)
-        for mp in mappings.values()
-    }
+    longest = max(max([0, *_completed_steps(mp.follow_up)]) for mp in mappings.values())
+    horizon = now - timedelta(days=longest + 2)
+    first_reminder = {mp.id: min(_open_steps(mp.follow_up), default=None) for mp in mappings.values()}
     first_reinforcement = {
-        mp.id: _first_day(mp.follow_up.reinforce_after_days, mp.follow_up.manager_observe_after_days)
-        for mp in mappings.values()
+        mp.id: min(_completed_steps(mp.follow_up), default=None) for mp in mappings.values()
     }
     with engine.connect() as conn:
         open_recs = _recommendations(

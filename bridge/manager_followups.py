@@ -65,15 +65,59 @@ def to_manager(
     now: datetime,
 ) -> list[NewAction]:
     """A manager follow-up: the mapping's own template for it as a message of its own, or,
-    without one, a line of the manager's daily digest (built from the state of when it is sent).
-
-    """
+    without one, a line of the manager's daily digest (built from the state of when it is sent)."""
     template = templates.own_template(mapping, purpose, manager.locale)
     if template is None:
         digest_item(conn, manager.person_id, rec.id, purpose, digest_text, now)
         return []
+    # The mapping's own template: a message to the manager, rendered again when sent.
+    person = facts.person
+    account = manager_account(conn, manager, [target.site])
+    kind = ActionKind.MESSAGE if account else ActionKind.EMAIL
+    state, reason = "pending", None
+    if account is None and not manager.email:
+        state, reason = "suppressed", "the manager has no LMS account on the site or email to send to"
+    context = compose.context_values(
+        person=person,
+        manager=manager,
+        target=target,
+        mapping_id=mapping.id,
+        mapping_title=mapping.title,
+        due_in_days=mapping.follow_up.due_in_days,
+        reason=compose.reason_of(rec.explanation, mapping.messages.show_peer_rank, to_manager=True),
+        opened=rec.opened_at,
+        now=now,
+        tz=manager.timezone,
+        completed=rec.completed_at,
+        step=day,
+    )
+    try:
+        rendered = templates.render(template, context)  # a draft: delivery renders it again when sent
+    except templates.TemplateFailed as exc:
+        rendered = templates.Rendered("", "", "")
+        state, reason = "dead", compose.template_failed(mapping.id, purpose, exc, person=person.person_id)
+    send_at, window = sending_slot(mapping.schedule, manager.timezone, settings, now)
     return [
-        _manager_message(conn, mapping, rec, target, facts, manager, purpose, template, day, settings, now)
+        NewAction(
+            key=action_key(mapping.id, person.person_id, rec.episode, purpose, TO_MANAGER, target.key, day),
+            purpose=purpose,
+            kind=kind,
+            site=account[0] if account else "email",
+            due_at=send_at,
+            recommendation_id=rec.id,
+            mapping_id=mapping.id,
+            person_id=person.person_id,
+            recipient_person_id=manager.person_id,
+            recipient_user_id=account[1] if account else None,
+            recipient_email=manager.email,
+            subject=rendered.subject,
+            body_html=rendered.html,
+            body_text=rendered.text,
+            target=target,
+            options={**window, "render": compose.render_spec(template, purpose, mapping, day)},
+            state=state,
+            reason=reason,
+        )
     ]
 
 
@@ -115,68 +159,6 @@ def manager_copy(
         ]
     text = f"{person.full_name} was recommended {target.name}. Why: {reason}."
     return to_manager(conn, mapping, rec, target, facts, manager, "manager_copy", 0, text, settings, now)
-
-
-def _manager_message(
-    conn: Connection,
-    mapping: m.Mapping,
-    rec: Any,
-    target: Target,
-    facts: Facts,
-    manager: Person,
-    purpose: m.MessageKind,
-    template: m.MessageTemplate,
-    day: int,
-    settings: Settings,
-    now: datetime,
-) -> NewAction:
-    """A message to the learner's manager from the mapping's template, rendered again when sent."""
-    person = facts.person
-    account = manager_account(conn, manager, [target.site])
-    kind = ActionKind.MESSAGE if account else ActionKind.EMAIL
-    state, reason = "pending", None
-    if account is None and not manager.email:
-        state, reason = "suppressed", "the manager has no LMS account on the site or email to send to"
-    context = compose.context_values(
-        person=person,
-        manager=manager,
-        target=target,
-        mapping_id=mapping.id,
-        mapping_title=mapping.title,
-        due_in_days=mapping.follow_up.due_in_days,
-        reason=compose.reason_of(rec.explanation, mapping.messages.show_peer_rank, to_manager=True),
-        opened=rec.opened_at,
-        now=now,
-        tz=manager.timezone,
-        completed=rec.completed_at,
-        step=day,
-    )
-    try:
-        rendered = templates.render(template, context)  # a draft: delivery renders it again when sent
-    except templates.TemplateFailed as exc:
-        rendered = templates.Rendered("", "", "")
-        state, reason = "dead", compose.template_failed(mapping.id, purpose, exc, person=person.person_id)
-    send_at, window = sending_slot(mapping.schedule, manager.timezone, settings, now)
-    return NewAction(
-        key=action_key(mapping.id, person.person_id, rec.episode, purpose, TO_MANAGER, target.key, day),
-        purpose=purpose,
-        kind=kind,
-        site=account[0] if account else "email",
-        due_at=send_at,
-        recommendation_id=rec.id,
-        mapping_id=mapping.id,
-        person_id=person.person_id,
-        recipient_person_id=manager.person_id,
-        recipient_user_id=account[1] if account else None,
-        recipient_email=manager.email,
-        subject=rendered.subject,
-        body_html=rendered.html,
-        body_text=rendered.text,
-        target=target,
-        options={**window, "render": compose.render_spec(template, purpose, mapping, day)},
-        state=state,
-        reason=reason,
-    )
 
 
 def digest_item(conn: Connection, manager_id: str, rec_id: int, kind: str, text: str, now: datetime) -> None:

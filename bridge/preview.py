@@ -202,12 +202,27 @@ def _render(
     template = templates.template_for(mapping, kind, person.locale)
     number = schedule.index(step) + 1 if step in schedule else 1
     spec = compose.render_spec(template, purpose, mapping, step, number, max(len(schedule), 1))
+    rendered = _rendered(mapping, purpose, spec, rec, target, person, manager, at)
+    note = _when(note, kind, step, at, now) if kind != "recommend" else note
+    return Preview(kind, recipient=person.full_name, note=note, rendered=rendered)
+
+
+def _rendered(
+    mapping: m.Mapping,
+    purpose: str,
+    spec: dict[str, Any],
+    rec: Any,
+    target: Target,
+    person: Person,
+    manager: Person | None,
+    at: datetime,
+) -> templates.Rendered | None:
+    """The message as delivery renders it when it is sent: from an action row like the queued one."""
     row = SimpleNamespace(
         options={"render": spec}, target=target_json(target), mapping_id=mapping.id, purpose=purpose
     )
-    rendered = compose.render_message(row, rec, person, manager, person.timezone, at)
-    note = _when(note, kind, step, at, now) if kind != "recommend" else note
-    return Preview(kind, recipient=person.full_name, note=note, rendered=rendered)
+    tz = compose.recipient_timezone(purpose, person, manager)
+    return compose.render_message(row, rec, person, manager, tz, at)
 
 
 def _after(rec: Any, kind: str, days: int) -> datetime:
@@ -239,10 +254,7 @@ def _to_manager(
     template = templates.own_template(mapping, kind, manager.locale)
     if template is not None:
         spec = compose.render_spec(template, kind, mapping)
-        row = SimpleNamespace(
-            options={"render": spec}, target=target_json(target), mapping_id=mapping.id, purpose=kind
-        )
-        rendered = compose.render_message(row, rec, person, manager, manager.timezone, now)
+        rendered = _rendered(mapping, kind, spec, rec, target, person, manager, now)
         return Preview(kind, recipient=manager.full_name, note=note, rendered=rendered)
     line = compose.digest_line(rec, target, person, now, frozenset({kind}))
     if line is None:

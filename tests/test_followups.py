@@ -14,12 +14,22 @@ from bridge.act import Actor
 from bridge.decide import evaluate
 from bridge.delivery import deliver
 from bridge.followups import follow_up
-from bridge.mapping.loader import MappingSet
 from bridge.operational_state import set_paused
 from bridge.records import LmsUser, Person
 from bridge.store import schema as t
-from tests.seed import CS101, CSAT_MAPPING, agent, completion, link, rows, settings, store, write_mapping
+from tests.seed import (
+    CSAT_MAPPING,
+    agent,
+    agent_and_manager,
+    completion,
+    link,
+    rows,
+    settings,
+    store,
+    write_mapping,
+)
 from tests.test_delivery import FakeSink
+from tests.test_send_time import cycle
 
 T0 = datetime(2026, 11, 2, 10, tzinfo=UTC)  # a Monday
 FOLLOW = (
@@ -34,30 +44,16 @@ follow_up:
 )
 
 
-def cycle(engine: Engine, mappings: MappingSet, now: datetime, sink: FakeSink | None = None) -> None:
-    clock.set_now(now)
-    evaluate(engine, mappings, settings(), now, persist=Actor(mappings, settings()))
-    follow_up(engine, mappings, settings(), now)
-    if sink is not None:
-        deliver(engine, {"moodle": sink}, settings())
-
-
 def purposes(engine: Engine) -> list[tuple[str, str, str]]:
     return [(a.purpose, a.key.rsplit("/", 1)[-1], a.state) for a in rows(engine, t.actions, t.actions.c.id)]
 
 
 @pytest.fixture
 def team(engine: Engine) -> Engine:
-    store(
-        engine,
-        CS101,
-        Person("M1", first_name="Mia", last_name="Boss", department="Customer Service", timezone="UTC"),
-        LmsUser("moodle", 90, username="mia"),
-        *agent("P1", 3.6, user_id=11, manager_id="M1"),
-        *agent("P2", 3.2, user_id=12, manager_id="M1"),
-    )
-    for pid, uid in (("M1", 90), ("P1", 11), ("P2", 12)):
-        link(engine, pid, uid)
+    """P1 and P2, both below the CSAT target, and their manager M1."""
+    agent_and_manager(engine)
+    store(engine, *agent("P2", 3.2, user_id=12, manager_id="M1"))
+    link(engine, "P2", 12)
     return engine
 
 

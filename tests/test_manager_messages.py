@@ -23,7 +23,7 @@ from tests.seed import (
     store,
     write_mapping,
 )
-from tests.test_send_time import T0, RecordingSink, decide, p1_actions, send
+from tests.test_send_time import T0, RecordingSink, cycle, decide, p1_actions, send
 
 
 @pytest.fixture
@@ -81,8 +81,7 @@ def test_manager_copy_is_one_digest_line_once_the_learner_was_sent_it(team: Engi
     assert _digests(sink) == [] and not rows(team, t.digest_items)
     send(team, sink, T0)
     for hours in (1, 2, 26):  # cycles go on: the copy is made once
-        decide(team, mappings, T0 + hours * HOUR)
-        send(team, sink, T0 + hours * HOUR)
+        cycle(team, mappings, T0 + hours * HOUR, sink)
     (digest,) = _digests(sink)
     assert (
         "- P1 was recommended Customer Conversations on 2026-11-02, due 2026-11-12. "
@@ -94,22 +93,18 @@ def test_manager_copy_is_one_digest_line_once_the_learner_was_sent_it(team: Engi
 def test_without_the_opt_in_the_manager_hears_nothing_on_day_one(team: Engine, tmp_path: Path) -> None:
     mappings = write_mapping(tmp_path, "csat", COPY.replace("copy_manager_on_recommend: true", ""))
     sink = RecordingSink()
-    decide(team, mappings, T0)
-    send(team, sink, T0)
-    decide(team, mappings, T0 + HOUR)
-    send(team, sink, T0 + HOUR)
+    cycle(team, mappings, T0, sink)
+    cycle(team, mappings, T0 + HOUR, sink)
     assert _digests(sink) == [] and [a for a in p1_actions(team) if a[0] == "manager_copy"] == []
 
 
 def test_manager_copy_is_not_sent_once_the_learner_completed(team: Engine, tmp_path: Path) -> None:
     mappings = write_mapping(tmp_path, "csat", COPY)
     sink = RecordingSink()
-    decide(team, mappings, T0)
-    send(team, sink, T0)
+    cycle(team, mappings, T0, sink)
     decide(team, mappings, T0 + HOUR)  # the copy is queued in the manager's digest...
     store(team, completion(11, T0 + 2 * HOUR))
-    decide(team, mappings, T0 + 3 * HOUR)  # ...and the learner completes before it goes
-    send(team, sink, T0 + 3 * HOUR)
+    cycle(team, mappings, T0 + 3 * HOUR, sink)  # ...and the learner completes before it goes
     assert _digests(sink) == []
     (digest,) = [a for a in rows(team, t.actions) if a.purpose == "digest"]
     assert (digest.state, digest.last_error) == (
@@ -123,10 +118,8 @@ def test_no_manager_means_no_copy_recorded_with_the_reason(engine: Engine, tmp_p
     link(engine, "P1", 11)
     mappings = write_mapping(tmp_path, "csat", COPY)
     sink = RecordingSink()
-    decide(engine, mappings, T0)
-    send(engine, sink, T0)
-    decide(engine, mappings, T0 + HOUR)
-    send(engine, sink, T0 + HOUR)
+    cycle(engine, mappings, T0, sink)
+    cycle(engine, mappings, T0 + HOUR, sink)
     assert ("manager_copy", "0", "suppressed", "no manager copy: P1 has no manager in the HR record") in (
         p1_actions(engine)
     )
@@ -136,10 +129,8 @@ def test_no_manager_means_no_copy_recorded_with_the_reason(engine: Engine, tmp_p
 def test_a_mappings_own_copy_template_is_its_own_message(team: Engine, tmp_path: Path) -> None:
     mappings = write_mapping(tmp_path, "csat", OWN_COPY)
     sink = RecordingSink()
-    decide(team, mappings, T0)
-    send(team, sink, T0)
-    decide(team, mappings, T0 + HOUR)
-    send(team, sink, T0 + HOUR)
+    cycle(team, mappings, T0, sink)
+    cycle(team, mappings, T0 + HOUR, sink)
     assert _to_manager(sink, "manager_copy") == [
         (
             90,
@@ -155,8 +146,7 @@ def test_a_mappings_own_escalation_template_is_sent_rendered_when_it_goes(
 ) -> None:
     mappings = write_mapping(tmp_path, "csat", OWN_ESCALATION)
     sink = RecordingSink()
-    decide(team, mappings, T0)
-    send(team, sink, T0)
+    cycle(team, mappings, T0, sink)
     decide(team, mappings, T0 + timedelta(days=5))  # escalation due; held until after the due date
     send(team, sink, T0 + timedelta(days=11))
     assert _to_manager(sink, "escalation") == [
@@ -167,16 +157,14 @@ def test_a_mappings_own_escalation_template_is_sent_rendered_when_it_goes(
         )
     ]
     assert _digests(sink) == []  # not also a digest line
-    decide(team, mappings, T0 + timedelta(days=13))
-    send(team, sink, T0 + timedelta(days=13))
+    cycle(team, mappings, T0 + timedelta(days=13), sink)
     assert len(_to_manager(sink, "escalation")) == 1
 
 
 def test_own_escalation_is_checked_at_send_time(team: Engine, tmp_path: Path) -> None:
     mappings = write_mapping(tmp_path, "csat", OWN_ESCALATION)
     sink = RecordingSink()
-    decide(team, mappings, T0)
-    send(team, sink, T0)
+    cycle(team, mappings, T0, sink)
     decide(team, mappings, T0 + timedelta(days=5))
     store(team, completion(11, T0 + timedelta(days=5, hours=1)))  # pulled, not decided yet
     send(team, sink, T0 + timedelta(days=5, hours=2))
@@ -192,8 +180,7 @@ def test_own_escalation_is_checked_at_send_time(team: Engine, tmp_path: Path) ->
 def test_own_escalation_not_sent_to_someone_no_longer_the_manager(team: Engine, tmp_path: Path) -> None:
     mappings = write_mapping(tmp_path, "csat", OWN_ESCALATION)
     sink = RecordingSink()
-    decide(team, mappings, T0)
-    send(team, sink, T0)
+    cycle(team, mappings, T0, sink)
     decide(team, mappings, T0 + timedelta(days=5))
     store(team, Person("M2", first_name="Noor", department="Customer Service", timezone="UTC"))
     with team.begin() as conn:  # the HR feed moved P1 to another team
@@ -205,8 +192,7 @@ def test_own_escalation_not_sent_to_someone_no_longer_the_manager(team: Engine, 
 def test_own_escalation_too_old_is_dropped_under_the_digest_limit(team: Engine, tmp_path: Path) -> None:
     mappings = write_mapping(tmp_path, "csat", OWN_ESCALATION)
     sink = RecordingSink()
-    decide(team, mappings, T0)
-    send(team, sink, T0)
+    cycle(team, mappings, T0, sink)
     decide(team, mappings, T0 + timedelta(days=5))
     send(team, sink, T0 + timedelta(days=12))  # delivery was down a week
     assert (
@@ -276,8 +262,7 @@ def test_one_manager_message_whichever_channel_it_takes(engine: Engine, tmp_path
     link(engine, "P1", 11)
     mappings = write_mapping(tmp_path, "csat", OWN_COPY)
     sink = RecordingSink()
-    decide(engine, mappings, T0)
-    send(engine, sink, T0)
+    cycle(engine, mappings, T0, sink)
     decide(engine, mappings, T0 + HOUR)  # no LMS account for the manager: the copy is an email
     store(engine, LmsUser("moodle", 90, username="mia"))
     link(engine, "M1", 90)  # the manager's account appears before the next cycle

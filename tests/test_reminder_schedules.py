@@ -13,7 +13,7 @@ from bridge.errors import MappingError
 from bridge.mapping.loader import load_file
 from bridge.mapping.model import FollowUp
 from tests.seed import CSAT_MAPPING, agent_and_manager, write_mapping
-from tests.test_send_time import T0, RecordingSink, decide, p1_actions, send
+from tests.test_send_time import T0, RecordingSink, cycle, p1_actions
 
 
 @pytest.fixture
@@ -96,11 +96,9 @@ def _reminders(engine: Engine) -> list[tuple[str, str]]:
 def test_each_reminder_goes_on_its_day_and_says_due_by_or_overdue_since(team: Engine, tmp_path: Path) -> None:
     mappings = write_mapping(tmp_path, "csat", SCHEDULE)
     sink = RecordingSink()
-    decide(team, mappings, T0)
-    send(team, sink, T0)
+    cycle(team, mappings, T0, sink)
     for day in range(1, 30):  # one cycle a day for four weeks
-        decide(team, mappings, T0 + timedelta(days=day))
-        send(team, sink, T0 + timedelta(days=day))
+        cycle(team, mappings, T0 + timedelta(days=day), sink)
     assert _reminders(team) == [(str(d), "sent") for d in (2, 7, 9, 11, 15, 19)]
     texts = sink.texts("reminder")
     assert "It is due by 2026-11-12 (10 days left)" not in texts[0]
@@ -136,9 +134,7 @@ def test_a_schedule_of_due_date_reminders_only_is_followed(team: Engine, tmp_pat
     assert only_due != SCHEDULE
     mappings = write_mapping(tmp_path, "csat", only_due)
     sink = RecordingSink()
-    decide(team, mappings, T0)
-    send(team, sink, T0)
+    cycle(team, mappings, T0, sink)
     for day in range(1, 30):
-        decide(team, mappings, T0 + timedelta(days=day))
-        send(team, sink, T0 + timedelta(days=day))
+        cycle(team, mappings, T0 + timedelta(days=day), sink)
     assert _reminders(team) == [(str(d), "sent") for d in (7, 9, 11, 15, 19, 23)]

@@ -76,6 +76,13 @@ def send(engine: Engine, sink: FakeSink, now: datetime, s: Settings | None = Non
     deliver(engine, {"moodle": sink}, s or settings())
 
 
+def cycle(engine: Engine, mappings: MappingSet, now: datetime, sink: FakeSink | None = None) -> None:
+    """One cycle at ``now``: decide and follow up, then (given a sink) deliver."""
+    decide(engine, mappings, now)
+    if sink is not None:
+        send(engine, sink, now)
+
+
 def p1_actions(engine: Engine) -> list[tuple[str, str, str, str]]:
     return [
         (a.purpose, a.key.rsplit("/", 1)[-1], a.state, a.last_error or "")
@@ -87,8 +94,7 @@ def p1_actions(engine: Engine) -> list[tuple[str, str, str, str]]:
 def test_only_the_latest_reminder_goes_after_a_pause(team: Engine, tmp_path: Path) -> None:
     mappings = write_mapping(tmp_path, "csat", FOLLOW)
     sink = RecordingSink()
-    decide(team, mappings, T0)
-    send(team, sink, T0)
+    cycle(team, mappings, T0, sink)
     for day in (3, 7):  # two reminders queued while delivery was down
         decide(team, mappings, T0 + timedelta(days=day))
     send(team, sink, T0 + timedelta(days=8))
@@ -101,10 +107,8 @@ def test_only_the_latest_reminder_goes_after_a_pause(team: Engine, tmp_path: Pat
 def test_reminder_rendered_when_sent_says_overdue(team: Engine, tmp_path: Path) -> None:
     mappings = write_mapping(tmp_path, "csat", FOLLOW)
     sink = RecordingSink()
-    decide(team, mappings, T0)
-    send(team, sink, T0)
-    decide(team, mappings, T0 + timedelta(days=7))
-    send(team, sink, T0 + timedelta(days=7))
+    cycle(team, mappings, T0, sink)
+    cycle(team, mappings, T0 + timedelta(days=7), sink)
     decide(team, mappings, T0 + timedelta(days=12))
     send(team, sink, T0 + timedelta(days=13))  # held for a day: rendered on day 13, not 12
     first, second = sink.texts("reminder")
@@ -117,8 +121,7 @@ def test_reminder_rendered_when_sent_says_overdue(team: Engine, tmp_path: Path) 
 def test_item_completed_since_is_not_reminded(team: Engine, tmp_path: Path) -> None:
     mappings = write_mapping(tmp_path, "csat", FOLLOW)
     sink = RecordingSink()
-    decide(team, mappings, T0)
-    send(team, sink, T0)
+    cycle(team, mappings, T0, sink)
     decide(team, mappings, T0 + timedelta(days=3))
     store(team, completion(11, T0 + timedelta(days=3, hours=1)))  # pulled, not yet decided
     send(team, sink, T0 + timedelta(days=3, hours=2))
@@ -134,11 +137,9 @@ def test_item_completed_since_is_not_reminded(team: Engine, tmp_path: Path) -> N
 def test_reminder_not_sent_to_someone_no_longer_enrolled(team: Engine, tmp_path: Path) -> None:
     mappings = write_mapping(tmp_path, "csat", FOLLOW)
     sink = RecordingSink()
-    decide(team, mappings, T0)
-    send(team, sink, T0)
+    cycle(team, mappings, T0, sink)
     store(team, Enrolment("moodle", 11, CS101.item_id, active=False))
-    decide(team, mappings, T0 + timedelta(days=3))
-    send(team, sink, T0 + timedelta(days=3))
+    cycle(team, mappings, T0 + timedelta(days=3), sink)
     assert (
         "reminder",
         "3",
@@ -150,8 +151,7 @@ def test_reminder_not_sent_to_someone_no_longer_enrolled(team: Engine, tmp_path:
 def test_reinforcements_for_one_completion_collapse_and_vary_by_step(team: Engine, tmp_path: Path) -> None:
     mappings = write_mapping(tmp_path, "csat", FOLLOW)
     sink = RecordingSink()
-    decide(team, mappings, T0)
-    send(team, sink, T0)
+    cycle(team, mappings, T0, sink)
     store(team, completion(11, T0 + timedelta(days=1)))
     for day in (2, 3, 9):  # each cycle queues the latest due step; none delivered in between
         decide(team, mappings, T0 + timedelta(days=day))
@@ -161,16 +161,14 @@ def test_reinforcements_for_one_completion_collapse_and_vary_by_step(team: Engin
     (text,) = sink.texts("reinforcement")
     assert "You completed Customer Conversations (http://lms/course/view.php?id=7) on 2026-11-03." in text
     assert "Which idea from it have you tried since?" in text  # step 2 of 3, not step 1's sentence
-    decide(team, mappings, T0 + timedelta(days=22))
-    send(team, sink, T0 + timedelta(days=22))
+    cycle(team, mappings, T0 + timedelta(days=22), sink)
     assert "Last nudge" in sink.texts("reinforcement")[-1]
 
 
 def test_reinforcement_dropped_when_completion_no_longer_stands(team: Engine, tmp_path: Path) -> None:
     mappings = write_mapping(tmp_path, "csat", FOLLOW)
     sink = RecordingSink()
-    decide(team, mappings, T0)
-    send(team, sink, T0)
+    cycle(team, mappings, T0, sink)
     store(team, completion(11, T0 + timedelta(days=1)))
     decide(team, mappings, T0 + timedelta(days=2))
     with team.begin() as conn:  # the site reset the completion before the nudge went
@@ -229,12 +227,10 @@ def test_new_recommendation_outranks_follow_ups_under_the_cap(team: Engine, tmp_
 def test_digest_built_from_current_state_one_line_per_report(team: Engine, tmp_path: Path) -> None:
     mappings = write_mapping(tmp_path, "csat", FOLLOW)
     sink = RecordingSink()
-    decide(team, mappings, T0)
-    send(team, sink, T0)
+    cycle(team, mappings, T0, sink)
     decide(team, mappings, T0 + timedelta(days=5))  # escalation item queued into a digest...
     store(team, completion(11, T0 + timedelta(days=5, hours=1)))
-    decide(team, mappings, T0 + timedelta(days=8))  # ...she completes; the observe item joins it
-    send(team, sink, T0 + timedelta(days=8))
+    cycle(team, mappings, T0 + timedelta(days=8), sink)  # ...she completes; the observe item joins it
     digests = [a for a in sink.actions if a.key.startswith("digest/")]
     assert len(digests) == 1
     lines = [x for x in digests[0].body_text.splitlines() if x.startswith("- ")]
@@ -247,8 +243,7 @@ def test_digest_built_from_current_state_one_line_per_report(team: Engine, tmp_p
 def test_overdue_in_the_digest_line(team: Engine, tmp_path: Path) -> None:
     mappings = write_mapping(tmp_path, "csat", FOLLOW)
     sink = RecordingSink()
-    decide(team, mappings, T0)
-    send(team, sink, T0)
+    cycle(team, mappings, T0, sink)
     decide(team, mappings, T0 + timedelta(days=5))
     send(team, sink, T0 + timedelta(days=11))
     (digest,) = [a for a in sink.actions if a.key.startswith("digest/")]

@@ -7,9 +7,7 @@ mappings pushing the same learning at the same people (which would message them 
 
 from __future__ import annotations
 
-import difflib
 from collections import defaultdict
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -20,7 +18,7 @@ from bridge.facts import NO_KPIS, all_person_ids, iter_facts
 from bridge.mapping import evaluate as ev
 from bridge.mapping import model as m
 from bridge.mapping.context import resolve_item
-from bridge.mapping.loader import LoadedMapping, MappingSet
+from bridge.mapping.loader import LoadedMapping, MappingSet, did_you_mean
 from bridge.mapping.refs import FieldPath, located_item_refs, located_metrics
 from bridge.settings import Settings
 from bridge.store import schema as t
@@ -51,25 +49,20 @@ def _finding(severity: Severity, item: LoadedMapping, path: FieldPath, message: 
     return Finding(severity, item.mapping.id, message, item.where(path), ".".join(str(p) for p in path))
 
 
-def _did_you_mean(given: str, known: Iterable[str]) -> str:
-    hint = difflib.get_close_matches(given, sorted(set(known)), n=1, cutoff=0.6)
-    return f" (did you mean '{hint[0]}'?)" if hint else ""
-
-
 def check_configuration(mapping_set: MappingSet, settings: Settings) -> list[Finding]:
     findings = []
     for item in mapping_set.items:
         for path, ref in sorted(located_item_refs(item.mapping), key=lambda found: found[1]):
             if ref.site not in settings.sites:
                 known = ", ".join(sorted(settings.sites)) or "none"
-                hint = _did_you_mean(ref.site, settings.sites) or f" (configured: {known})"
+                hint = did_you_mean(ref.site, settings.sites) or f" (configured: {known})"
                 message = f"site '{ref.site}' is not configured{hint}"
                 findings.append(_finding("error", item, (*path[:-1], "site"), message))
         for path, metric in located_metrics(item.mapping):
             if metric not in settings.metrics:
                 message = (
                     f"metric '{metric}' is not declared under [metrics] (direction and target unknown)"
-                    + _did_you_mean(metric, settings.metrics)
+                    + did_you_mean(metric, settings.metrics)
                 )
                 findings.append(_finding("warning", item, path, message))
         findings.extend(Finding("warning", item.mapping.id, why) for why in unused_templates(item.mapping))
@@ -116,14 +109,14 @@ def check_references(mapping_set: MappingSet, settings: Settings, engine: Engine
                     message = f"{shown}: no {plural} pulled from site '{ref.site}' yet (run `lmsbridge sync`)"
                     findings.append(_finding("unchecked", item, path, message))
                 elif resolve_item(conn, ref) is None:
-                    message = f"{shown} does not exist on site '{ref.site}'{_did_you_mean(ref.ref, names)}"
+                    message = f"{shown} does not exist on site '{ref.site}'{did_you_mean(ref.ref, names)}"
                     findings.append(_finding("error", item, path, message))
             for path, metric in located_metrics(item.mapping):
                 if not stored_metrics:
                     message = f"metric '{metric}': no feed has provided KPI values yet (run `lmsbridge sync`)"
                     findings.append(_finding("unchecked", item, path, message))
                 elif metric not in stored_metrics:
-                    message = f"no feed has provided metric '{metric}'{_did_you_mean(metric, stored_metrics)}"
+                    message = f"no feed has provided metric '{metric}'{did_you_mean(metric, stored_metrics)}"
                     findings.append(_finding("error", item, path, message))
     return list(dict.fromkeys(findings))
 

@@ -126,8 +126,7 @@ def describe(shown: str, located: Located, exc: ValidationError) -> list[str]:
         path = field_path(Mapping, tuple(err["loc"]), keep_last=err["type"] == "extra_forbidden")
         if err["type"] == "extra_forbidden":
             known = fields_at(Mapping, path[:-1])
-            hint = difflib.get_close_matches(str(path[-1]), known, n=1, cutoff=0.6)
-            suggestion = f" (did you mean '{hint[0]}'?)" if hint else f" (known: {', '.join(known)})"
+            suggestion = did_you_mean(str(path[-1]), known) or f" (known: {', '.join(known)})"
             message = f"unknown field{suggestion}"
         elif err["type"] == "missing":
             message = "required field is missing"
@@ -142,6 +141,12 @@ def describe(shown: str, located: Located, exc: ValidationError) -> list[str]:
         line, col = located.position(path) or (None, None)
         problems.append(_at(shown, line, col, f"{dotted}: {'; or '.join(messages)}"))
     return problems
+
+
+def did_you_mean(given: str, known: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` naming the closest of ``known`` to ``given``, or "" if none is close."""
+    hint = difflib.get_close_matches(given, sorted(set(known)), n=1, cutoff=0.6)
+    return f" (did you mean '{hint[0]}'?)" if hint else ""
 
 
 def field_path(
