@@ -23,10 +23,15 @@ demo-mixed: $(STAMP)
 CHROMIUM := /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-$(CHROMIUM):
-	@command -v apt-get >/dev/null || { echo "the browser tests need Chromium at $(CHROMIUM)"; exit 1; }
+# $(call apt-install,PACKAGE,WHO needs it): Debian's PACKAGE for the file the target names.
+define apt-install
+	@command -v apt-get >/dev/null || { echo "$(2) at $@"; exit 1; }
 	$(SUDO) apt-get update -qq
-	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(1)
+endef
+
+$(CHROMIUM):
+	$(call apt-install,chromium,the browser tests need Chromium)
 
 # The suite runs twice: at the machine's real time, then with the machine's clock moved far
 # from the tests' pinned time (tests/clock_shift.py), so anything that reads the real clock
@@ -37,9 +42,7 @@ SHIFTED_TIME := 2031-02-14 23:30:00
 PHP := /usr/bin/php
 
 $(PHP):
-	@command -v apt-get >/dev/null || { echo "the plugin checks need php-cli at $(PHP)"; exit 1; }
-	$(SUDO) apt-get update -qq
-	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq php-cli
+	$(call apt-install,php-cli,the plugin checks need php-cli)
 
 php-lint: $(PHP)
 	@find moodle -name '*.php' -print0 | xargs -0 -n1 $(PHP) -l >/dev/null && echo "php -l: every plugin file parses"

@@ -128,7 +128,7 @@ def main() -> None:
     box = machine()
     cpus = f"{box['cpus']} CPUs ({box['processor']})"
     table = [*stage_rows(sizes, stores, when, cpus), "", *organisation_rows(sizes, stores), "", *feed_rows()]
-    header = f"Measured {when} on {box['cpus']} CPUs ({box['processor']}), {box['platform']}, Python {box['python']}."
+    header = f"Measured {when} on {cpus}, {box['platform']}, Python {box['python']}."
     collected = {
         "date": when,
         "machine": box,

@@ -38,8 +38,8 @@ def _rows(engine: Engine) -> dict[str, tuple[list[str], list[tuple[Any, ...]]]]:
     return tables
 
 
-def bulk_insert_floor(store_url: str) -> tuple[float, float, int]:
-    """(wall, CPU, rows) of bulk-inserting every row now in the store afresh, in a child process."""
+def bulk_insert_floor(store_url: str) -> tuple[float, int]:
+    """(CPU, rows) of bulk-inserting every row now in the store afresh, in a child process."""
     answer = subprocess.run(
         [sys.executable, "-m", "bench.floors"],
         check=True,
@@ -48,15 +48,15 @@ def bulk_insert_floor(store_url: str) -> tuple[float, float, int]:
         env={**os.environ, "BENCH_FLOOR_STORE": store_url},
     )
     figures = json.loads(answer.stdout)
-    return figures["wall_s"], figures["cpu_s"], figures["rows"]
+    return figures["cpu_s"], figures["rows"]
 
 
-def bulk_insert_s(engine: Engine) -> tuple[float, float, int]:
-    """(wall, CPU of this process, rows) of bulk-inserting every row now in the store afresh."""
+def bulk_insert_s(engine: Engine) -> tuple[float, int]:
+    """(CPU of this process, rows) of bulk-inserting every row now in the store afresh."""
     tables = _rows(engine)
     count = sum(len(rows) for _columns, rows in tables.values())
     if engine.dialect.name == "postgresql":
-        return (*_copy(engine, tables), count)
+        return _copy(engine, tables), count
     with tempfile.TemporaryDirectory() as raw:
         fresh = create_engine(f"sqlite:///{Path(raw) / 'floor.db'}")
         schema.metadata.create_all(fresh)
@@ -64,31 +64,31 @@ def bulk_insert_s(engine: Engine) -> tuple[float, float, int]:
         try:
             driver.execute("PRAGMA journal_mode=WAL")
             driver.execute("PRAGMA synchronous=NORMAL")
-            wall, cpu = time.perf_counter(), time.process_time()
+            cpu = time.process_time()
             for name, (columns, rows) in tables.items():
                 marks = ", ".join("?" * len(columns))
                 names = ", ".join(f'"{c}"' for c in columns)
                 driver.executemany(f'INSERT INTO "{name}" ({names}) VALUES ({marks})', rows)
             driver.commit()
-            return time.perf_counter() - wall, time.process_time() - cpu, count
+            return time.process_time() - cpu, count
         finally:
             driver.close()
             fresh.dispose()
 
 
-def _copy(engine: Engine, tables: dict[str, tuple[list[str], list[tuple[Any, ...]]]]) -> tuple[float, float]:
+def _copy(engine: Engine, tables: dict[str, tuple[list[str], list[tuple[Any, ...]]]]) -> float:
     driver = engine.raw_connection()
     try:
         cursor = driver.cursor()
         for name in tables:
             cursor.execute(f'CREATE TEMPORARY TABLE "floor_{name}" (LIKE "{name}" INCLUDING ALL)')
-        wall, cpu = time.perf_counter(), time.process_time()
+        cpu = time.process_time()
         for name, (columns, rows) in tables.items():
             names = ", ".join(f'"{c}"' for c in columns)
             with cursor.copy(f'COPY "floor_{name}" ({names}) FROM STDIN') as copy:
                 for row in rows:
                     copy.write_row(row)
-        return time.perf_counter() - wall, time.process_time() - cpu
+        return time.process_time() - cpu
     finally:
         driver.rollback()  # the temporary tables go with it
         driver.close()
@@ -98,6 +98,6 @@ if __name__ == "__main__":
     from bridge.store.db import make_engine
 
     store = make_engine(os.environ["BENCH_FLOOR_STORE"])
-    wall, cpu, rows = bulk_insert_s(store)
+    cpu, rows = bulk_insert_s(store)
     store.dispose()
-    print(json.dumps({"wall_s": wall, "cpu_s": cpu, "rows": rows}))
+    print(json.dumps({"cpu_s": cpu, "rows": rows}))

@@ -203,7 +203,7 @@ def pipeline(learners: int, store: str, root: Path, url: str, run: Run) -> dict[
         pull_source(engine, s, mapping_set, sources["hr"])
         pull_source(engine, s, mapping_set, sources["moodle"])
         stage.figures.update(http_calls=calls(url), rows_added=rows.take())
-    _wall, floor_cpu, floor_rows = bulk_insert_floor(store)
+    floor_cpu, floor_rows = bulk_insert_floor(store)
     run.floor(stage, floor_cpu, f"bulk insert of the same {floor_rows:,} rows")
     with run.stage("evaluation (everyone, 20 mappings)") as stage:
         decided = decide_stage(engine, s, mapping_set, full=True)

@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 DEPLOY = Path(__file__).parents[1] / "deploy"
+ROOT = DEPLOY.parent
 
 
 def test_systemd_unit_verifies(tmp_path: Path) -> None:
@@ -50,11 +51,16 @@ def _documents(path: Path) -> list[dict[str, Any]]:
     return [d for d in yaml.safe_load_all(path.read_text()) if d]
 
 
+def _kubernetes() -> dict[str, list[dict[str, Any]]]:
+    """Every manifest by file name."""
+    return {path.name: _documents(path) for path in sorted((DEPLOY / "kubernetes").glob("*.yaml"))}
+
+
 def test_kubernetes_manifests_parse_with_probes_on_the_ops_endpoints() -> None:
     kinds: dict[str, dict[str, Any]] = {}
-    for path in sorted((DEPLOY / "kubernetes").glob("*.yaml")):
-        for doc in _documents(path):
-            assert {"apiVersion", "kind", "metadata"} <= set(doc), path
+    for name, docs in _kubernetes().items():
+        for doc in docs:
+            assert {"apiVersion", "kind", "metadata"} <= set(doc), name
             kinds.setdefault(doc["kind"], doc)
     assert {"Deployment", "Service", "ConfigMap", "Secret"} <= set(kinds)
     deployment = kinds["Deployment"]
@@ -85,13 +91,6 @@ def test_dockerfile_passes_hadolint() -> None:
 
 
 # ---------------------------------------------------------------- issue 17: works as shipped
-
-ROOT = DEPLOY.parent
-
-
-def _kubernetes() -> dict[str, list[dict[str, Any]]]:
-    """Every manifest by file name."""
-    return {path.name: _documents(path) for path in sorted((DEPLOY / "kubernetes").glob("*.yaml"))}
 
 
 def _pod() -> dict[str, Any]:
