@@ -254,6 +254,7 @@ class Actor:
                             "reason": d.reason,
                             "facts": list(d.facts),
                             "learner_facts": list(d.words),
+                            "manager_facts": list(d.about),
                             "audience": list(d.audience),
                             "due_in_days": self.mappings[d.mapping_id].follow_up.due_in_days,
                         },

@@ -9,7 +9,6 @@ lists: one line per report per piece of learning, completed items shown as compl
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping as MappingType
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -119,12 +118,13 @@ def reason_of(
 ) -> str:
     """The reason of a recommendation in plain words (peer rank only where the mapping opts in):
     addressed to the learner ("your customer satisfaction ..."), or about them to their manager
-    ("their customer satisfaction ...")."""
+    ("their customer satisfaction ..."), as the evaluation said them (bridge.mapping.evaluate)."""
     explanation = explanation or {}
-    facts: list[str] = explanation.get("learner_facts") or explanation.get("facts", [])
+    said = explanation.get("manager_facts" if to_manager else "learner_facts")
+    facts: list[str] = said or explanation.get("facts", [])
     shown = facts if show_peer_rank else [f for f in facts if " peers " not in f and "% of " not in f]
     if to_manager:
-        return "; ".join(re.sub(r"\byour\b", "their", f) for f in shown)
+        return "; ".join(shown)
     return "; ".join(shown) or "this learning was picked for your role"
 
 

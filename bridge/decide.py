@@ -64,6 +64,7 @@ class Decision:
     completed_at: datetime | None = None
     audience: tuple[str, ...] = ()
     words: tuple[str, ...] = ()  # the trigger's facts as the learner reads them (messages, the site)
+    about: tuple[str, ...] = ()  # the same as their manager reads them
 
 
 @dataclass(frozen=True)
@@ -238,6 +239,7 @@ def decide_one(
         holdout=holdout,
         audience=a.audience.facts,
         words=a.trigger.learner_words,
+        about=a.trigger.manager_words,
     )
 
 

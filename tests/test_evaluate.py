@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from bridge.facts import Facts, Point, Rating
+from bridge.facts import Facts, GoalState, Point, Rating
 from bridge.mapping import evaluate as ev
 from bridge.mapping import model as m
 from bridge.mapping.peers import PeerRanks
@@ -215,3 +215,25 @@ def test_learners_read_the_facts_in_plain_words_administrators_keep_the_operator
     )
     for said in both.learner_words + verdict.learner_words + trend.learner_words:
         assert not any(op in said for op in ("<", ">", "=", "csat")), said
+
+
+def test_a_manager_reads_their_report_s_facts_and_names_stay_as_written() -> None:
+    """The manager's words are said by the evaluation ("their …"), not rewritten afterwards:
+    a title that contains "your" is shown to the manager as it is named."""
+    titled = ctx(
+        metrics={"csat": MetricSettings(direction="higher", target=4.2, title="Customer satisfaction")}
+    )
+    kpi = {"kpi": {"metric": "csat", "below": "target"}}
+    goal = {"goal": {"status": "missed"}}
+    facts = Facts(
+        person(),
+        kpis={"csat": months(4.5, 4.4, 3.6)},
+        goals=[GoalState("g1", "Grow your team", 40, date(2026, 10, 31))],
+    )
+    verdict = ev.trigger(trig({"all": [kpi, goal]}), facts, titled)
+    assert verdict.ok
+    assert verdict.manager_words == (
+        "their customer satisfaction was 3.6 in 2026-03, below the 4.2 target",
+        "goal 'Grow your team' missed: 40% at its due date 2026-10-31",
+    )
+    assert verdict.learner_words[0] == "your customer satisfaction was 3.6 in 2026-03, below the 4.2 target"

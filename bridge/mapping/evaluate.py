@@ -22,24 +22,31 @@ from bridge.settings import MetricSettings
 @dataclass(frozen=True)
 class Verdict:
     """Whether a check holds, and its facts: ``facts`` for administrators (``explain``: metric ids,
-    operators, thresholds), ``words`` the same facts as a learner reads them in a message (the
-    metric's title, "below the 4.2 target"); they are the same where the facts read plainly."""
+    operators, thresholds); ``words`` the same facts as the learner reads them in a message (the
+    metric's title, "below the 4.2 target"), ``about`` as their manager reads them ("their …").
+    Both are None where the facts read plainly as they are."""
 
     ok: bool
     facts: tuple[str, ...] = ()
-    words: tuple[str, ...] | None = field(default=None, compare=False)  # None: the facts read plainly
+    words: tuple[str, ...] | None = field(default=None, compare=False)
+    about: tuple[str, ...] | None = field(default=None, compare=False)
 
     @staticmethod
     def of(ok: bool, *facts: str) -> Verdict:
         return Verdict(ok, tuple(facts))
 
     @staticmethod
-    def said(ok: bool, fact: str, words: str) -> Verdict:
-        return Verdict(ok, (fact,), (words,))
+    def said(ok: bool, fact: str, words: Callable[[str], str]) -> Verdict:
+        """``words(whose)`` says the fact of the person's ``whose`` ("your" or "their")."""
+        return Verdict(ok, (fact,), (words("your"),), (words("their"),))
 
     @property
     def learner_words(self) -> tuple[str, ...]:
         return self.facts if self.words is None else self.words
+
+    @property
+    def manager_words(self) -> tuple[str, ...]:
+        return self.facts if self.about is None else self.about
 
 
 @dataclass
@@ -181,6 +188,7 @@ def _joined(ok: bool, chosen: list[Verdict]) -> Verdict:
         ok,
         tuple(f for c in chosen for f in c.facts),
         tuple(w for c in chosen for w in c.learner_words),
+        tuple(w for c in chosen for w in c.manager_words),
     )
 
 
@@ -244,25 +252,27 @@ def kpi_threshold(rule: m.KpiThreshold, facts: Facts, ctx: EvalContext) -> Verdi
         else f"{rule.metric} average {fmt(value)} over {len(window)} periods"
     )
     when = f"in {period_label(window[-1])}" if rule.periods == 1 else f"to {period_label(window[-1])}"
+    name = metric_name(rule.metric, ctx)
     said = (
-        f"your {metric_name(rule.metric, ctx)} was {fmt(value)} in {period_label(window[-1])}"
+        f"was {fmt(value)} in {period_label(window[-1])}"
         if len(window) == 1
-        else f"your {metric_name(rule.metric, ctx)} averaged {fmt(value)} over the {len(window)} periods "
-        f"to {period_label(window[-1])}"
+        else f"averaged {fmt(value)} over the {len(window)} periods to {period_label(window[-1])}"
     )
     limit_said = f"the {fmt(limit)} target" if bound == "target" else fmt(limit)
     if rule.below is not None:
         ok = value < limit
+        side = "below" if ok else "not below"
         return Verdict.said(
             ok,
             f"{what} {'<' if ok else '>='} {limit_name} {when}",
-            f"{said}, {'below' if ok else 'not below'} {limit_said}",
+            lambda whose: f"{whose} {name} {said}, {side} {limit_said}",
         )
     ok = value > limit
+    side = "above" if ok else "not above"
     return Verdict.said(
         ok,
         f"{what} {'>' if ok else '<='} {limit_name} {when}",
-        f"{said}, {'above' if ok else 'not above'} {limit_said}",
+        lambda whose: f"{whose} {name} {said}, {side} {limit_said}",
     )
 
 
@@ -285,7 +295,7 @@ def kpi_trend(rule: m.KpiTrend, facts: Facts, ctx: EvalContext) -> Verdict:
     name = metric_name(rule.metric, ctx)
 
     def said(ok: bool, text: str) -> Verdict:
-        return Verdict.said(ok, f"{rule.metric} {text}", f"your {name} {text}")
+        return Verdict.said(ok, f"{rule.metric} {text}", lambda whose: f"{whose} {name} {text}")
 
     if rule.fell_by is not None:
         ok = -change >= rule.fell_by
@@ -322,7 +332,7 @@ def kpi_percentile(rule: m.KpiPercentile, facts: Facts, ctx: EvalContext) -> Ver
         return Verdict.said(
             ok,
             f"{rule.metric} {'in' if ok else 'not in'} {place} ({worse} below)",
-            f"your {name} is {'in' if ok else 'not in'} {place}",
+            lambda whose: f"{whose} {name} is {'in' if ok else 'not in'} {place}",
         )
     assert rule.top_percent is not None
     ok = better < size * rule.top_percent / 100
@@ -330,7 +340,7 @@ def kpi_percentile(rule: m.KpiPercentile, facts: Facts, ctx: EvalContext) -> Ver
     return Verdict.said(
         ok,
         f"{rule.metric} {'in' if ok else 'not in'} {place} ({better} above)",
-        f"your {name} is {'in' if ok else 'not in'} {place}",
+        lambda whose: f"{whose} {name} is {'in' if ok else 'not in'} {place}",
     )
 
 
@@ -346,8 +356,11 @@ def review_rating(rule: m.ReviewRatingTrigger, facts: Facts) -> Verdict:
             f"{name} is unrated ({rating.label or 'no value'}) for the review ending {period}",
         )
     shown = rating.label or fmt(rating.value)
+
     # As the review system names it: "your review ending 2026-06-30 rated your Coaching 'Does not meet'".
-    words = f"your {rule.rater} review ending {period} rated your {rule.competency} '{shown}'"
+    def words(whose: str) -> str:
+        return f"{whose} {rule.rater} review ending {period} rated {whose} {rule.competency} '{shown}'"
+
     if rule.at_or_below is not None:
         ok = rating.value <= rule.at_or_below
         return Verdict.said(
