@@ -28,6 +28,7 @@ from zoneinfo import ZoneInfo, available_timezones
 
 from bridge import clock
 from bridge.errors import Remedy, SourceError
+from bridge.incremental import refreshed
 from bridge.log import get_logger
 from bridge.ports import Batch, PullContext
 from bridge.records import Completion, Enrolment, Record
@@ -284,7 +285,7 @@ class PerLearnerFeed:
             if count % self.batch == 0:
                 yield Batch("completions", records)
                 records = []
-        yield Batch("completions", records, cursor=stamp(ctx.now))
+        yield Batch("completions", records, cursor=refreshed(ctx))
 
     def _courses(self, user_id: int) -> list[dict[str, Any]]:
         """The courses ``user_id`` is actively enrolled in."""
@@ -347,7 +348,7 @@ class PerCourseFeed:
                     if when is not None:
                         records.append(Completion(self.site, user_id, course_id, when))
             yield Batch("completions", records)
-        yield Batch("completions", [], cursor=stamp(ctx.now))
+        yield Batch("completions", [], cursor=refreshed(ctx))
 
     def _participants(self, course_id: int) -> Iterator[int]:
         start = 0

@@ -24,14 +24,16 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any, Literal
 
+from bridge import incremental
 from bridge.errors import Remedy, SourceError
+from bridge.incremental import refreshed
 from bridge.log import get_logger
 from bridge.ports import Batch, PersonKeys, PullContext
 from bridge.records import Competency, CompetencyRating, Enrolment, ItemKind, LearningItem, LmsUser, Record
 from connectors.moodle import errors
 from connectors.moodle.changes import GET_CHANGES, ChangesFeed
 from connectors.moodle.client import MoodleClient
-from connectors.moodle.feeds import PerCourseFeed, PerLearnerFeed, ReportColumns, ReportFeed, learners, stamp
+from connectors.moodle.feeds import PerCourseFeed, PerLearnerFeed, ReportColumns, ReportFeed, learners
 
 log = get_logger(__name__)
 
@@ -62,7 +64,9 @@ def unexpected_answers(site: str) -> Iterator[None]:
 
 def refresh_due(cursor: str | None, every: timedelta, now: datetime) -> bool:
     """Whether a refresh last stamped ``cursor`` is due again. A stamp in the future (a clock
-    that had jumped ahead, then was put right) makes it due at once instead of for weeks."""
+    that had jumped ahead, then was put right) makes it due at once instead of for weeks.
+
+    The pulls use :func:`bridge.incremental.refresh_due`; this one is what tests/test_clock_jump.py reads."""
     if not cursor:
         return True
     try:
@@ -149,12 +153,12 @@ class MoodleSource:
         no account is not looked up again on every poll. A poll before any HR data arrived
         counts for neither."""
         cursor = ctx.cursors.get("users")
-        everyone = ctx.full or refresh_due(cursor, USERS_REFRESH, ctx.now)
+        everyone = incremental.refresh_due(ctx, "users", USERS_REFRESH)
         linked = set(ctx.view.linked_users().values()) if ctx.view is not None else set()
         seen = ctx.cursors.get("users_since")
         # Everyone still unlinked is looked up again hourly: a capability granted on the site
         # (moodle/user:viewalldetails, say) then links people without waiting for an HR change.
-        retry = ctx.full or refresh_due(ctx.cursors.get("unlinked"), UNLINKED_REFRESH, ctx.now)
+        retry = incremental.refresh_due(ctx, "unlinked", UNLINKED_REFRESH)
         since = datetime.fromisoformat(seen) if seen and not (everyone or retry) else None
         people = [
             p
@@ -195,7 +199,7 @@ class MoodleSource:
         newest_tried = max([c for c in considered if c is not None], default=None)
         if newest_tried is not None:
             yield Batch("like_tried", [], cursor=newest_tried.astimezone(UTC).isoformat())
-        yield Batch("users", [], cursor=stamp(ctx.now) if everyone and ctx.people else cursor)
+        yield Batch("users", [], cursor=refreshed(ctx) if everyone and ctx.people else cursor)
         newest = max((p.changed_at for p in ctx.people if p.changed_at is not None), default=None)
         # Every HR change stamped before now - HR_LOOKBACK was committed and seen by now; later
         # stamps may still be committing, so the cursor stays behind them until then.
@@ -205,7 +209,7 @@ class MoodleSource:
         cursor_since = settled.astimezone(UTC).isoformat() if settled is not None else seen
         yield Batch("users_since", [], cursor=cursor_since)
         if retry and ctx.people:
-            yield Batch("unlinked", [], cursor=stamp(ctx.now))
+            yield Batch("unlinked", [], cursor=refreshed(ctx))
 
     def _by_field(self, field: str, values: Sequence[str]) -> Iterator[list[LmsUser]]:
         for start in range(0, len(values), self.users_chunk):
@@ -232,7 +236,7 @@ class MoodleSource:
     # ------------------------------------------------------------------ courses
 
     def pull_courses(self, ctx: PullContext) -> Iterator[Batch]:
-        if not (ctx.full or refresh_due(ctx.cursors.get("courses"), COURSES_REFRESH, ctx.now)):
+        if not incremental.refresh_due(ctx, "courses", COURSES_REFRESH):
             return
         answer = self.client.call("core_course_get_courses_by_field", {"field": "", "value": ""})
         items: list[Record] = [
@@ -251,7 +255,7 @@ class MoodleSource:
             for c in answer.get("courses", [])
             if int(c["id"]) != 1
         ]
-        yield Batch("courses", items, cursor=stamp(ctx.now))
+        yield Batch("courses", items, cursor=refreshed(ctx))
 
     # ------------------------------------------------------------------ completions
 
@@ -317,7 +321,7 @@ class MoodleSource:
         refs = ctx.scope.course_refs
         in_scope = ctx.view.course_ids(refs) if refs is not None else None
         if in_scope is not None and not in_scope and not isinstance(self.feed(), ChangesFeed):
-            yield Batch("completions", [], cursor=stamp(ctx.now))
+            yield Batch("completions", [], cursor=refreshed(ctx))
             return
         yield from self.feed().pull(ctx, in_scope)
 
@@ -333,7 +337,7 @@ class MoodleSource:
         """
         if ctx.view is None or not isinstance(self.feed(), ReportFeed):
             return
-        if not (ctx.full or refresh_due(ctx.cursors.get("enrolments"), ENROLMENTS_REFRESH, ctx.now)):
+        if not incremental.refresh_due(ctx, "enrolments", ENROLMENTS_REFRESH):
             return
         refs = ctx.scope.course_refs
         courses = (
@@ -352,7 +356,7 @@ class MoodleSource:
                 for uid, cid in stored
                 if cid == course_id and uid not in enrolled
             ]
-        yield Batch("enrolments", records, cursor=stamp(ctx.now))
+        yield Batch("enrolments", records, cursor=refreshed(ctx))
 
     def _course_participants(self, course_id: int, options: list[dict[str, Any]]) -> set[int]:
         found: set[int] = set()
@@ -398,17 +402,13 @@ class MoodleSource:
             if count % 200 == 0:
                 yield Batch("ratings", records)
                 records = []
-        yield Batch("ratings", records, cursor=stamp(ctx.now))
+        yield Batch("ratings", records, cursor=refreshed(ctx))
 
     def pull_competency_definitions(self, ctx: PullContext) -> Iterator[Batch]:
         """Frameworks and their competencies, hourly (and on the first pull of a process)."""
-        if (
-            self._competencies is None
-            or ctx.full
-            or refresh_due(ctx.cursors.get("competencies"), COURSES_REFRESH, ctx.now)
-        ):
+        if self._competencies is None or incremental.refresh_due(ctx, "competencies", COURSES_REFRESH):
             self._competencies = list(self._frameworks())
-            yield Batch("competencies", list(self._competencies), cursor=stamp(ctx.now))
+            yield Batch("competencies", list(self._competencies), cursor=refreshed(ctx))
 
     def _wanted_competencies(self, ctx: PullContext) -> set[int] | None:
         """The competency ids whose ratings the mappings need (None: no mapping uses ratings)."""
