@@ -22,12 +22,14 @@ import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta, tzinfo
+from functools import partial
 from typing import Any, Literal
 
 from bridge import incremental
 from bridge.errors import Remedy, SourceError
 from bridge.incremental import refreshed
 from bridge.log import get_logger
+from bridge.pagination import OffsetPaginator, Page, paginate
 from bridge.ports import Batch, PersonKeys, PullContext
 from bridge.records import Competency, CompetencyRating, Enrolment, ItemKind, LearningItem, LmsUser, Record
 from connectors.moodle import errors
@@ -46,6 +48,7 @@ UNLINKED_REFRESH = timedelta(hours=1)
 COURSES_REFRESH = timedelta(hours=1)
 ENROLMENTS_REFRESH = timedelta(hours=1)
 ENROLMENT_PAGE = 1000
+COMPETENCY_PAGE = 200
 LIKE_FALLBACK_LIMIT = 50
 FeedName = Literal["auto", "plugin", "report", "per_learner", "per_course"]
 Feed = ChangesFeed | ReportFeed | PerLearnerFeed | PerCourseFeed
@@ -438,30 +441,35 @@ class MoodleSource:
             {"context": {"contextid": 1}, "includes": "children"},
         )
         for framework in frameworks:
-            skip = 0
-            while True:
-                page = self.client.call(
-                    "core_competency_list_competencies",
-                    {
-                        "filters": [{"column": "competencyframeworkid", "value": framework["id"]}],
-                        "skip": skip,
-                        "limit": 200,
-                    },
-                )
-                for c in page:
+            framework_id = int(framework["id"])
+            stream = f"site '{self.name}': competencies of framework {framework_id}"
+            pages = paginate(
+                OffsetPaginator(stream, COMPETENCY_PAGE), partial(self._competency_page, framework_id)
+            )
+            for page in pages:
+                for c in page.items:
                     yield Competency(
                         self.name,
                         int(c["id"]),
                         text(c.get("shortname")) or "",
                         text(c.get("idnumber")) or None,
-                        int(framework["id"]),
+                        framework_id,
                         # The learner's own learning plans (tool_lp's plans.php shows the signed-in
                         # user's plans without a userid): where the competency is worked on.
                         url=f"{self.client.url}/admin/tool/lp/plans.php",
                     )
-                if len(page) < 200:
-                    break
-                skip += 200
+
+    def _competency_page(self, framework_id: int, skip: int) -> Page[dict[str, Any]]:
+        return Page(
+            self.client.call(
+                "core_competency_list_competencies",
+                {
+                    "filters": [{"column": "competencyframeworkid", "value": framework_id}],
+                    "skip": skip,
+                    "limit": COMPETENCY_PAGE,
+                },
+            )
+        )
 
     def _plan_ratings(self, user_id: int) -> list[CompetencyRating]:
         try:
