@@ -113,6 +113,7 @@ class MoodleClient:
         self.session.headers.update({"User-Agent": "lmsbridge", "Accept": "application/json"})
         self.calls: Counter[str] = Counter()
         self._calls_lock = threading.Lock()
+        self._info: dict[str, Any] | None = None  # the last site info asked
         self._functions: set[str] | None = None
 
     # ------------------------------------------------------------------ calling
@@ -228,9 +229,15 @@ class MoodleClient:
     # ------------------------------------------------------------------ site
 
     def site_info(self) -> dict[str, Any]:
+        """Asks the site (every time: the doctor checks the token with it) and keeps the answer."""
         info: dict[str, Any] = self.call("core_webservice_get_site_info")
+        self._info = info
         self._functions = {f["name"] for f in info.get("functions", [])}
         return info
+
+    def known_site_info(self) -> dict[str, Any]:
+        """The site info already asked (by :meth:`has_function`, say), or asked now."""
+        return self._info if self._info is not None else self.site_info()
 
     def has_function(self, function: str) -> bool:
         """Whether the token's service offers the function (asks the site once)."""

@@ -271,13 +271,15 @@ def checks(
     return results
 
 
+PLUGIN_CHECK = "companion plugin local_lmsbridge"
+
+
 def plugin_checks(client: MoodleClient, offered: set[str], webhook_secret_set: bool) -> list[DoctorCheck]:
     """The companion plugin: whether the service has it, its version, and its webhook."""
-    name = "companion plugin local_lmsbridge"
     if GET_CHANGES not in offered:
         return [
             DoctorCheck(
-                name,
+                PLUGIN_CHECK,
                 True,
                 "not in the token's service (optional): completions, ratings and enrolments are read "
                 "through Moodle's own functions",
@@ -288,10 +290,12 @@ def plugin_checks(client: MoodleClient, offered: set[str], webhook_secret_set: b
     if GET_INFO not in offered:
         return [
             DoctorCheck(
-                name, True, "change feed in the service; add local_lmsbridge_get_info to see its version"
+                PLUGIN_CHECK,
+                True,
+                "change feed in the service; add local_lmsbridge_get_info to see its version",
             )
         ]
-    return [_guarded(name, lambda: _plugin_info(client, webhook_secret_set))]
+    return [_guarded(PLUGIN_CHECK, lambda: _plugin_info(client, webhook_secret_set))]
 
 
 def _plugin_info(client: MoodleClient, webhook_secret_set: bool) -> DoctorCheck:
@@ -300,7 +304,7 @@ def _plugin_info(client: MoodleClient, webhook_secret_set: bool) -> DoctorCheck:
     detail = f"version {info.get('version')} ({info.get('release')}), change log at id {info.get('lastid')}; webhook "
     if not hook.get("enabled"):
         return DoctorCheck(
-            "companion plugin local_lmsbridge",
+            PLUGIN_CHECK,
             True,
             detail + "off: changes wait for the next poll",
             "Site administration > Plugins > Local plugins > lmsbridge: Webhook URL, secret, Notify lmsbridge",
@@ -308,20 +312,20 @@ def _plugin_info(client: MoodleClient, webhook_secret_set: bool) -> DoctorCheck:
     status = f"{hook.get('url')}, last notification: {hook.get('laststatus') or 'none yet'}"
     if not hook.get("secretset") or not hook.get("url"):
         return DoctorCheck(
-            "companion plugin local_lmsbridge",
+            PLUGIN_CHECK,
             False,
             detail + "on, but without a URL or secret: nothing is sent",
             "set the plugin's Webhook URL and Webhook secret",
         )
     if not webhook_secret_set:
         return DoctorCheck(
-            "companion plugin local_lmsbridge",
+            PLUGIN_CHECK,
             False,
             detail
             + f"on ({status}), but this site has no webhook_secret in lmsbridge: every notification is refused",
             "set webhook_secret under [sites.NAME] (or LMSBRIDGE_SITES__NAME__WEBHOOK_SECRET) to the plugin's secret",
         )
-    return DoctorCheck("companion plugin local_lmsbridge", True, detail + f"on ({status})")
+    return DoctorCheck(PLUGIN_CHECK, True, detail + f"on ({status})")
 
 
 def _report_columns(feed: ReportFeed) -> DoctorCheck:

@@ -28,7 +28,9 @@ from zoneinfo import ZoneInfo, available_timezones
 
 from bridge import clock
 from bridge.errors import Remedy, SourceError
+from bridge.incremental import refreshed
 from bridge.log import get_logger
+from bridge.pagination import OffsetPaginator, Page, paginate
 from bridge.ports import Batch, PullContext
 from bridge.records import Completion, Enrolment, Record
 from connectors.moodle import errors
@@ -284,7 +286,7 @@ class PerLearnerFeed:
             if count % self.batch == 0:
                 yield Batch("completions", records)
                 records = []
-        yield Batch("completions", records, cursor=stamp(ctx.now))
+        yield Batch("completions", records, cursor=refreshed(ctx))
 
     def _courses(self, user_id: int) -> list[dict[str, Any]]:
         """The courses ``user_id`` is actively enrolled in."""
@@ -347,24 +349,23 @@ class PerCourseFeed:
                     if when is not None:
                         records.append(Completion(self.site, user_id, course_id, when))
             yield Batch("completions", records)
-        yield Batch("completions", [], cursor=stamp(ctx.now))
+        yield Batch("completions", [], cursor=refreshed(ctx))
 
     def _participants(self, course_id: int) -> Iterator[int]:
-        start = 0
-        while True:
+        def page(start: int) -> Page[dict[str, Any]]:
             options = [
                 {"name": "userfields", "value": "id"},
                 {"name": "onlyactive", "value": 1},
                 {"name": "limitfrom", "value": start},
                 {"name": "limitnumber", "value": self.page_size},
             ]
-            users = self.client.call(
-                "core_enrol_get_enrolled_users", {"courseid": course_id, "options": options}
+            return Page(
+                self.client.call("core_enrol_get_enrolled_users", {"courseid": course_id, "options": options})
             )
-            yield from (int(u["id"]) for u in users)
-            if len(users) < self.page_size:
-                return
-            start += self.page_size
+
+        paginator = OffsetPaginator(f"site '{self.site}': participants of course {course_id}", self.page_size)
+        for users in paginate(paginator, page):
+            yield from (int(u["id"]) for u in users.items)
 
 
 def learners(ctx: PullContext, people: frozenset[str] | None = None) -> set[int]:

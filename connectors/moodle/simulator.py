@@ -75,7 +75,6 @@ def start_in_thread(
     state.forcetimezone = forcetimezone
     if plugin:
         state.install_plugin(PLUGIN_VERSION)
-        state.capabilities |= caps.PLUGIN_ROLE
     return serve(Simulator(state, token), port)
 
 

@@ -65,7 +65,6 @@ class MoodleSink:
         self.client = client
         self.message_batch = message_batch
         self.student_role_id = student_role_id
-        self._ws_user: int | None = None
 
     def board(self) -> MoodleBoard | None:
         """The site's "Recommended for you", when the companion plugin is in the service."""
@@ -73,9 +72,8 @@ class MoodleSink:
 
     @property
     def ws_user(self) -> int:
-        if self._ws_user is None:
-            self._ws_user = int(self.client.site_info()["userid"])
-        return self._ws_user
+        """The web-service user (from the site info the client already asked, if it did)."""
+        return int(self.client.known_site_info()["userid"])
 
     def deliver(self, actions: Sequence[OutgoingAction]) -> list[DeliveryOutcome]:
         messages = [a for a in actions if a.kind is ActionKind.MESSAGE]

@@ -50,7 +50,9 @@ def get_changes(state: SiteState, p: dict[str, Any]) -> dict[str, Any]:
         )
     plugin = _plugin(state)
     with plugin.lock:
-        rows = [r for r in plugin.changes[since:] if r["id"] > since][: limit + 1]
+        # Row ids are positions + 1 (rows are only appended): the rows after since_id start at
+        # index since_id, and one page is a slice, not a copy of the whole log's tail.
+        rows = plugin.changes[since : since + limit + 1]
     more = len(rows) > limit
     rows = rows[:limit]
     changes = [

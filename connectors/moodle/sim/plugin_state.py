@@ -82,9 +82,19 @@ class PluginState:
             self.queue_notify()
         return int(row["id"])
 
-    def log_rating(self, userid: int, competencyid: int, grade: int | None, when: int) -> None:
+    def log_rating(
+        self, userid: int, competencyid: int, grade: int | None, when: int, *, created: int | None = None
+    ) -> None:
         proficiency = None if grade is None else int(grade == 2)
-        self.log("rating", userid, when, competencyid=competencyid, grade=grade, proficiency=proficiency)
+        self.log(
+            "rating",
+            userid,
+            when,
+            created=created,
+            competencyid=competencyid,
+            grade=grade,
+            proficiency=proficiency,
+        )
 
     def last_id(self) -> int:
         with self.lock:

@@ -24,7 +24,6 @@ from xml.sax.saxutils import escape
 
 from connectors.moodle.params import decode
 from connectors.moodle.sim import cohorts, learning_plans, plugin, user_competency  # noqa: F401 - register their functions
-from connectors.moodle.sim.capabilities import PLUGIN_ROLE
 from connectors.moodle.sim.functions import (
     CALL,
     REGISTRY,
@@ -189,10 +188,9 @@ class Simulator:
     def plugin_control(self, path: str, body: dict[str, Any]) -> Any:
         """The companion plugin: install it (backfill and all), set its webhook, read it."""
         if path == "install-plugin":  # {"version": N, "grant": true}: install local_lmsbridge
-            self.state.install_plugin(int(body.get("version", PLUGIN_VERSION)))
-            if body.get("grant", True):  # README: the plugin's capabilities added to the role
-                with self.state.lock:
-                    self.state.capabilities |= PLUGIN_ROLE
+            self.state.install_plugin(
+                int(body.get("version", PLUGIN_VERSION)), grant=bool(body.get("grant", True))
+            )
             return {"ok": True}
         if path == "plugin-webhook":  # the plugin's settings: {"url", "secret", "enabled"}
             if self.state.plugin is None:

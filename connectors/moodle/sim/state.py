@@ -13,7 +13,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from connectors.moodle.sim.capabilities import DEFAULT_SHOW_IDENTITY, README_ROLE
+from connectors.moodle.sim.capabilities import DEFAULT_SHOW_IDENTITY, PLUGIN_ROLE, README_ROLE
 from connectors.moodle.sim.plugin_state import PluginState
 from connectors.moodle.sim.versions import DEFAULT, VersionSpec, spec
 from connectors.simulation.org import (
@@ -282,10 +282,13 @@ class SiteState:
                     suspended=user.suspended,
                 )
 
-    def install_plugin(self, version: int) -> PluginState:
+    def install_plugin(self, version: int, grant: bool = True) -> PluginState:
         """Install local_lmsbridge: its log starts with the site's completions, ratings and
-        enrolments (db/install.php, \\local_lmsbridge\\backfill), before any change."""
+        enrolments (db/install.php, \\local_lmsbridge\\backfill), before any change. ``grant``:
+        its capabilities are added to the web-service user's role, as README > Moodle says."""
         with self.lock:
+            if grant:
+                self.capabilities |= PLUGIN_ROLE
             plugin = PluginState(version=version)
             now = int(time.time())
             for (user_id, course_id), when in sorted(self.completions.items(), key=lambda i: (i[1], i[0])):
@@ -293,15 +296,7 @@ class SiteState:
             for (user_id, competency_id), grade in sorted(self.user_competency.items()):
                 if grade is not None:
                     rated = self.rating_times.get((user_id, competency_id), now)
-                    plugin.log(
-                        "rating",
-                        user_id,
-                        rated,
-                        competencyid=competency_id,
-                        grade=grade,
-                        proficiency=int(grade == 2),
-                        created=now,
-                    )
+                    plugin.log_rating(user_id, competency_id, grade, rated, created=now)
             for user_id in sorted(self.enrolments):
                 if self.live_user(user_id) is None:
                     continue

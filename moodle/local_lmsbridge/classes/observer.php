@@ -52,17 +52,7 @@ class observer {
         if (!$usercompetency) {
             return; // Deleted since: nothing left to report.
         }
-        change_log::add(
-            change_log::RATING,
-            (int) $usercompetency->userid,
-            (int) ($usercompetency->timemodified ?: $event->timecreated),
-            [
-                'competencyid' => (int) $usercompetency->competencyid,
-                'planid' => $planid,
-                'grade' => $usercompetency->grade === null ? null : (int) $usercompetency->grade,
-                'proficiency' => $usercompetency->proficiency === null ? null : (int) $usercompetency->proficiency,
-            ]
-        );
+        self::log_rating($usercompetency, $event, ['planid' => $planid]);
     }
 
     /**
@@ -77,12 +67,22 @@ class observer {
         if (!$rating) {
             return;
         }
+        self::log_rating($rating, $event, ['courseid' => (int) $rating->courseid]);
+    }
+
+    /**
+     * Log a rating row (competency_usercomp or competency_usercompcourse) as it is now.
+     *
+     * @param \stdClass $rating the rating's record: userid, competencyid, grade, proficiency, timemodified
+     * @param \core\event\base $event the event that rated it (its time when the row has none)
+     * @param array $fields where it was rated: planid or courseid
+     */
+    private static function log_rating(\stdClass $rating, \core\event\base $event, array $fields): void {
         change_log::add(
             change_log::RATING,
             (int) $rating->userid,
             (int) ($rating->timemodified ?: $event->timecreated),
-            [
-                'courseid' => (int) $rating->courseid,
+            $fields + [
                 'competencyid' => (int) $rating->competencyid,
                 'grade' => $rating->grade === null ? null : (int) $rating->grade,
                 'proficiency' => $rating->proficiency === null ? null : (int) $rating->proficiency,
