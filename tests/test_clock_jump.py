@@ -11,15 +11,20 @@ import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from bridge.incremental import refresh_due
+from bridge.ports import PullContext, PullScope
 from connectors.moodle.sim.server import Running
-from connectors.moodle.source import refresh_due
 from tests.test_cli_e2e import NOW, config, run
 
 
 def test_a_refresh_stamped_in_the_future_is_due_at_once() -> None:
     now = datetime(2026, 11, 3, 10, tzinfo=UTC)
-    assert not refresh_due((now - timedelta(hours=1)).isoformat(), timedelta(days=1), now)
-    assert refresh_due((now + timedelta(days=30)).isoformat(), timedelta(days=1), now)
+
+    def stamped(at: datetime) -> PullContext:
+        return PullContext(cursors={"users": at.isoformat()}, scope=PullScope(), now=now)
+
+    assert not refresh_due(stamped(now - timedelta(hours=1)), "users", timedelta(days=1))
+    assert refresh_due(stamped(now + timedelta(days=30)), "users", timedelta(days=1))
 
 
 def sync_at(cfg: Path, when: datetime, exit_code: int = 0) -> str:

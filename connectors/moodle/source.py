@@ -65,20 +65,6 @@ def unexpected_answers(site: str) -> Iterator[None]:
         raise SourceError(f"{site} sent an answer of an unexpected shape ({detail})", Remedy.RETRY) from None
 
 
-def refresh_due(cursor: str | None, every: timedelta, now: datetime) -> bool:
-    """Whether a refresh last stamped ``cursor`` is due again. A stamp in the future (a clock
-    that had jumped ahead, then was put right) makes it due at once instead of for weeks.
-
-    The pulls use :func:`bridge.incremental.refresh_due`; this one is what tests/test_clock_jump.py reads."""
-    if not cursor:
-        return True
-    try:
-        elapsed = now - datetime.fromisoformat(cursor)
-    except ValueError:
-        return True
-    return elapsed >= every or elapsed < timedelta(0)
-
-
 def text(value: object) -> str | None:
     """A scalar from an answer as text; anything else is an answer of the wrong shape."""
     if value is None:
