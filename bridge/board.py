@@ -43,6 +43,16 @@ def board_of(sink: Sink) -> RecommendationBoard | None:
     return board() if callable(board) else None
 
 
+def _may_have_board(sink: Sink) -> bool:
+    """A sink with a board, or one that cannot tell without asking its site (``has_board``
+    answers None until it has asked): the store is read for it. A site known to have no board
+    (Moodle without the companion plugin) costs a delivery run nothing here."""
+    if not callable(getattr(sink, "board", None)):
+        return False
+    known = getattr(sink, "has_board", None)
+    return not callable(known) or known() is not False
+
+
 def publish(
     engine: Engine, sinks: Mapping[str, Sink], now: datetime, unreachable: Set[str] = frozenset()
 ) -> BoardReport:
@@ -50,7 +60,7 @@ def publish(
     is down costs nothing in a steady run), nor when this run found it ``unreachable``."""
     report = BoardReport()
     for site, sink in sinks.items():
-        if site in unreachable or not callable(getattr(sink, "board", None)):
+        if site in unreachable or not _may_have_board(sink):
             continue
         try:
             report.written += _publish_site(engine, site, sink, now)

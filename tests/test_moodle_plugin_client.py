@@ -9,13 +9,17 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs
 
+import pytest
 import responses
+from sqlalchemy import Engine
 
+from bridge import board
 from bridge.ports import Batch, PullContext, PullScope, ShownRecommendation
 from bridge.records import CompetencyRating, Completion, Enrolment, LmsUser
 from connectors.moodle.board import MoodleBoard
 from connectors.moodle.changes import ChangesFeed
 from connectors.moodle.client import MoodleClient
+from connectors.moodle.sink import MoodleSink
 from connectors.moodle.source import MoodleSource
 
 URL = "https://lms.example.org"
@@ -263,3 +267,22 @@ def test_sets_too_large_for_one_request_are_split_between_calls() -> None:
     assert len(seen) == 3 and all(len(f) - 3 <= 3000 for f in seen)  # less wstoken, wsfunction, format
     users = {v for f in seen for k, v in f.items() if k.endswith("[userid]")}
     assert users == {str(uid) for uid in range(1, 21)}
+
+
+@responses.activate
+def test_a_site_known_to_have_no_board_costs_a_delivery_run_no_store_read(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without the companion plugin (site info already asked, no set_recommendations), the
+    open recommendations are not read from the store at every delivery run; before the site was
+    asked, they are (the board is looked for only once something would be written)."""
+    reads: list[str] = []
+    monkeypatch.setattr(board, "open_recommendations", lambda conn, site: reads.append(site) or {})
+    seen = serve(lambda _form: {"userid": 2, "functions": [{"name": "core_webservice_get_site_info"}]})
+    client = MoodleClient("moodle", URL, "token", max_wait=0.01)
+    sink = MoodleSink("moodle", client)
+    assert board.publish(engine, {"moodle": sink}, NOW).written == 0
+    assert reads == ["moodle"] and seen == []  # not known yet: the store is read, the site not asked
+    client.site_info()  # as the pull asks it
+    assert board.publish(engine, {"moodle": sink}, NOW).written == 0
+    assert reads == ["moodle"] and len(seen) == 1

@@ -243,8 +243,13 @@ class MoodleClient:
         """Whether the token's service offers the function (asks the site once)."""
         if self._functions is None:
             self.site_info()
-        assert self._functions is not None
-        return function in self._functions
+        offered = self.offers(function)
+        assert offered is not None
+        return offered
+
+    def offers(self, function: str) -> bool | None:
+        """Whether the service offers the function, if the site was asked already; else None."""
+        return None if self._functions is None else function in self._functions
 
     def total_calls(self) -> int:
         return sum(self.calls.values())

@@ -70,6 +70,10 @@ class MoodleSink:
         """The site's "Recommended for you", when the companion plugin is in the service."""
         return MoodleBoard(self.client) if self.client.has_function(SET_RECOMMENDATIONS) else None
 
+    def has_board(self) -> bool | None:
+        """Whether the site has a board, as far as known without asking it (None: not known)."""
+        return self.client.offers(SET_RECOMMENDATIONS)
+
     @property
     def ws_user(self) -> int:
         """The web-service user (from the site info the client already asked, if it did)."""
