@@ -11,6 +11,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Connection, and_, func, or_, select
 
@@ -84,13 +85,31 @@ class MappingSummary:
 
 
 @dataclass(frozen=True)
-class FailedAction:
+class ActionRow:
+    """What the outbox page shows of any action: which one, about whom, what and where."""
+
     id: int
     mapping_id: str | None
-    person_id: str | None
+    person_id: str | None  # the recipient where it has one (a manager), else the learner
     purpose: str
     kind: str
     site: str
+
+    @staticmethod
+    def fields(row: Any) -> dict[str, Any]:
+        """These fields from a row of ``t.actions``."""
+        return {
+            "id": row.id,
+            "mapping_id": row.mapping_id,
+            "person_id": row.recipient_person_id or row.person_id,
+            "purpose": row.purpose,
+            "kind": row.kind,
+            "site": row.site,
+        }
+
+
+@dataclass(frozen=True)
+class FailedAction(ActionRow):
     state: str
     attempts: int
     error: str
@@ -212,12 +231,7 @@ def recent_failures(conn: Connection, limit: int = RECENT_FAILURES) -> list[Fail
     query = select(a).where(failed).order_by(a.c.updated_at.desc(), a.c.id.desc()).limit(limit)
     return [
         FailedAction(
-            id=row.id,
-            mapping_id=row.mapping_id,
-            person_id=row.recipient_person_id or row.person_id,
-            purpose=row.purpose,
-            kind=row.kind,
-            site=row.site,
+            **ActionRow.fields(row),
             state="dead" if row.state == "dead" else "retrying",
             attempts=row.attempts,
             error=redact_text(row.last_error or ""),
@@ -240,13 +254,7 @@ def undated(reason: str) -> str:
 
 
 @dataclass(frozen=True)
-class QueuedAction:
-    id: int
-    mapping_id: str | None
-    person_id: str | None
-    purpose: str
-    kind: str
-    site: str
+class QueuedAction(ActionRow):
     status: str  # "deferred", "retrying", "waiting" or "queued"
     due_at: datetime
     created_at: datetime
@@ -277,12 +285,7 @@ def queued(conn: Connection, limit: int = QUEUED_SHOWN) -> list[QueuedAction]:
     query = select(a).where(a.c.state.in_(("pending", "waiting"))).order_by(a.c.due_at, a.c.id).limit(limit)
     return [
         QueuedAction(
-            id=row.id,
-            mapping_id=row.mapping_id,
-            person_id=row.recipient_person_id or row.person_id,
-            purpose=row.purpose,
-            kind=row.kind,
-            site=row.site,
+            **ActionRow.fields(row),
             status=_queued_status(row.state, row.attempts, row.last_error),
             due_at=row.due_at,
             created_at=row.created_at,
