@@ -16,7 +16,7 @@ from importlib import resources
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from bridge import clock, health, history, impact
 from bridge.dashboard import charts, people, queries, wording
@@ -152,10 +152,7 @@ class Dashboard:
         with self.engine.connect() as conn:
             summaries = queries.mapping_summaries(conn, mapping_set)
             reaches = {
-                s.mapping_id: (measured[s.mapping_id].reach, measured[s.mapping_id].effort)
-                if s.mapping_id in measured
-                else impact.reach(conn, s.mapping_id, now)
-                for s in summaries
+                s.mapping_id: _reach(conn, s.mapping_id, measured.get(s.mapping_id), now) for s in summaries
             }
         return self._render(
             "mappings.html",
@@ -189,9 +186,7 @@ class Dashboard:
         result = impacts[0] if impacts else None
         mappings = mapping_set.mappings
         with self.engine.connect() as conn:
-            reached, effort = (
-                (result.reach, result.effort) if result is not None else impact.reach(conn, mapping_id, now)
-            )
+            reached, effort = _reach(conn, mapping_id, result, now)
             open_now = people.people_page(
                 conn, people.PeopleFilter(mapping=mapping_id, state="open"), mappings, now
             )
@@ -360,6 +355,14 @@ class Dashboard:
     def _target(self, metric: str) -> float | None:
         configured = self.settings.metrics.get(metric)
         return configured.target if configured else None
+
+
+def _reach(
+    conn: Connection, mapping_id: str, measured: impact.MappingImpact | None, now: datetime
+) -> tuple[impact.Reach, impact.Effort]:
+    """A mapping's reach and effort: the measured impact's where it was measured, else
+    ``impact.reach``'s (the same computation, for a mapping without ``measure``)."""
+    return (measured.reach, measured.effort) if measured is not None else impact.reach(conn, mapping_id, now)
 
 
 def _serve(static: StaticFile, _query: Query) -> Response:
