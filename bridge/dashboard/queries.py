@@ -19,12 +19,12 @@ from bridge import impact
 from bridge.health import Health
 from bridge.log import redact_text
 from bridge.mapping.loader import MappingSet
+from bridge.operational_state import DEFERRED_PREFIX
 from bridge.outbox import counts_by_state
 from bridge.store import schema as t
 
 RECENT_FAILURES = 50
 QUEUED_SHOWN = 50
-DEFERRED = "deferred: "  # how delivery prefixes the reason of an action it put off (bridge.delivery)
 # A date, with a time and zone if given, inside a reason: reasons are grouped without them, so
 # "dropped unsent: queued 2026-05-03, ..." and "... queued 2026-05-04, ..." are one group.
 DATE_IN_REASON = re.compile(
@@ -261,18 +261,10 @@ class QueuedAction(ActionRow):
     reason: str
 
 
-@dataclass(frozen=True)
-class Backlog:
-    """Actions delivery put off (sending hours, the weekly cap): how many, and since when."""
-
-    deferred: int
-    oldest: datetime | None
-
-
 def _queued_status(state: str, attempts: int, reason: str | None) -> str:
     if state == "waiting":
         return "waiting"
-    if reason and reason.startswith(DEFERRED):
+    if reason and reason.startswith(DEFERRED_PREFIX):
         return "deferred"
     if attempts and reason:
         return "retrying"
@@ -309,16 +301,6 @@ def _reasons_in_states(conn: Connection, states: tuple[str, ...], no_reason: str
         .group_by(a.c.state, a.c.last_error)
     )
     return _grouped((row.state, row.last_error or no_reason, row.n) for row in conn.execute(query))
-
-
-def deferred_backlog(conn: Connection) -> Backlog:
-    a = t.actions
-    row = conn.execute(
-        select(func.count(), func.min(a.c.created_at)).where(
-            and_(a.c.state == "pending", a.c.last_error.like(DEFERRED + "%"))
-        )
-    ).one()
-    return Backlog(int(row[0]), row[1])
 
 
 def _grouped(rows: Iterable[tuple[str, str, int]]) -> list[Reason]:

@@ -24,7 +24,7 @@ from bridge.errors import BridgeError
 from bridge.facts import load_people
 from bridge.log import redact_text
 from bridge.mapping.loader import MappingSet
-from bridge.operational_state import mappings_rejection, pause_state
+from bridge.operational_state import deferred_backlog, mappings_rejection, pause_state
 from bridge.ops import OpsServer, Response, Route
 from bridge.settings import Settings
 
@@ -230,7 +230,7 @@ class Dashboard:
             reasons = queries.not_sent_reasons(conn)
             waiting = queries.queued(conn)
             waiting_reasons = queries.queued_reasons(conn)
-            backlog = queries.deferred_backlog(conn)
+            backlog = deferred_backlog(conn)
         return self._render(
             "outbox.html",
             page="outbox",
