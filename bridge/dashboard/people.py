@@ -218,19 +218,24 @@ def _joined() -> Any:
     return r.outerjoin(p, p.c.person_id == r.c.person_id)
 
 
+def _narrowed(
+    query: Select[Any], chosen: PeopleFilter, mappings: Sequence[Mapping], now: datetime
+) -> Select[Any]:
+    """``query`` over recommendations joined with their people, narrowed by the filter."""
+    conditions = _conditions(chosen, mappings, now)
+    query = query.select_from(_joined())
+    return query.where(and_(*conditions)) if conditions else query
+
+
 def filtered(chosen: PeopleFilter, mappings: Sequence[Mapping], now: datetime) -> Select[Any]:
     """Recommendations joined with their people, narrowed by the filter (no order, no limit)."""
-    r = t.recommendations
-    query = select(r).select_from(_joined())
-    conditions = _conditions(chosen, mappings, now)
-    return query.where(and_(*conditions)) if conditions else query
+    return _narrowed(select(t.recommendations), chosen, mappings, now)
 
 
 def count(conn: Connection, chosen: PeopleFilter, mappings: Sequence[Mapping], now: datetime) -> int:
     """How many recommendations the filter matches (its page ignored)."""
-    query = select(func.count(t.recommendations.c.id)).select_from(_joined())
-    conditions = _conditions(chosen, mappings, now)
-    return int(conn.execute(query.where(and_(*conditions)) if conditions else query).scalar_one())
+    query = _narrowed(select(func.count(t.recommendations.c.id)), chosen, mappings, now)
+    return int(conn.execute(query).scalar_one())
 
 
 def people_page(
