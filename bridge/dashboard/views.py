@@ -26,6 +26,7 @@ from bridge.log import redact_text
 from bridge.mapping.loader import MappingSet
 from bridge.operational_state import deferred_backlog, mappings_rejection, pause_state
 from bridge.ops import OpsServer, Response, Route
+from bridge.records import Person
 from bridge.settings import Settings
 
 PREFIX = "/dashboard"
@@ -256,7 +257,7 @@ class Dashboard:
         with self.engine.connect() as conn:
             found = people.people_page(conn, chosen, mappings, now)
             departments = people.departments(conn)
-            manager = load_people(conn, [chosen.manager]).get(chosen.manager) if chosen.manager else None
+            manager = _person(conn, chosen.manager)
         return self._render(
             "people.html",
             page="people",
@@ -293,9 +294,7 @@ class Dashboard:
                     "not_found.html", status=404, page="people", now=now, what=f"person {ref!r}"
                 )
             person = load_people(conn, [found.person_id])[found.person_id]
-            manager = (
-                load_people(conn, [person.manager_id]).get(person.manager_id) if person.manager_id else None
-            )
+            manager = _person(conn, person.manager_id)
             reports = people.report_count(conn, found.person_id)
         return self._render(
             "person.html",
@@ -314,7 +313,7 @@ class Dashboard:
         now = clock.now()
         manager_id = (query.get("id") or [""])[0]
         with self.engine.connect() as conn:
-            manager = load_people(conn, [manager_id]).get(manager_id) if manager_id else None
+            manager = _person(conn, manager_id)
             if manager is None:
                 return self._render(
                     "not_found.html", status=404, page="people", now=now, what=f"manager {manager_id!r}"
@@ -363,6 +362,11 @@ def _reach(
     """A mapping's reach and effort: the measured impact's where it was measured, else
     ``impact.reach``'s (the same computation, for a mapping without ``measure``)."""
     return (measured.reach, measured.effort) if measured is not None else impact.reach(conn, mapping_id, now)
+
+
+def _person(conn: Connection, person_id: str | None) -> Person | None:
+    """The person with this HR id, None for no id or an unknown one."""
+    return load_people(conn, [person_id]).get(person_id) if person_id else None
 
 
 def _serve(static: StaticFile, _query: Query) -> Response:
