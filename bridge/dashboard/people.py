@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Select, and_, false, func, or_, select
 
-from bridge.facts import load_people
+from bridge.facts import load_people, person_from_row
 from bridge.mapping.model import Mapping
 from bridge.records import Person
 from bridge.store import schema as t
@@ -465,15 +465,15 @@ def manager_reports(
     p, r = t.people, t.recommendations
     found = list(
         conn.execute(
-            select(p.c.person_id, p.c.first_name, p.c.last_name, p.c.department, p.c.job_title)
+            select(p)
             .where(_active_reports(manager_id))
             .order_by(p.c.last_name, p.c.first_name, p.c.person_id)
             .limit(MAX_REPORTS + 1)
         )
     )
     more = len(found) > MAX_REPORTS
-    found = found[:MAX_REPORTS]
-    ids = [row.person_id for row in found]
+    people = [person_from_row(row) for row in found[:MAX_REPORTS]]
+    ids = [person.person_id for person in people]
     open_rows: dict[str, list[RecommendationRow]] = defaultdict(list)
     if ids:
         query = filtered(PeopleFilter(state="open"), mappings, now).where(r.c.person_id.in_(ids))
@@ -481,12 +481,12 @@ def manager_reports(
             open_rows[row.person_id].append(row)
     reports = [
         Report(
-            person_id=row.person_id,
-            name=f"{row.first_name} {row.last_name}".strip() or row.person_id,
-            department=row.department or "",
-            job_title=row.job_title or "",
-            open=open_rows.get(row.person_id, []),
+            person_id=person.person_id,
+            name=person.full_name,
+            department=person.department or "",
+            job_title=person.job_title or "",
+            open=open_rows.get(person.person_id, []),
         )
-        for row in found
+        for person in people
     ]
     return reports, more
