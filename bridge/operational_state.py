@@ -23,7 +23,8 @@ from bridge.store.ingest import upsert_statement
 
 PAUSED = "paused"
 MAPPINGS_REJECTED = "mappings_rejected"
-# The reason of an action the guards gave back for later ("deferred: weekly cap ... reached").
+# How delivery prefixes the reason of an action the guards gave back for later
+# ("deferred: weekly cap ... reached"; bridge.delivery).
 DEFERRED_PREFIX = "deferred: "
 
 
@@ -78,7 +79,7 @@ class OperationalState:
 
 def operational_state(conn: Connection, delivery: DeliverySettings) -> OperationalState:
     """Pause, mapping verdict and deferred backlog as the store holds them now (three queries)."""
-    return OperationalState(pause_state(conn, delivery), mappings_rejection(conn), _deferred(conn))
+    return OperationalState(pause_state(conn, delivery), mappings_rejection(conn), deferred_backlog(conn))
 
 
 def pause_state(conn: Connection, delivery: DeliverySettings) -> Pause:
@@ -104,7 +105,8 @@ def mappings_rejection(conn: Connection) -> MappingRejection | None:
     return MappingRejection(row.updated_at, [str(p) for p in json.loads(row.value)])
 
 
-def _deferred(conn: Connection) -> DeferredBacklog:
+def deferred_backlog(conn: Connection) -> DeferredBacklog:
+    """The actions delivery put off (sending hours, the weekly cap): how many, since when, why."""
     a = t.actions
     rows = conn.execute(
         select(a.c.last_error, func.count().label("n"), func.min(a.c.created_at).label("oldest"))

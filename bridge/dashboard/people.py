@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Select, and_, false, func, or_, select
 
-from bridge.facts import load_people
+from bridge.facts import load_people, person_from_row
 from bridge.mapping.model import Mapping
 from bridge.records import Person
 from bridge.store import schema as t
@@ -218,19 +218,24 @@ def _joined() -> Any:
     return r.outerjoin(p, p.c.person_id == r.c.person_id)
 
 
+def _narrowed(
+    query: Select[Any], chosen: PeopleFilter, mappings: Sequence[Mapping], now: datetime
+) -> Select[Any]:
+    """``query`` over recommendations joined with their people, narrowed by the filter."""
+    conditions = _conditions(chosen, mappings, now)
+    query = query.select_from(_joined())
+    return query.where(and_(*conditions)) if conditions else query
+
+
 def filtered(chosen: PeopleFilter, mappings: Sequence[Mapping], now: datetime) -> Select[Any]:
     """Recommendations joined with their people, narrowed by the filter (no order, no limit)."""
-    r = t.recommendations
-    query = select(r).select_from(_joined())
-    conditions = _conditions(chosen, mappings, now)
-    return query.where(and_(*conditions)) if conditions else query
+    return _narrowed(select(t.recommendations), chosen, mappings, now)
 
 
 def count(conn: Connection, chosen: PeopleFilter, mappings: Sequence[Mapping], now: datetime) -> int:
     """How many recommendations the filter matches (its page ignored)."""
-    query = select(func.count(t.recommendations.c.id)).select_from(_joined())
-    conditions = _conditions(chosen, mappings, now)
-    return int(conn.execute(query.where(and_(*conditions)) if conditions else query).scalar_one())
+    query = _narrowed(select(func.count(t.recommendations.c.id)), chosen, mappings, now)
+    return int(conn.execute(query).scalar_one())
 
 
 def people_page(
@@ -460,15 +465,15 @@ def manager_reports(
     p, r = t.people, t.recommendations
     found = list(
         conn.execute(
-            select(p.c.person_id, p.c.first_name, p.c.last_name, p.c.department, p.c.job_title)
+            select(p)
             .where(_active_reports(manager_id))
             .order_by(p.c.last_name, p.c.first_name, p.c.person_id)
             .limit(MAX_REPORTS + 1)
         )
     )
     more = len(found) > MAX_REPORTS
-    found = found[:MAX_REPORTS]
-    ids = [row.person_id for row in found]
+    people = [person_from_row(row) for row in found[:MAX_REPORTS]]
+    ids = [person.person_id for person in people]
     open_rows: dict[str, list[RecommendationRow]] = defaultdict(list)
     if ids:
         query = filtered(PeopleFilter(state="open"), mappings, now).where(r.c.person_id.in_(ids))
@@ -476,12 +481,12 @@ def manager_reports(
             open_rows[row.person_id].append(row)
     reports = [
         Report(
-            person_id=row.person_id,
-            name=f"{row.first_name} {row.last_name}".strip() or row.person_id,
-            department=row.department or "",
-            job_title=row.job_title or "",
-            open=open_rows.get(row.person_id, []),
+            person_id=person.person_id,
+            name=person.full_name,
+            department=person.department or "",
+            job_title=person.job_title or "",
+            open=open_rows.get(person.person_id, []),
         )
-        for row in found
+        for person in people
     ]
     return reports, more

@@ -11,6 +11,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Connection, and_, func, or_, select
 
@@ -18,12 +19,12 @@ from bridge import impact
 from bridge.health import Health
 from bridge.log import redact_text
 from bridge.mapping.loader import MappingSet
+from bridge.operational_state import DEFERRED_PREFIX
 from bridge.outbox import counts_by_state
 from bridge.store import schema as t
 
 RECENT_FAILURES = 50
 QUEUED_SHOWN = 50
-DEFERRED = "deferred: "  # how delivery prefixes the reason of an action it put off (bridge.delivery)
 # A date, with a time and zone if given, inside a reason: reasons are grouped without them, so
 # "dropped unsent: queued 2026-05-03, ..." and "... queued 2026-05-04, ..." are one group.
 DATE_IN_REASON = re.compile(
@@ -84,13 +85,31 @@ class MappingSummary:
 
 
 @dataclass(frozen=True)
-class FailedAction:
+class ActionRow:
+    """What the outbox page shows of any action: which one, about whom, what and where."""
+
     id: int
     mapping_id: str | None
-    person_id: str | None
+    person_id: str | None  # the recipient where it has one (a manager), else the learner
     purpose: str
     kind: str
     site: str
+
+    @staticmethod
+    def fields(row: Any) -> dict[str, Any]:
+        """These fields from a row of ``t.actions``."""
+        return {
+            "id": row.id,
+            "mapping_id": row.mapping_id,
+            "person_id": row.recipient_person_id or row.person_id,
+            "purpose": row.purpose,
+            "kind": row.kind,
+            "site": row.site,
+        }
+
+
+@dataclass(frozen=True)
+class FailedAction(ActionRow):
     state: str
     attempts: int
     error: str
@@ -212,12 +231,7 @@ def recent_failures(conn: Connection, limit: int = RECENT_FAILURES) -> list[Fail
     query = select(a).where(failed).order_by(a.c.updated_at.desc(), a.c.id.desc()).limit(limit)
     return [
         FailedAction(
-            id=row.id,
-            mapping_id=row.mapping_id,
-            person_id=row.recipient_person_id or row.person_id,
-            purpose=row.purpose,
-            kind=row.kind,
-            site=row.site,
+            **ActionRow.fields(row),
             state="dead" if row.state == "dead" else "retrying",
             attempts=row.attempts,
             error=redact_text(row.last_error or ""),
@@ -240,31 +254,17 @@ def undated(reason: str) -> str:
 
 
 @dataclass(frozen=True)
-class QueuedAction:
-    id: int
-    mapping_id: str | None
-    person_id: str | None
-    purpose: str
-    kind: str
-    site: str
+class QueuedAction(ActionRow):
     status: str  # "deferred", "retrying", "waiting" or "queued"
     due_at: datetime
     created_at: datetime
     reason: str
 
 
-@dataclass(frozen=True)
-class Backlog:
-    """Actions delivery put off (sending hours, the weekly cap): how many, and since when."""
-
-    deferred: int
-    oldest: datetime | None
-
-
 def _queued_status(state: str, attempts: int, reason: str | None) -> str:
     if state == "waiting":
         return "waiting"
-    if reason and reason.startswith(DEFERRED):
+    if reason and reason.startswith(DEFERRED_PREFIX):
         return "deferred"
     if attempts and reason:
         return "retrying"
@@ -277,12 +277,7 @@ def queued(conn: Connection, limit: int = QUEUED_SHOWN) -> list[QueuedAction]:
     query = select(a).where(a.c.state.in_(("pending", "waiting"))).order_by(a.c.due_at, a.c.id).limit(limit)
     return [
         QueuedAction(
-            id=row.id,
-            mapping_id=row.mapping_id,
-            person_id=row.recipient_person_id or row.person_id,
-            purpose=row.purpose,
-            kind=row.kind,
-            site=row.site,
+            **ActionRow.fields(row),
             status=_queued_status(row.state, row.attempts, row.last_error),
             due_at=row.due_at,
             created_at=row.created_at,
@@ -306,16 +301,6 @@ def _reasons_in_states(conn: Connection, states: tuple[str, ...], no_reason: str
         .group_by(a.c.state, a.c.last_error)
     )
     return _grouped((row.state, row.last_error or no_reason, row.n) for row in conn.execute(query))
-
-
-def deferred_backlog(conn: Connection) -> Backlog:
-    a = t.actions
-    row = conn.execute(
-        select(func.count(), func.min(a.c.created_at)).where(
-            and_(a.c.state == "pending", a.c.last_error.like(DEFERRED + "%"))
-        )
-    ).one()
-    return Backlog(int(row[0]), row[1])
 
 
 def _grouped(rows: Iterable[tuple[str, str, int]]) -> list[Reason]:

@@ -16,7 +16,7 @@ from importlib import resources
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from bridge import clock, health, history, impact
 from bridge.dashboard import charts, people, queries, wording
@@ -24,8 +24,9 @@ from bridge.errors import BridgeError
 from bridge.facts import load_people
 from bridge.log import redact_text
 from bridge.mapping.loader import MappingSet
-from bridge.operational_state import mappings_rejection, pause_state
+from bridge.operational_state import deferred_backlog, mappings_rejection, pause_state
 from bridge.ops import OpsServer, Response, Route
+from bridge.records import Person
 from bridge.settings import Settings
 
 PREFIX = "/dashboard"
@@ -152,10 +153,7 @@ class Dashboard:
         with self.engine.connect() as conn:
             summaries = queries.mapping_summaries(conn, mapping_set)
             reaches = {
-                s.mapping_id: (measured[s.mapping_id].reach, measured[s.mapping_id].effort)
-                if s.mapping_id in measured
-                else impact.reach(conn, s.mapping_id, now)
-                for s in summaries
+                s.mapping_id: _reach(conn, s.mapping_id, measured.get(s.mapping_id), now) for s in summaries
             }
         return self._render(
             "mappings.html",
@@ -189,9 +187,7 @@ class Dashboard:
         result = impacts[0] if impacts else None
         mappings = mapping_set.mappings
         with self.engine.connect() as conn:
-            reached, effort = (
-                (result.reach, result.effort) if result is not None else impact.reach(conn, mapping_id, now)
-            )
+            reached, effort = _reach(conn, mapping_id, result, now)
             open_now = people.people_page(
                 conn, people.PeopleFilter(mapping=mapping_id, state="open"), mappings, now
             )
@@ -235,7 +231,7 @@ class Dashboard:
             reasons = queries.not_sent_reasons(conn)
             waiting = queries.queued(conn)
             waiting_reasons = queries.queued_reasons(conn)
-            backlog = queries.deferred_backlog(conn)
+            backlog = deferred_backlog(conn)
         return self._render(
             "outbox.html",
             page="outbox",
@@ -261,7 +257,7 @@ class Dashboard:
         with self.engine.connect() as conn:
             found = people.people_page(conn, chosen, mappings, now)
             departments = people.departments(conn)
-            manager = load_people(conn, [chosen.manager]).get(chosen.manager) if chosen.manager else None
+            manager = _person(conn, chosen.manager)
         return self._render(
             "people.html",
             page="people",
@@ -298,9 +294,7 @@ class Dashboard:
                     "not_found.html", status=404, page="people", now=now, what=f"person {ref!r}"
                 )
             person = load_people(conn, [found.person_id])[found.person_id]
-            manager = (
-                load_people(conn, [person.manager_id]).get(person.manager_id) if person.manager_id else None
-            )
+            manager = _person(conn, person.manager_id)
             reports = people.report_count(conn, found.person_id)
         return self._render(
             "person.html",
@@ -319,7 +313,7 @@ class Dashboard:
         now = clock.now()
         manager_id = (query.get("id") or [""])[0]
         with self.engine.connect() as conn:
-            manager = load_people(conn, [manager_id]).get(manager_id) if manager_id else None
+            manager = _person(conn, manager_id)
             if manager is None:
                 return self._render(
                     "not_found.html", status=404, page="people", now=now, what=f"manager {manager_id!r}"
@@ -360,6 +354,19 @@ class Dashboard:
     def _target(self, metric: str) -> float | None:
         configured = self.settings.metrics.get(metric)
         return configured.target if configured else None
+
+
+def _reach(
+    conn: Connection, mapping_id: str, measured: impact.MappingImpact | None, now: datetime
+) -> tuple[impact.Reach, impact.Effort]:
+    """A mapping's reach and effort: the measured impact's where it was measured, else
+    ``impact.reach``'s (the same computation, for a mapping without ``measure``)."""
+    return (measured.reach, measured.effort) if measured is not None else impact.reach(conn, mapping_id, now)
+
+
+def _person(conn: Connection, person_id: str | None) -> Person | None:
+    """The person with this HR id, None for no id or an unknown one."""
+    return load_people(conn, [person_id]).get(person_id) if person_id else None
 
 
 def _serve(static: StaticFile, _query: Query) -> Response:

@@ -122,31 +122,27 @@ def seed(engine: Engine) -> None:
                 )
                 .returning(t.recommendations.c.id)
             ).scalar_one()
-        for j, person in enumerate(people[26:]):
+
+        def open_recommendation(
+            mapping_id: str, person: str, days_ago: int, reason: str, facts: list[str]
+        ) -> None:
             conn.execute(
                 t.recommendations.insert().values(
-                    mapping_id="sales-win-rate",
+                    mapping_id=mapping_id,
                     person_id=person,
                     state="open",
                     holdout=False,
                     targets=[],
-                    explanation={"reason": "win rate below 30%", "facts": [], "audience": []},
-                    opened_at=NOW - timedelta(days=10 + j),
+                    explanation={"reason": reason, "facts": facts, "audience": []},
+                    opened_at=NOW - timedelta(days=days_ago),
                 )
             )
+
+        for j, person in enumerate(people[26:]):
+            open_recommendation("sales-win-rate", person, 10 + j, "win rate below 30%", [])
         # A mapping without measure: one new starter overdue (21 days to finish), one not yet.
         for person, days in ((people[28], 30), (people[29], 5)):
-            conn.execute(
-                t.recommendations.insert().values(
-                    mapping_id="onboarding-essentials",
-                    person_id=person,
-                    state="open",
-                    holdout=False,
-                    targets=[],
-                    explanation={"reason": "new starter", "facts": ["started 2026-10-01"], "audience": []},
-                    opened_at=NOW - timedelta(days=days),
-                )
-            )
+            open_recommendation("onboarding-essentials", person, days, "new starter", ["started 2026-10-01"])
         conn.execute(
             t.recommendations.insert().values(
                 mapping_id="retired-mapping",
