@@ -8,6 +8,8 @@ one item without knowing any wire format.
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
 from enum import StrEnum
 
 
@@ -53,3 +55,9 @@ def database_cause(exc: BaseException) -> str:
 
 class StoreError(BridgeError):
     """The state database is unreachable or not at the expected schema version."""
+
+
+def did_you_mean(given: str, known: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` naming the closest of ``known`` to ``given``, or "" if none is close."""
+    hint = difflib.get_close_matches(given, sorted(set(known)), n=1, cutoff=0.6)
+    return f" (did you mean '{hint[0]}'?)" if hint else ""

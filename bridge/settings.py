@@ -11,7 +11,6 @@ Paths in the file are relative to the file's own directory.
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 import tomllib
@@ -29,7 +28,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from bridge.errors import ConfigError
+from bridge.errors import ConfigError, did_you_mean
 
 DEFAULT_CONFIG = Path("lmsbridge.toml")
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
@@ -367,9 +366,7 @@ def describe_validation_error(
         where = overridden or f"{source}: {'.'.join(keys)}"
         if err["type"] == "extra_forbidden":
             known = _known_keys(model, keys[:-1])
-            hint = difflib.get_close_matches(keys[-1], known, n=1)
-            suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
-            lines.append(f"{where}: unknown setting{suggestion}")
+            lines.append(f"{where}: unknown setting{did_you_mean(keys[-1], known)}")
         elif err["type"] == "missing":
             lines.append(f"{where}: required setting is missing")
         else:

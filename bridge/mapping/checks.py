@@ -14,11 +14,12 @@ from typing import Literal
 from sqlalchemy import Connection, Engine, select
 
 from bridge import clock
+from bridge.errors import did_you_mean
 from bridge.facts import NO_KPIS, all_person_ids, iter_facts
 from bridge.mapping import evaluate as ev
 from bridge.mapping import model as m
 from bridge.mapping.context import resolve_item
-from bridge.mapping.loader import LoadedMapping, MappingSet, did_you_mean
+from bridge.mapping.loader import LoadedMapping, MappingSet
 from bridge.mapping.refs import FieldPath, located_item_refs, located_metrics
 from bridge.settings import Settings
 from bridge.store import schema as t

@@ -6,7 +6,6 @@ Every problem names the file, line, column and field, with a suggestion for a mi
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import types
 import typing
@@ -17,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from bridge.errors import MappingError
+from bridge.errors import MappingError, did_you_mean
 from bridge.mapping import templates
 from bridge.mapping.model import Mapping
 from bridge.mapping.yamlsource import Located, YamlProblem, load
@@ -141,12 +140,6 @@ def describe(shown: str, located: Located, exc: ValidationError) -> list[str]:
         line, col = located.position(path) or (None, None)
         problems.append(_at(shown, line, col, f"{dotted}: {'; or '.join(messages)}"))
     return problems
-
-
-def did_you_mean(given: str, known: Iterable[str]) -> str:
-    """`` (did you mean 'x'?)`` naming the closest of ``known`` to ``given``, or "" if none is close."""
-    hint = difflib.get_close_matches(given, sorted(set(known)), n=1, cutoff=0.6)
-    return f" (did you mean '{hint[0]}'?)" if hint else ""
 
 
 def field_path(
