@@ -109,7 +109,7 @@ def seeded(sqlite_engine: Engine) -> Engine:
 @pytest.fixture
 def local(seeded: Engine) -> Iterator[OpsServer]:
     """The dashboard over real HTTP on the seeded store, without a token."""
-    from tests.test_dashboard import serve
+    from tests.browser.store import serve
 
     ops = serve(seeded, "127.0.0.1:0", None)
     yield ops

@@ -12,12 +12,12 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
-from bridge.dashboard import Dashboard, charts
+from bridge.dashboard import charts
 from bridge.dashboard.views import STATIC_FILES, ago, pct
 from bridge.impact_stats import kaplan_meier
 from bridge.ops import SECURITY_HEADERS, OpsServer
 from connectors.moodle.sim.server import Running
-from tests.browser.store import CSAT, HOSTILE_ERROR, SOURCES, dashboard_settings, mapping_set
+from tests.browser.store import CSAT, HOSTILE_ERROR, mapping_set, serve
 from tests.test_daemon import daemon_config, get, migrate, start, wait_for
 
 TOKEN = "dashboard-token-0123456789"
@@ -25,14 +25,6 @@ PAGES = ["/dashboard", "/dashboard/mappings", f"/dashboard/mapping?id={CSAT}", "
 STATIC = [f"/dashboard/static/{name}" for name in STATIC_FILES]
 STATIC_DIR = Path(__file__).parents[1] / "bridge" / "dashboard" / "static"
 CHART_JS_SHA256 = "338399fb5bafe598d21cfc471b0590b61ceb321a985fade4f68499b151f67fbf"
-
-
-def serve(engine: Engine, listen: str, token: str | None) -> OpsServer:
-    ops = OpsServer(engine, listen, token, lambda: SOURCES)
-    ms = mapping_set()
-    Dashboard(engine, dashboard_settings(), lambda: ms, lambda: SOURCES).install(ops)
-    ops.start()
-    return ops
 
 
 def fetch(port: int, path: str, authorization: str | None = None) -> tuple[int, dict[str, str], bytes]:

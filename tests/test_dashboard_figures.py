@@ -26,9 +26,9 @@ from bridge.dashboard.wording import effect_in_words
 from bridge.impact_stats import Estimate
 from bridge.operational_state import record_mappings_accepted, record_mappings_rejected, set_paused
 from bridge.ops import OpsServer
-from tests.browser.store import CSAT, NOW, seed
+from tests.browser.store import CSAT, NOW, seed, serve
 from tests.test_cli_e2e import ROOT
-from tests.test_dashboard import page, serve
+from tests.test_dashboard import page
 
 
 @pytest.fixture

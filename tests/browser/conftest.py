@@ -15,10 +15,8 @@ import pytest
 from playwright.sync_api import Browser, sync_playwright
 
 from bridge import clock
-from bridge.dashboard import Dashboard
-from bridge.ops import OpsServer
 from bridge.store.db import make_engine, upgrade
-from tests.browser.store import NOW, SOURCES, dashboard_settings, mapping_set, seed
+from tests.browser.store import NOW, seed, serve
 
 CHROMIUM = Path(os.environ.get("LMSBRIDGE_TEST_CHROMIUM", "/usr/bin/chromium"))
 TOKEN = "browser-test-token-0123456789"
@@ -37,10 +35,7 @@ def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     engine = make_engine(f"sqlite:///{tmp_path_factory.mktemp('dashboard') / 'state.db'}")
     upgrade(engine)
     seed(engine)
-    mappings = mapping_set()
-    ops = OpsServer(engine, "127.0.0.1:0", TOKEN, lambda: SOURCES)
-    Dashboard(engine, dashboard_settings(), lambda: mappings, lambda: SOURCES).install(ops)
-    ops.start()
+    ops = serve(engine, "127.0.0.1:0", TOKEN)
     yield f"http://127.0.0.1:{ops.port}"
     ops.stop()
     engine.dispose()

@@ -10,7 +10,9 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from bridge.dashboard import Dashboard
 from bridge.mapping.loader import MappingSet, load_dir
+from bridge.ops import OpsServer
 from bridge.records import Completion, LmsUser, Measurement, Person, Record
 from bridge.settings import ConnectorSettings, MetricSettings, Settings
 from bridge.store import schema as t
@@ -39,6 +41,15 @@ def dashboard_settings() -> Settings:
 
 def mapping_set() -> MappingSet:
     return load_dir(ROOT / "mappings")
+
+
+def serve(engine: Engine, listen: str, token: str | None) -> OpsServer:
+    """The dashboard over real HTTP on ``engine``'s store, started."""
+    ops = OpsServer(engine, listen, token, lambda: SOURCES)
+    mappings = mapping_set()
+    Dashboard(engine, dashboard_settings(), lambda: mappings, lambda: SOURCES).install(ops)
+    ops.start()
+    return ops
 
 
 def seed(engine: Engine) -> None:
