@@ -7,8 +7,9 @@ Every table the pipeline writes is then compared with a stored fingerprint
 (tests/data/bench_reference.json) taken by running this same pipeline on the code before the
 bulk paths (per-row SQLAlchemy binds, one UPDATE per outcome: first taken on c04ea40, taken again
 on 7146101, main just before the bulk paths were merged, whose messages and tables other changes of
-the same day had changed): the fingerprint is the old code's output, not the straightforward
-path run again here. A change that means to change what is decided or stored regenerates it
+the same day had changed; the recommendations' again after 4901c52 added the manager's words,
+explanation.manager_facts, having checked that without that key every row is 7146101's): the
+fingerprint is the old code's output, not the straightforward path run again here. A change that means to change what is decided or stored regenerates it
 from the commit before it, the same way.
 
 What is left out of a fingerprint is what no two runs share: surrogate ids (PostgreSQL spends
