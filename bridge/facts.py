@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, fields, replace
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, and_, func, select
+from sqlalchemy import ColumnElement, Connection, Row, and_, func, select
 
 from bridge.errors import BridgeError
 from bridge.records import Person, RaterType, ReviewRating
@@ -97,7 +97,7 @@ def all_person_ids(conn: Connection) -> list[str]:
 
 def _lms_manager() -> Any:
     """The person linked to the manager an LMS names for this person (Totara job assignments),
-    for sites configured to provide it; it takes precedence over the HR feed's manager."""
+    for sites configured to provide it: the first site's, by name."""
     own, boss = t.identities.alias("own"), t.identities.alias("boss")
     lm = t.lms_managers
     return (
@@ -114,15 +114,21 @@ def _lms_manager() -> Any:
     )
 
 
+def manager_of_person() -> ColumnElement[str]:
+    """A person's manager as every part of the bridge sees it (SQL over ``people``): the one their
+    LMS names, where a site provides it and it is not the person themself, else the HR feed's."""
+    return func.coalesce(func.nullif(_lms_manager(), t.people.c.person_id), t.people.c.manager_id)
+
+
 def load_people(conn: Connection, person_ids: Sequence[str]) -> dict[str, Person]:
     found: dict[str, Person] = {}
-    query = select(t.people, _lms_manager().label("lms_manager_id"))
+    query = select(t.people, manager_of_person().label("effective_manager_id"))
     for start in range(0, len(person_ids), CHUNK):
         rows = conn.execute(query.where(t.people.c.person_id.in_(person_ids[start : start + CHUNK])))
         for row in rows:
             person = person_from_row(row)
-            if row.lms_manager_id and row.lms_manager_id != person.person_id:
-                person = replace(person, manager_id=row.lms_manager_id)
+            if row.effective_manager_id != person.manager_id:
+                person = replace(person, manager_id=row.effective_manager_id)
             found[row.person_id] = person
     return found
 

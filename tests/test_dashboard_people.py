@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import Engine
 
 from bridge.dashboard import people
+from bridge.facts import load_people
 from bridge.ops import OpsServer
 from bridge.store import schema as t
 from tests.browser.store import CSAT, ESCALATED, MANAGER_A, MANAGER_B, NOW, mapping_set
@@ -159,3 +160,27 @@ def test_reports_follow_the_manager_the_lms_names(seeded: Engine) -> None:
         assert people.report_count(conn, MANAGER_A) == 16
     assert ESCALATED in {r.person_id for r in a} and ESCALATED not in {r.person_id for r in b}
     assert len(a) == 16 and len(b) == 14
+
+
+def test_reports_agree_with_the_facts_when_two_sites_name_different_managers(seeded: Engine) -> None:
+    """The dashboard's teams are the managers the decisions use (bridge.facts.load_people): where
+    two sites name different managers, the first site's, by name, on both."""
+    link(seeded, MANAGER_A, 900)
+    link(seeded, MANAGER_B, 901, site="totara")
+    link(seeded, ESCALATED, 116, site="totara")
+    with seeded.begin() as conn:
+        conn.execute(
+            t.lms_managers.insert(),
+            [
+                {"site": "moodle", "user_id": 116, "manager_user_id": 900, "updated_at": NOW},
+                {"site": "totara", "user_id": 116, "manager_user_id": 901, "updated_at": NOW},
+            ],
+        )
+    with seeded.connect() as conn:
+        decided = load_people(conn, [ESCALATED])[ESCALATED].manager_id
+        a, _ = people.manager_reports(conn, MANAGER_A, mapping_set().mappings, NOW)
+        b, _ = people.manager_reports(conn, MANAGER_B, mapping_set().mappings, NOW)
+        counts = people.report_count(conn, MANAGER_A), people.report_count(conn, MANAGER_B)
+    assert decided == MANAGER_A
+    assert ESCALATED in {r.person_id for r in a} and ESCALATED not in {r.person_id for r in b}
+    assert counts == (len(a), len(b)) == (16, 14)

@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Select, and_, false, func, or_, select
 
-from bridge.facts import load_people, person_from_row
+from bridge.facts import load_people, manager_of_person, person_from_row
 from bridge.mapping.model import Mapping
 from bridge.records import Person
 from bridge.store import schema as t
@@ -138,26 +138,10 @@ def overdue_condition(mappings: Sequence[Mapping], now: datetime) -> ColumnEleme
     return and_(r.c.state == "open", or_(*cuts)) if cuts else false()
 
 
-def _lms_reports() -> tuple[Any, Any]:
-    """(the person, the person their LMS names as manager) for every LMS manager link."""
-    own, boss, lm = t.identities.alias("own"), t.identities.alias("boss"), t.lms_managers
-    joined = own.join(lm, and_(lm.c.site == own.c.site, lm.c.user_id == own.c.user_id)).join(
-        boss, and_(boss.c.site == lm.c.site, boss.c.user_id == lm.c.manager_user_id)
-    )
-    return joined, (own.c.person_id, boss.c.person_id)
-
-
 def reports_condition(manager_id: str) -> ColumnElement[bool]:
-    """People whose manager is ``manager_id``: the one their LMS names where a site provides it
-    (it takes precedence, as in ``bridge.facts``), the HR feed's otherwise."""
-    p = t.people
-    joined, (own, boss) = _lms_reports()
-    named_by_lms = select(own).select_from(joined).where(boss != own)
-    lms_reports = named_by_lms.where(boss == manager_id)
-    return or_(
-        p.c.person_id.in_(lms_reports),
-        and_(p.c.manager_id == manager_id, p.c.person_id.not_in(named_by_lms)),
-    )
+    """People whose manager is ``manager_id``, as ``bridge.facts`` sees it (the LMS's where a site
+    names one, the HR feed's otherwise)."""
+    return manager_of_person() == manager_id
 
 
 def _active_reports(manager_id: str) -> ColumnElement[bool]:
