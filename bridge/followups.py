@@ -159,14 +159,23 @@ def _recommendations(conn: Connection, where: Any) -> list[Any]:
 
 def _open_steps(f: m.FollowUp) -> list[int]:
     """The days after the recommendation that may hold a step: every reminder of the schedule
-    (after the recommendation, before and after the due date, repeats), the escalation and, opted
-    in, the manager's copy (due as soon as the learner's own message went)."""
+    (after the recommendation, before and after the due date, repeats) and the escalation. The
+    manager's copy has no day: it is due once the learner's own message went (``_copy_due``)."""
     escalation = f.escalate_to_manager_after_days
-    return [
-        *f.reminder_days(),
-        *([escalation] if escalation is not None else []),
-        *([0] if f.copy_manager_on_recommend else []),
-    ]
+    return [*f.reminder_days(), *([escalation] if escalation is not None else [])]
+
+
+def _copy_due(mapping_ids: list[str]) -> Any:
+    """Open recommendations of mappings that copy the manager whose learner has been sent the
+    recommendation and whose manager's copy is not made yet (an action, sent or suppressed, or a
+    line of the digest): each is read until its copy exists, then never again for it."""
+    r, a, d = t.recommendations, t.actions, t.digest_items
+    if not mapping_ids:
+        return false()
+    sent = select(a.c.id).where(a.c.recommendation_id == r.c.id, *mf.RECOMMEND_SENT)
+    copied = select(a.c.id).where(a.c.recommendation_id == r.c.id, a.c.purpose == "manager_copy")
+    in_digest = select(d.c.id).where(d.c.recommendation_id == r.c.id, d.c.kind == "manager_copy")
+    return and_(r.c.mapping_id.in_(mapping_ids), sent.exists(), ~copied.exists(), ~in_digest.exists())
 
 
 def _completed_steps(f: m.FollowUp) -> list[int]:
@@ -208,7 +217,12 @@ def follow_up(engine: Engine, mapping_set: MappingSet, settings: Settings, now: 
                 r.c.state == "open",
                 r.c.holdout.is_(False),
                 r.c.mapping_id.in_(sorted(mappings)),
-                _something_due(r.c.opened_at, first_reminder, now),
+                or_(
+                    _something_due(r.c.opened_at, first_reminder, now),
+                    _copy_due(
+                        sorted(mp.id for mp in mappings.values() if mp.follow_up.copy_manager_on_recommend)
+                    ),
+                ),
             ),
         )
         completed_recs = _recommendations(

@@ -32,23 +32,21 @@ from bridge.store.ingest import upsert_statement
 TO_MANAGER = "manager"
 
 
+# An action that is a recommendation's message to its learner, sent.
+RECOMMEND_SENT = (
+    t.actions.c.purpose == "recommend",
+    t.actions.c.kind.in_(("message", "email")),
+    t.actions.c.state == "sent",
+)
+
+
 def recommendations_sent(conn: Connection, rec_ids: list[int]) -> set[int]:
     """The recommendations among ``rec_ids`` whose recommend message reached the learner."""
     if not rec_ids:
         return set()
     a = t.actions
-    return set(
-        conn.execute(
-            select(a.c.recommendation_id).where(
-                and_(
-                    a.c.recommendation_id.in_(rec_ids),
-                    a.c.purpose == "recommend",
-                    a.c.kind.in_(("message", "email")),
-                    a.c.state == "sent",
-                )
-            )
-        ).scalars()
-    )
+    query = select(a.c.recommendation_id).where(a.c.recommendation_id.in_(rec_ids), *RECOMMEND_SENT)
+    return set(conn.execute(query).scalars())
 
 
 def to_manager(

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, update
 
+from bridge import followups
 from bridge.records import LmsUser, Person
 from bridge.store import schema as t
 from tests.seed import (
@@ -88,6 +90,30 @@ def test_manager_copy_is_one_digest_line_once_the_learner_was_sent_it(team: Engi
         "Why: their csat was 3.6 in 2026-10, below the 4.2 target." in digest
     )
     assert "has not completed" not in digest
+
+
+@pytest.mark.parametrize("text", [COPY, OWN_COPY], ids=["digest line", "own template"])
+def test_a_recommendation_is_read_for_its_copy_only_until_the_copy_is_made(
+    team: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str
+) -> None:
+    """The copy has no day of its own: once it is made (a digest line or a message), a
+    recommendation with no other step due costs the follow-ups nothing (its facts are not loaded)."""
+    mappings = write_mapping(tmp_path, "csat", text)
+    sink = RecordingSink()
+    decide(team, mappings, T0)
+    send(team, sink, T0)
+    loaded: list[set[str]] = []
+    real = followups.iter_facts
+
+    def spy(conn: Any, person_ids: Any, *args: Any) -> Any:
+        loaded.append(set(person_ids))
+        return real(conn, person_ids, *args)
+
+    monkeypatch.setattr(followups, "iter_facts", spy)
+    for hours in (1, 2, 26):
+        cycle(team, mappings, T0 + hours * HOUR, sink)
+    assert loaded == [{"P1"}]
+    assert [a[0] for a in p1_actions(team)].count("manager_copy") == (text is OWN_COPY)
 
 
 def test_without_the_opt_in_the_manager_hears_nothing_on_day_one(team: Engine, tmp_path: Path) -> None:
