@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.common import Run, add_store_options, scratch_postgres
-from bench.organisation import COMPETENCIES, MANAGER_SHARE, TOKEN, calls, free_port, moodle_process
+from bench.organisation import COMPETENCIES, MANAGER_SHARE, TOKEN, calls, moodle_process
 from bridge import clock, log
 from bridge.cycle import deliver_stage
 from bridge.outbox import NewAction, enqueue
@@ -27,6 +27,7 @@ from bridge.registry import sinks
 from bridge.settings import Settings
 from bridge.store.db import make_engine, upgrade
 from bridge.store.ingest import write_records
+from connectors.simulation.loopback import free_port
 from connectors.simulation.org import generate
 
 NOW = datetime(2026, 11, 3, 10, tzinfo=UTC)

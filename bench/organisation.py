@@ -39,6 +39,7 @@ from bridge.settings import Settings
 from bridge.store import schema
 from bridge.store.db import make_engine, upgrade
 from connectors.simulation.export_hr import export
+from connectors.simulation.loopback import free_port
 from connectors.simulation.org import NAMED_COURSES, Organisation, generate
 
 TOKEN = "bench-token-0123456789"
@@ -278,14 +279,6 @@ def main() -> None:
         url = stack.enter_context(moodle_process(args.learners, port, run=run))
         run.notes.update(pipeline(args.learners, store, root, url, run), store=args.store)
     print(f"results: {run.save()}")
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 if __name__ == "__main__":

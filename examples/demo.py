@@ -22,7 +22,6 @@ import io
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -44,12 +43,6 @@ CONFIG = ROOT / "examples" / "lmsbridge.toml"
 RUN_DIR = ROOT / "demo-run"
 DEMO_NOW = "2026-11-03T10:00:00+00:00"
 TOKEN = "demo-token-0123456789abcdef"  # noqa: S105 - the simulator's throwaway token
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:

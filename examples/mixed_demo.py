@@ -17,7 +17,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from demo import DEMO_NOW, ROOT, RUN_DIR, TOKEN, free_port, plain, simulator_state, wait_ready
+from demo import DEMO_NOW, ROOT, RUN_DIR, TOKEN, plain, simulator_state, wait_ready
+
+from connectors.simulation.loopback import free_port
 
 CONFIG = ROOT / "examples" / "mixed" / "lmsbridge.toml"
 CLIENT_SECRET = "demo-client-secret-0123456789"  # noqa: S105 - the simulator's throwaway secret

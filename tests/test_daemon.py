@@ -6,7 +6,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,14 +19,9 @@ import pytest
 from sqlalchemy import Engine, create_engine, text
 
 from connectors.moodle.sim.server import Running
+from connectors.simulation.loopback import free_port
 from tests.conftest import SIM_TOKEN
 from tests.test_cli_e2e import NOW, ROOT, config
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def daemon_config(tmp_path: Path, url: str, store: str | None = None) -> tuple[Path, int]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ from connectors.moodle.sim.capabilities import README_ROLE, load
 from connectors.moodle.sim.server import Running
 from connectors.moodle.sim.versions import SUPPORTED
 from connectors.moodle.simulator import start_in_thread
+from connectors.simulation.loopback import free_port
 from tests import moodle_checks as checks
 from tests.conftest import SIM_TOKEN
 
@@ -257,16 +257,10 @@ def test_capabilities_file_formats(tmp_path: Path) -> None:
     assert load(text) == load(as_json) == {"webservice/rest:use", "moodle/user:viewdetails"}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_command_line_version_and_capabilities(tmp_path: Path) -> None:
     caps = tmp_path / "caps.txt"
     caps.write_text("webservice/rest:use\nmoodle/user:viewdetails\n")
-    port = _free_port()
+    port = free_port()
     command = [
         str(Path(sys.executable).parent / "lmsbridge"),
         "simulator",

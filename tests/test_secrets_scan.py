@@ -17,7 +17,6 @@ import json
 import os
 import re
 import signal
-import socket
 import sqlite3
 import ssl
 import subprocess
@@ -40,6 +39,7 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from connectors.moodle.sim.server import Running
 from connectors.moodle.simulator import start_in_thread
+from connectors.simulation.loopback import free_port
 from tests.test_cli_e2e import NOW, ROOT
 
 MOODLE_TOKEN = "moodle-ws-7f3a9c1e5b2d4f6a8c0e1d3f"
@@ -71,12 +71,6 @@ schedule:
 
 
 LINK = re.compile(r'(?:href|src)="([^"#]+)"')
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # ---------------------------------------------------------------------- the outside systems

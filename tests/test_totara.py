@@ -516,7 +516,8 @@ def test_a_signed_webhook_makes_the_daemon_pull_the_site_now(
     import hashlib
     import hmac
 
-    from tests.test_daemon import Service, free_port, get, wait_for
+    from connectors.simulation.loopback import free_port
+    from tests.test_daemon import Service, get, wait_for
 
     port = free_port()
     cfg = config(tmp_path, totara, certification_mapping)
