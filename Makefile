@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo demo-mixed test lint format bench image clean plugin php-lint
+.PHONY: demo demo-mixed test test-real-clock test-shifted-clock lint format bench image clean plugin php-lint
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "lmsbridge needs Python 3.11 or newer (set PYTHON=...)")'
@@ -33,7 +33,7 @@ endef
 $(CHROMIUM):
 	$(call apt-install,chromium,the browser tests need Chromium)
 
-# The suite runs twice: at the machine's real time, then with the machine's clock moved far
+# The suite runs twice: at the machine's real time, and with the machine's clock moved far
 # from the tests' pinned time (tests/clock_shift.py), so anything that reads the real clock
 # instead of bridge.clock fails at once, not only at some hours of some days.
 SHIFTED_TIME := 2031-02-14 23:30:00
@@ -59,8 +59,15 @@ plugin:
 	@rm -rf $(BUILD)/plugin
 	@echo "$(BUILD)/local_lmsbridge.zip (install as local/lmsbridge), $(BUILD)/block_lmsbridge.zip (blocks/lmsbridge)"
 
+# The two passes run side by side (each pytest session has its own scratch PostgreSQL database
+# and temporary directories); each one's output is printed whole when it ends.
 test: $(STAMP) $(CHROMIUM) php-lint
+	@$(MAKE) --no-print-directory -j2 --output-sync=target test-real-clock test-shifted-clock
+
+test-real-clock: $(STAMP)
 	$(BIN)/python -m pytest
+
+test-shifted-clock: $(STAMP)
 	$(BIN)/python -m tests.clock_shift "$(SHIFTED_TIME)" -q -p no:cacheprovider --ignore=tests/browser
 
 lint: $(STAMP)
