@@ -177,7 +177,8 @@ def checks(
                 "reachable, token valid",
                 False,
                 str(exc),
-                "check the site URL, the token, and that web services and REST are enabled",
+                "check the site URL and the token (Moodle deletes a token whose 'Valid until' date has "
+                "passed: create one without it), and that web services and REST are enabled",
             )
         ]
     results.append(
