@@ -515,20 +515,22 @@ def enrolled_users(state: SiteState, p: dict[str, Any]) -> list[dict[str, Any]]:
     seen = caller_sees(state) or frozenset({"id", "fullname"})
     if "moodle/course:useremail" in state.capabilities:  # course context: email shown
         seen = seen | {"email"}
+    wanted = set(fields) | {"id"} if fields else None  # Moodle always returns the id
     for uid in ids:
         user = state.users[uid]
-        enrolled = [
-            {"id": c, "fullname": state.courses[c].fullname, "shortname": state.courses[c].shortname}
-            for c in sorted(state.enrolments.get(uid, {}), reverse=True)
-            if state.enrolment_active(uid, c)
-        ]
-        full = {
-            **user_struct(state, user, seen),
-            "lastcourseaccess": 0,
-            "roles": [{"roleid": 5, "name": "", "shortname": "student", "sortorder": 0}],
-            "enrolledcourses": enrolled,
-        }
-        result.append({k: v for k, v in full.items() if not fields or k in fields or k == "id"})
+        item = {k: v for k, v in user_struct(state, user, seen).items() if wanted is None or k in wanted}
+        # What only some callers ask for is built only for them (the bridge asks for ids alone).
+        if wanted is None or "lastcourseaccess" in wanted:
+            item["lastcourseaccess"] = 0
+        if wanted is None or "roles" in wanted:
+            item["roles"] = [{"roleid": 5, "name": "", "shortname": "student", "sortorder": 0}]
+        if wanted is None or "enrolledcourses" in wanted:
+            item["enrolledcourses"] = [
+                {"id": c, "fullname": state.courses[c].fullname, "shortname": state.courses[c].shortname}
+                for c in sorted(state.enrolments.get(uid, {}), reverse=True)
+                if state.enrolment_active(uid, c)
+            ]
+        result.append(item)
     return result
 
 
