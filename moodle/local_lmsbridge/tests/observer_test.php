@@ -45,6 +45,7 @@ final class observer_test extends \advanced_testcase {
 
     public function test_a_course_completion_is_logged_with_its_exact_time(): void {
         $this->resetAfterTest();
+        $this->preventResetByRollback(); // External observers run only after a commit.
         $course = $this->getDataGenerator()->create_course(['enablecompletion' => 1]);
         $user = $this->getDataGenerator()->create_and_enrol($course, 'student');
         $completion = new \completion_completion(['course' => $course->id, 'userid' => $user->id]);
@@ -58,6 +59,7 @@ final class observer_test extends \advanced_testcase {
     public function test_enrolment_changes_are_logged_with_the_state_after_them(): void {
         global $DB;
         $this->resetAfterTest();
+        $this->preventResetByRollback(); // External observers run only after a commit.
         $course = $this->getDataGenerator()->create_course();
         $user = $this->getDataGenerator()->create_user();
         $this->getDataGenerator()->enrol_user($user->id, $course->id, 'student');
@@ -71,6 +73,7 @@ final class observer_test extends \advanced_testcase {
 
     public function test_an_account_change_logs_its_keys_and_a_deletion_logs_none(): void {
         $this->resetAfterTest();
+        $this->preventResetByRollback(); // External observers run only after a commit.
         $user = $this->getDataGenerator()->create_user(['idnumber' => 'E1', 'email' => 'old@example.org']);
         $user->idnumber = 'E2';
         $user->suspended = 1;
