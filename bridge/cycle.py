@@ -21,12 +21,13 @@ from bridge.act import Actor
 from bridge.decide import DecideReport, evaluate
 from bridge.delivery import DeliveryReport, deliver
 from bridge.errors import BridgeError, Remedy
-from bridge.facts import Facts, person_from_row
+from bridge.facts import Facts, iter_active_people
 from bridge.followups import FollowUpReport, follow_up
 from bridge.identity import match_identities
 from bridge.log import get_logger, redact_text
 from bridge.mapping import model as m
-from bridge.mapping.evaluate import EvalContext, audience
+from bridge.mapping.context import audience_context
+from bridge.mapping.evaluate import audience
 from bridge.mapping.loader import MappingSet
 from bridge.mapping.refs import all_item_refs, item_refs, uses_competencies
 from bridge.ports import PersonKeys, PullContext, PullScope, Sink, SiteIndex, Source
@@ -171,14 +172,16 @@ def scope_for(site: str, mapping_set: MappingSet, engine: Engine | None = None) 
 
 
 def audience_members(engine: Engine, mappings: list[m.Mapping]) -> frozenset[str]:
-    ctx = EvalContext(now=clock.now())
+    """Who the mappings' audiences hold, decided as the evaluation decides it (the same managers,
+    employee numbers and day), and who has an open recommendation of theirs."""
     members: set[str] = set()
-    p, r = t.people, t.recommendations
+    r = t.recommendations
     with engine.connect() as conn:
-        for row in conn.execute(select(p).where(p.c.active)):
-            facts = Facts(person_from_row(row))
+        ctx = audience_context(conn, mappings, clock.now())
+        for person in iter_active_people(conn):
+            facts = Facts(person)
             if any(audience(mp.audience, facts, ctx, explain=False).ok for mp in mappings):
-                members.add(facts.person.person_id)
+                members.add(person.person_id)
         ids = [mp.id for mp in mappings]
         members.update(
             conn.execute(

@@ -120,17 +120,32 @@ def manager_of_person() -> ColumnElement[str]:
     return func.coalesce(func.nullif(_lms_manager(), t.people.c.person_id), t.people.c.manager_id)
 
 
+def _people_query() -> Any:
+    return select(t.people, manager_of_person().label("effective_manager_id"))
+
+
+def _person_with_manager(row: Row[Any]) -> Person:
+    person = person_from_row(row)
+    if row.effective_manager_id != person.manager_id:
+        person = replace(person, manager_id=row.effective_manager_id)
+    return person
+
+
 def load_people(conn: Connection, person_ids: Sequence[str]) -> dict[str, Person]:
+    """People by HR id, each with their manager as the bridge sees it (``manager_of_person``)."""
     found: dict[str, Person] = {}
-    query = select(t.people, manager_of_person().label("effective_manager_id"))
+    query = _people_query()
     for start in range(0, len(person_ids), CHUNK):
         rows = conn.execute(query.where(t.people.c.person_id.in_(person_ids[start : start + CHUNK])))
         for row in rows:
-            person = person_from_row(row)
-            if row.effective_manager_id != person.manager_id:
-                person = replace(person, manager_id=row.effective_manager_id)
-            found[row.person_id] = person
+            found[row.person_id] = _person_with_manager(row)
     return found
+
+
+def iter_active_people(conn: Connection) -> Iterator[Person]:
+    """Every active person, as ``load_people`` gives them."""
+    for row in conn.execute(_people_query().where(t.people.c.active)):
+        yield _person_with_manager(row)
 
 
 @dataclass(frozen=True)

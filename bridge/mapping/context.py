@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 from datetime import datetime
 
 from sqlalchemy import Connection, select
@@ -64,16 +65,21 @@ def build_context(
             competencies[(ref.site, ref.ref)] = resolved
         else:
             targets[(ref.site, ref.kind, ref.ref)] = resolved
+    return replace(
+        audience_context(conn, mappings, now),
+        metrics=settings.metrics,
+        targets=targets,
+        competencies=competencies,
+        peers=PeerRanks.load(conn, peer_groups(mappings)),
+    )
+
+
+def audience_context(conn: Connection, mappings: Iterable[m.Mapping], now: datetime) -> EvalContext:
+    """What deciding who is in the mappings' audiences takes: the day (tenure) and, where an
+    audience names people by employee number, the numbers' HR ids."""
     employee_numbers: dict[str, str] = {}
     if any(_names_people(mp.audience) for mp in mappings):
         p = t.people
         query = select(p.c.employee_number, p.c.person_id).where(p.c.employee_number.is_not(None))
         employee_numbers = {row.employee_number: row.person_id for row in conn.execute(query)}
-    return EvalContext(
-        now=now,
-        metrics=settings.metrics,
-        targets=targets,
-        competencies=competencies,
-        peers=PeerRanks.load(conn, peer_groups(mappings)),
-        employee_numbers=employee_numbers,
-    )
+    return EvalContext(now=now, employee_numbers=employee_numbers)
