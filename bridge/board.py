@@ -14,13 +14,14 @@ import hashlib
 import json
 from collections import defaultdict
 from collections.abc import Mapping, Sequence, Set
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, Engine, and_, delete, exists, or_, select
 
 from bridge.compose import reason_of
 from bridge.errors import BridgeError
+from bridge.facts import manager_of_person
 from bridge.log import get_logger, redact_text
 from bridge.outbox import target_from_json
 from bridge.ports import RecommendationBoard, ShownRecommendation, Sink
@@ -100,7 +101,9 @@ def _publish_site(engine: Engine, site: str, sink: Sink, now: datetime) -> int:
 
 
 def digest(items: Sequence[ShownRecommendation]) -> str:
-    payload = json.dumps([asdict(i) for i in items], default=str, sort_keys=True)
+    # vars(), not asdict(): the same JSON (every field is a plain value) without asdict's deep copy,
+    # which was most of a steady delivery run's cost (every learner's set is digested each run).
+    payload = json.dumps([vars(i) for i in items], default=str, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
@@ -145,7 +148,7 @@ def open_recommendations(conn: Connection, site: str) -> dict[int, list[ShownRec
         )
         .join(p, p.c.person_id == r.c.person_id)
         .join(i, and_(i.c.person_id == r.c.person_id, i.c.site == site))
-        .outerjoin(manager, and_(manager.c.person_id == p.c.manager_id, manager.c.site == site))
+        .outerjoin(manager, and_(manager.c.person_id == manager_of_person(), manager.c.site == site))
         .where(r.c.state == "open", r.c.holdout.is_(False), p.c.active.is_(True), ~opted_out)
         .order_by(r.c.opened_at, r.c.id)
     ).all()

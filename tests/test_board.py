@@ -1,0 +1,62 @@
+"""What lmsbridge shows learners inside Moodle (bridge.board): each learner's open
+recommendations, with the manager who sees them too, and a digest per set so only changed sets
+are written."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+
+from hypothesis import given
+from hypothesis import strategies as st
+from sqlalchemy import Engine
+
+from bridge import board
+from bridge.ports import ShownRecommendation
+from bridge.records import LmsManager, LmsUser, Person
+from tests.seed import CSAT_MAPPING, agent_and_manager, link, store, write_mapping
+from tests.test_send_time import T0, decide
+
+
+def test_the_manager_shown_beside_a_recommendation_is_the_one_the_bridge_uses(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """Where a site names a learner's manager (Totara job assignments) that manager sees the
+    learner's items, as digests and manager audiences use it, not the HR feed's."""
+    agent_and_manager(engine)  # P1 (user 11) reports to M1 (user 90) in HR
+    decide(engine, write_mapping(tmp_path, "csat", CSAT_MAPPING), T0)
+    with engine.connect() as conn:
+        assert [s.manager_user_id for s in board.open_recommendations(conn, "moodle")[11]] == [90]
+    store(
+        engine,
+        Person("M2", first_name="Max"),
+        LmsUser("moodle", 92, username="max"),
+        LmsManager("moodle", 11, 92),
+    )
+    link(engine, "M2", 92)
+    with engine.connect() as conn:
+        assert [s.manager_user_id for s in board.open_recommendations(conn, "moodle")[11]] == [92]
+
+
+texts = st.text(max_size=20)
+shown = st.builds(
+    ShownRecommendation,
+    reference=texts,
+    title=texts,
+    reason=texts,
+    url=st.none() | texts,
+    due_at=st.none() | st.datetimes(timezones=st.just(UTC), min_value=datetime(2000, 1, 1)),
+    manager_user_id=st.none() | st.integers(min_value=1, max_value=10**9),
+    manager_reason=texts,
+)
+
+
+@given(st.lists(shown, max_size=5))
+def test_a_sets_digest_is_the_one_stored_before_it_was_made_cheaper(items: list[ShownRecommendation]) -> None:
+    """The digests stored by earlier releases stay valid: no learner's set is written again
+    because the digest was computed another way."""
+    before = hashlib.sha256(json.dumps([asdict(i) for i in items], default=str, sort_keys=True).encode())
+    assert board.digest(items) == before.hexdigest()
