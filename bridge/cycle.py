@@ -18,16 +18,13 @@ from sqlalchemy import Engine, and_, select
 
 from bridge import board, clock, clock_guard, health, locks, metrics, registry
 from bridge.act import Actor
+from bridge.audiences import audience_members
 from bridge.decide import DecideReport, evaluate
 from bridge.delivery import DeliveryReport, deliver
 from bridge.errors import BridgeError, Remedy
-from bridge.facts import Facts, iter_active_people
 from bridge.followups import FollowUpReport, follow_up
 from bridge.identity import match_identities
 from bridge.log import get_logger, redact_text
-from bridge.mapping import model as m
-from bridge.mapping.context import audience_context
-from bridge.mapping.evaluate import audience
 from bridge.mapping.loader import MappingSet
 from bridge.mapping.refs import all_item_refs, item_refs, uses_competencies
 from bridge.ports import PersonKeys, PullContext, PullScope, Sink, SiteIndex, Source
@@ -169,26 +166,6 @@ def scope_for(site: str, mapping_set: MappingSet, engine: Engine | None = None) 
         competency_refs=frozenset(competency_refs),
         competency_person_ids=audience_members(engine, rated) if engine is not None and rated else None,
     )
-
-
-def audience_members(engine: Engine, mappings: list[m.Mapping]) -> frozenset[str]:
-    """Who the mappings' audiences hold, decided as the evaluation decides it (the same managers,
-    employee numbers and day), and who has an open recommendation of theirs."""
-    members: set[str] = set()
-    r = t.recommendations
-    with engine.connect() as conn:
-        ctx = audience_context(conn, mappings, clock.now())
-        for person in iter_active_people(conn):
-            facts = Facts(person)
-            if any(audience(mp.audience, facts, ctx, explain=False).ok for mp in mappings):
-                members.add(person.person_id)
-        ids = [mp.id for mp in mappings]
-        members.update(
-            conn.execute(
-                select(r.c.person_id).where(and_(r.c.state == "open", r.c.mapping_id.in_(ids)))
-            ).scalars()
-        )
-    return frozenset(members)
 
 
 def ordered_sources(settings: Settings, only: str | None = None) -> list[Source]:

@@ -24,7 +24,7 @@ from sqlalchemy import Connection, and_, delete, select
 from bridge import clock
 from bridge.outbox import address_waiting, wait_for_account
 from bridge.store import schema as t
-from bridge.store.ingest import CHUNK, mark_dirty
+from bridge.store.ingest import CHUNK, bump_version, mark_dirty
 
 
 @dataclass
@@ -143,6 +143,8 @@ def _relink(
     in the caller's transaction, relinks a swap (or any rotation) atomically on every database.
     """
     i = t.identities
+    if moved or changed:
+        bump_version(conn, "managers", now)  # the managers an LMS names are found through links
     for start in range(0, len(moved), CHUNK):
         conn.execute(delete(i).where(and_(i.c.site == site, i.c.person_id.in_(moved[start : start + CHUNK]))))
     rows = [

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from datetime import datetime
 
@@ -47,10 +47,20 @@ def resolve_item(conn: Connection, ref: ItemRef) -> Target | None:
     return Target(site=ref.site, kind=ref.kind, item_id=int(row.id), name=row.name or ref.ref, url=row.url)
 
 
+def _anywhere(aud: m.Audience, test: Callable[[m.Audience], bool]) -> bool:
+    """Whether ``test`` holds for the audience or any audience inside it (all, any, not)."""
+    subs = [*(aud.all or []), *(aud.any or []), *([aud.not_] if aud.not_ else [])]
+    return test(aud) or any(_anywhere(s, test) for s in subs)
+
+
 def _names_people(aud: m.Audience) -> bool:
     """Whether an audience refers to people by employee number (manager or people filters)."""
-    subs = [*(aud.all or []), *(aud.any or []), *([aud.not_] if aud.not_ else [])]
-    return aud.manager is not None or aud.people is not None or any(_names_people(s) for s in subs)
+    return _anywhere(aud, lambda a: a.manager is not None or a.people is not None)
+
+
+def names_a_manager(aud: m.Audience) -> bool:
+    """Whether who is in the audience depends on people's managers."""
+    return _anywhere(aud, lambda a: a.manager is not None)
 
 
 def build_context(

@@ -130,7 +130,9 @@ def write_records(conn: Connection, records: Iterable[Record], now: datetime) ->
             changed_metrics.update(row[key["metric"]] for row in changed)
         if kind is Person and changed:
             bump_version(conn, "people", now)
-        elif target.owner == "lms_user":
+        if kind is LmsManager and changed:
+            bump_version(conn, "managers", now)
+        if target.owner == "lms_user":
             dirty_users.update((row[key["site"]], row[key["user_id"]]) for row in changed)
     if dirty_users:
         dirty_persons.update(_people_of_users(conn, dirty_users))
