@@ -29,6 +29,7 @@ require_once($CFG->dirroot . '/completion/completion_completion.php');
  * @license    http://www.gnu.org/copyleft/gpl.html GNU GPL v3 or later
  * @covers     \local_lmsbridge\backfill
  */
+#[\PHPUnit\Framework\Attributes\CoversClass(\local_lmsbridge\backfill::class)]
 final class backfill_test extends \advanced_testcase {
     public function test_the_sites_completions_and_enrolments_become_the_first_rows(): void {
         global $DB;

@@ -36,6 +36,9 @@ require_once($CFG->dirroot . '/local/lmsbridge/compat.php');
  * @covers     \local_lmsbridge\external\set_recommendations
  * @covers     \local_lmsbridge\external\get_info
  */
+#[\PHPUnit\Framework\Attributes\CoversClass(\local_lmsbridge\external\get_changes::class)]
+#[\PHPUnit\Framework\Attributes\CoversClass(\local_lmsbridge\external\set_recommendations::class)]
+#[\PHPUnit\Framework\Attributes\CoversClass(\local_lmsbridge\external\get_info::class)]
 final class external_test extends \advanced_testcase {
     /**
      * A web-service user holding the plugin's capabilities.

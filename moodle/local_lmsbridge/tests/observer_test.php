@@ -30,6 +30,8 @@ require_once($CFG->dirroot . '/completion/completion_completion.php');
  * @covers     \local_lmsbridge\observer
  * @covers     \local_lmsbridge\change_log
  */
+#[\PHPUnit\Framework\Attributes\CoversClass(\local_lmsbridge\observer::class)]
+#[\PHPUnit\Framework\Attributes\CoversClass(\local_lmsbridge\change_log::class)]
 final class observer_test extends \advanced_testcase {
     /**
      * The rows logged for a user, oldest first.

@@ -29,6 +29,7 @@ use local_lmsbridge\recommendations;
  * @license    http://www.gnu.org/copyleft/gpl.html GNU GPL v3 or later
  * @covers     \local_lmsbridge\privacy\provider
  */
+#[\PHPUnit\Framework\Attributes\CoversClass(\local_lmsbridge\privacy\provider::class)]
 final class provider_test extends \core_privacy\tests\provider_testcase {
     public function test_a_users_changes_and_recommendations_are_exported_and_deleted(): void {
         global $DB;
