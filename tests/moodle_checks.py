@@ -80,6 +80,19 @@ def refusal(answer: Any, errorcode: str) -> str:
     return str(answer["message"])
 
 
+def past_the_role_check(raw: Raw, probe: dict[str, Any], fatal: bool) -> None:
+    """An enrolment ``probe`` in the front page, which has no enrolment method, got past the role
+    check: Moodle refuses it with ``wsnoinstance`` or, where that refusal is a PHP fatal error
+    (``VersionSpec.noinstance_is_fatal``: Moodle 4.1 on PHP 8), with HTTP 500."""
+    try:
+        answer = raw("enrol_manual_enrol_users", {"enrolments": [{**probe, "courseid": 1}]})
+    except requests.HTTPError as exc:
+        assert fatal and exc.response is not None and exc.response.status_code == 500, exc
+        return
+    assert not fatal, answer
+    assert "(id = 1)" in refusal(answer, "wsnoinstance")
+
+
 CHANGE_KEYS = {
     "id", "kind", "userid", "courseid", "competencyid", "planid", "grade", "gradename", "proficiency",
     "status", "idnumber", "email", "suspended", "deleted", "timechanged", "timecreated",

@@ -118,11 +118,13 @@ class MoodleClient:
 
     # ------------------------------------------------------------------ calling
 
-    def call(self, function: str, params: Mapping[str, Any] | None = None, **settings: Any) -> Any:
+    def call(
+        self, function: str, params: Mapping[str, Any] | None = None, *, once: bool = False, **settings: Any
+    ) -> Any:
         """Call one web-service function and return its decoded JSON answer.
 
         ``settings`` are per-call Moodle settings such as ``lang="en"`` or ``timezone="UTC"``
-        (sent as ``moodlewssetting*``).
+        (sent as ``moodlewssetting*``). ``once``: a probe, whose failure is the answer, is not retried.
         """
         fields = encode(params or {})
         if len(fields) > MAX_FIELDS:
@@ -131,7 +133,7 @@ class MoodleClient:
             )
         body = [("wstoken", self._token), ("wsfunction", function), ("moodlewsrestformat", "json"), *fields]
         body += [(f"moodlewssetting{k}", str(v)) for k, v in settings.items()]
-        retrying = http.retrying(_retryable, self.attempts, self._wait)
+        retrying = http.retrying(_retryable, 1 if once else self.attempts, self._wait)
         try:
             return retrying(self._post, function, body)
         except errors.MissingRecord as exc:
@@ -174,13 +176,19 @@ class MoodleClient:
             )
 
     def _transport(
-        self, function: str, detail: str, retry_after: float | None = None, *, maybe_done: bool = False
+        self,
+        function: str,
+        detail: str,
+        retry_after: float | None = None,
+        *,
+        maybe_done: bool = False,
+        status: int | None = None,
     ) -> errors.TransportError:
         if maybe_done and function in NOT_IDEMPOTENT:
             return OutcomeUnknown(
                 self.site, function, f"{detail}; it may have taken effect, so it is not repeated blindly"
             )
-        return errors.TransportError(self.site, function, detail, retry_after)
+        return errors.TransportError(self.site, function, detail, retry_after, status)
 
     def _request(self, function: str, body: list[tuple[str, str]]) -> Any:
         try:
@@ -207,11 +215,14 @@ class MoodleClient:
                     f"HTTP {response.status_code}",
                     retry_after,
                     maybe_done=response.status_code in MAYBE_DONE_STATUSES,
+                    status=response.status_code,
                 )
             hint = (
                 " (web services or the REST protocol may be disabled)" if response.status_code == 403 else ""
             )
-            error = errors.TransportError(self.site, function, f"HTTP {response.status_code}{hint}")
+            error = errors.TransportError(
+                self.site, function, f"HTTP {response.status_code}{hint}", status=response.status_code
+            )
             error.remedy = Remedy.FIX_CONFIG
             raise error
         try:

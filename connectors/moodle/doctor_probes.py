@@ -136,6 +136,7 @@ def enrol_role_check(client: MoodleClient, ws_user_id: int, role_id: int) -> Doc
         client.call(
             "enrol_manual_enrol_users",
             {"enrolments": [{**probe, "courseid": SITE_COURSE}, {**probe, "courseid": NOWHERE}]},
+            once=True,
         )
     except errors.MoodleError as exc:
         if exc.errorcode in ("wsnoinstance", "invalidparameter") or isinstance(exc, errors.MissingRecord):
@@ -154,6 +155,22 @@ def enrol_role_check(client: MoodleClient, ws_user_id: int, role_id: int) -> Doc
         if isinstance(exc, errors.AccessDenied):
             return DoctorCheck(name, False, "enrol_manual_enrol_users is not in the token's service", "")
         return DoctorCheck(name, False, f"unexpected answer: {exc}", "", required=False)
+    except errors.TransportError as exc:
+        if exc.status != 500:
+            raise
+        # Moodle 4.1 (seen on 4.1.11, PHP 8.2) throws wsnoinstance with its parameters where the
+        # error's link goes, which PHP 8 turns into a fatal error: an HTTP 500 after the role check.
+        return DoctorCheck(
+            name,
+            False,
+            f"Moodle answered HTTP 500 where it refuses a course without a manual enrolment method "
+            f"(Moodle 4.1 on PHP 8 crashes there, after checking the role): role {role_id} is probably "
+            "assignable, but this site cannot confirm it without enrolling someone",
+            "enrol one learner by hand with the lmsbridge user's token to be sure; on Moodle 4.1, every "
+            "course a mapping enrols into needs an enabled manual enrolment method, or its enrolments "
+            "fail with HTTP 500 instead of a clear error",
+            required=False,
+        )
     return DoctorCheck(
         name, False, "Moodle accepted an enrolment in a course that does not exist", "", required=False
     )

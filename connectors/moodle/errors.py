@@ -86,10 +86,18 @@ class TransportError(BridgeError):
 
     remedy = Remedy.RETRY
 
-    def __init__(self, site: str, function: str, detail: str, retry_after: float | None = None) -> None:
+    def __init__(
+        self,
+        site: str,
+        function: str,
+        detail: str,
+        retry_after: float | None = None,
+        status: int | None = None,
+    ) -> None:
         self.site = site
         self.function = function
         self.retry_after = retry_after
+        self.status = status  # the HTTP status, when the site answered one
         super().__init__(f"Moodle site '{site}' could not answer {function}: {detail}")
 
 

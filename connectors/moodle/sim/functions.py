@@ -36,6 +36,10 @@ class SimError(Exception):
         self.debuginfo = debuginfo
 
 
+class PhpFatal(Exception):
+    """A PHP fatal error inside the function: Moodle answers HTTP 500 with no body."""
+
+
 def moodle_exception(state: SiteState, code: str, message: str) -> SimError:
     return SimError(
         "core\\exception\\moodle_exception" if state.namespaced else "moodle_exception", code, message
@@ -775,6 +779,10 @@ def manual_enrol(state: SiteState, p: dict[str, Any]) -> None:
                     f"You don't have the permission to assign this role ({e['roleid']}) to this user ({e['userid']}) in this course ({e['courseid']}).",
                 )
             if course is None or not course.manual_enrolment:  # the front page has no enrolment methods
+                if state.spec.noinstance_is_fatal:
+                    raise PhpFatal(
+                        "stripos(): Argument #1 ($haystack) must be of type string, stdClass given"
+                    )
                 raise moodle_exception(
                     state,
                     "wsnoinstance",

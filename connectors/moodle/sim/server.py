@@ -27,6 +27,7 @@ from connectors.moodle.sim import cohorts, learning_plans, plugin, user_competen
 from connectors.moodle.sim.functions import (
     CALL,
     REGISTRY,
+    PhpFatal,
     SimError,
     missing_record,
     moodle_exception,
@@ -287,7 +288,11 @@ def make_handler(sim: Simulator) -> type[BaseHTTPRequestHandler]:
                     "text/html; charset=utf-8",
                 )
                 return
-            answer, as_json = sim.handle_rest(params)
+            try:
+                answer, as_json = sim.handle_rest(params)
+            except PhpFatal:
+                self._send(500, b"", "text/html; charset=utf-8")
+                return
             if as_json:
                 payload = json.dumps(answer, separators=(",", ":")).encode()
                 if fault == "truncated":
