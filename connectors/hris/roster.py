@@ -70,7 +70,7 @@ class Roster:
         self.source = source
         self.builder = builder
         self.notes: list[Rejected] = []
-        self.db = sqlite3.connect("")
+        self.db = sqlite3.connect("", check_same_thread=False)  # used by one thread at a time
         self.db.executescript(SCHEMA)
         self.files = 0
         self.count = 0  # rows accepted
