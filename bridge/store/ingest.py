@@ -244,7 +244,7 @@ def check_snapshot(conn: Connection, source: str, batch: Batch, staged: ListedId
     limit = batch.max_retire_percent
     if limit is None:
         return
-    ids = staged or ListedIds(conn, _listed(batch, WRITE_CHUNK))
+    ids = staged if staged is not None else ListedIds(conn, _listed(batch, WRITE_CHUNK))
     gone, active = ids.would_retire(source)
     if staged is None:
         ids.drop()
