@@ -220,7 +220,7 @@ def pull_source(
                     link_accounts()
                 with engine.begin() as conn:
                     result = write_batch(conn, source.name, batch, clock.now())
-                users_changed |= any(isinstance(r, LmsUser) for r in batch.records)
+                users_changed |= result.written.get(LmsUser.__name__, 0) > 0  # not a second pass
                 report.result.add(result)
                 for kind, count in result.written.items():
                     metrics.records_pulled.labels(source.name, kind).inc(count)

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel
 
@@ -105,6 +105,10 @@ class Batch:
     loaded or rejected), ``max_retire_percent`` (None: no limit) and ``named``: the HR ids its
     rows gave, rejected rows included — a person whose row could not be read is still listed,
     so is not a leaver.
+
+    ``records`` may be :class:`Chunked` (the HR feeds' people): too many to hold at once, they
+    are stored a chunk at a time within the batch's one transaction, and such a snapshot gives
+    the HR ids it lists through ``records.listed`` rather than ``named``.
     """
 
     stream: str
@@ -116,6 +120,19 @@ class Batch:
     rows_read: int | None = None
     max_retire_percent: float | None = None
     named: frozenset[str] = frozenset()
+
+
+@runtime_checkable
+class Chunked(Protocol):
+    """Records read a chunk at a time, each pass afresh, so a batch never holds them all."""
+
+    def chunks(self, size: int) -> Iterator[Sequence[Record]]:
+        """The records to store, ``size`` at a time; no record's key comes twice."""
+        ...
+
+    def listed(self, size: int) -> Iterator[Sequence[str]]:
+        """The HR ids a people snapshot lists (loaded or rejected), ``size`` at a time."""
+        ...
 
 
 class Source(Protocol):

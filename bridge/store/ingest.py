@@ -2,26 +2,29 @@
 
 One :class:`~bridge.ports.Batch` is written in one transaction together with its cursor, so a
 cursor never runs ahead of the records it covers. Upserts only touch rows whose values changed,
-and only the people behind changed rows are marked for re-evaluation.
+and only the people behind changed rows are marked for re-evaluation. A batch whose records are
+:class:`~bridge.ports.Chunked` (a people snapshot) is written a chunk at a time, still in its one
+transaction, and the ids it lists are staged in a temporary table (bridge.store.staged).
 """
 
 from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
+from itertools import chain
 from operator import attrgetter
 from typing import Any
 
-from sqlalchemy import Connection, Table, and_, select, tuple_, update
+from sqlalchemy import Connection, Table, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from bridge import clock
 from bridge.errors import Remedy, SourceError
-from bridge.ports import Batch
+from bridge.ports import Batch, Chunked
 from bridge.records import (
     Competency,
     CompetencyRating,
@@ -38,8 +41,10 @@ from bridge.records import (
 )
 from bridge.store import schema as t
 from bridge.store.bulk import on_conflict, upsert_rows
+from bridge.store.staged import ListedIds
 
 CHUNK = 500
+WRITE_CHUNK = 5000  # records of a chunked batch written at a time
 
 
 @dataclass(frozen=True)
@@ -187,12 +192,9 @@ def mark_dirty(conn: Connection, person_ids: Iterable[str], now: datetime) -> in
     return len(ids)
 
 
-def retire_missing_people(conn: Connection, source: str, present: set[str], now: datetime) -> int:
+def retire_missing_people(conn: Connection, source: str, listed: ListedIds, now: datetime) -> int:
     """A complete snapshot of people from ``source``: anyone it no longer lists has left."""
-    active = conn.execute(
-        select(t.people.c.person_id).where(and_(t.people.c.source == source, t.people.c.active))
-    ).scalars()
-    gone = sorted(set(active) - present)
+    gone = sorted(conn.execute(listed.unlisted(source)).scalars())
     for start in range(0, len(gone), CHUNK):
         conn.execute(
             update(t.people)
@@ -207,10 +209,18 @@ def retire_missing_people(conn: Connection, source: str, present: set[str], now:
 
 def listed(batch: Batch) -> set[str]:
     """Who a people snapshot lists: those it loaded and those whose rows it had to reject."""
-    return {r.person_id for r in batch.records if isinstance(r, Person)} | batch.named
+    return set(chain.from_iterable(_listed(batch, WRITE_CHUNK)))
 
 
-def check_snapshot(conn: Connection, source: str, batch: Batch) -> None:
+def _listed(batch: Batch, size: int) -> Iterator[Sequence[str]]:
+    """The ids of :func:`listed`, ``size`` at a time, without holding them all."""
+    if isinstance(batch.records, Chunked):
+        yield from batch.records.listed(size)  # holds the ids of its records, rejected rows' too
+        return
+    yield sorted({r.person_id for r in batch.records if isinstance(r, Person)} | batch.named)
+
+
+def check_snapshot(conn: Connection, source: str, batch: Batch, staged: ListedIds | None = None) -> None:
     """Refuse a people snapshot that looks like a broken export rather than who works here now.
 
     An empty, cut or misread file (a renamed id column, an unclosed quote, another encoding)
@@ -218,7 +228,8 @@ def check_snapshot(conn: Connection, source: str, batch: Batch) -> None:
     cancelling their messages. Refused when most rows were rejected, or when it would retire more
     than ``max_retire_percent`` of the feed's active people (one person may always leave).
     Raising rolls the whole batch back: nothing is stored and the cursor stays, so the file is
-    read again, and the next good one is taken as it comes.
+    read again, and the next good one is taken as it comes. ``staged``: the ids it lists, staged
+    already (else they are staged for the check and dropped after it).
     """
     what = f"feed '{source}': refused the people snapshot {batch.origin or batch.stream}"
     after = (
@@ -235,12 +246,13 @@ def check_snapshot(conn: Connection, source: str, batch: Batch) -> None:
     limit = batch.max_retire_percent
     if limit is None:
         return
-    p = t.people
-    active = set(conn.execute(select(p.c.person_id).where(and_(p.c.source == source, p.c.active))).scalars())
-    gone = len(active - listed(batch))
-    if gone > max(1.0, len(active) * limit / 100):
+    ids = staged if staged is not None else ListedIds(conn, _listed(batch, WRITE_CHUNK))
+    gone, active = ids.would_retire(source)
+    if staged is None:
+        ids.drop()
+    if gone > max(1.0, active * limit / 100):
         raise SourceError(
-            f"{what}: it would retire {gone} of {len(active)} active people ({gone / len(active):.0%}), "
+            f"{what}: it would retire {gone} of {active} active people ({gone / active:.0%}), "
             f"more than max_retire_percent = {limit:g}; {after}. If they really left, raise "
             f"feeds.{source}.max_retire_percent for one sync",
             Remedy.FIX_DATA,
@@ -250,9 +262,16 @@ def check_snapshot(conn: Connection, source: str, batch: Batch) -> None:
 def write_batch(conn: Connection, source: str, batch: Batch, now: datetime | None = None) -> WriteResult:
     """Store one batch and its cursor. The caller owns the transaction."""
     now = now or clock.now()
-    if batch.snapshot_of == "people":
-        check_snapshot(conn, source, batch)
-    result = write_records(conn, batch.records, now)
+    snapshot = batch.snapshot_of == "people"
+    staged = ListedIds(conn, _listed(batch, WRITE_CHUNK)) if snapshot else None
+    if snapshot:
+        check_snapshot(conn, source, batch, staged)
+    if isinstance(batch.records, Chunked):
+        result = WriteResult()
+        for chunk in batch.records.chunks(WRITE_CHUNK):
+            result.add(write_records(conn, chunk, now))
+    else:
+        result = write_records(conn, batch.records, now)
     if batch.rejected:
         conn.execute(
             t.rejects.insert(),
@@ -268,8 +287,9 @@ def write_batch(conn: Connection, source: str, batch: Batch, now: datetime | Non
             ],
         )
         result.rejected = len(batch.rejected)
-    if batch.snapshot_of == "people":
-        result.leavers = retire_missing_people(conn, source, listed(batch), now)
+    if staged is not None:
+        result.leavers = retire_missing_people(conn, source, staged, now)
+        staged.drop()
     if batch.cursor is not None:
         set_cursor(conn, source, batch.stream, batch.cursor, now)
     return result

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from bridge.errors import SourceError
 from bridge.ports import Batch, Connector, DoctorCheck, PullContext, Source
-from bridge.records import Goal, Measurement, Person, Record, Rejected, ReviewRating
+from bridge.records import Goal, Measurement, Record, Rejected, ReviewRating
 from bridge.settings import Settings
 from connectors.hris.csv_reader import (
     Dialect,
@@ -34,7 +34,8 @@ from connectors.hris.csv_reader import (
     sniff,
 )
 from connectors.hris.feed import MAX_RETIRE_HELP, MAX_RETIRE_PERCENT, people_batch
-from connectors.hris.fields import Builder, Getter, Roster, Scale
+from connectors.hris.fields import Builder, Getter, Scale
+from connectors.hris.roster import Roster
 
 BATCH = 5000
 STREAMS = ("measurements", "reviews", "goals")  # read after the people, who resolve their rows
@@ -213,17 +214,16 @@ class CsvSource:
             return  # nothing changed since the cursor: no file is parsed
         roster = Roster(self.name, self.builder)
         rejected: list[Rejected] = []
-        people: list[Person] = []
         for path in all_people:
             roster.new_file()
-            read = read_records(
+            for _none in read_records(
                 [path], self.dialect, self.name, lambda row: self._person(roster, row), rejected
-            )
-            people.extend(read)
-        # People are few; their stream is one batch, so a snapshot can retire leavers.
+            ):
+                pass  # the roster keeps each person
+        # The people stream is one batch, so a snapshot can retire leavers; the roster holds it
+        # on disk and it is stored a chunk at a time.
         batch = people_batch(
             roster,
-            people,
             rejected,
             cursor=json.dumps(people_cursor, sort_keys=True),
             snapshot=self.options.people_snapshot,
@@ -235,6 +235,7 @@ class CsvSource:
         builds = {"measurements": self._measurement, "reviews": self._review, "goals": self._goal}
         for kind, (files, cursor) in streams.items():
             yield from self._stream(kind, files, cursor, builds[kind])
+        self.builder.forget()  # the people read stay with their batch only
 
     def _stream(self, kind: str, files: list[Path], cursor: dict[str, str], build: Any) -> Iterator[Batch]:
         """The records of the new ``files`` of ``kind``, in batches; the last carries ``cursor``."""
@@ -256,8 +257,8 @@ class CsvSource:
         values = row.values
         return lambda name: values.get(headers.get(name, ""))
 
-    def _person(self, roster: Roster, row: Row) -> Person:
-        return roster.read(self._getter(row, "people"), f"{row.file}:{row.line}")
+    def _person(self, roster: Roster, row: Row) -> None:
+        roster.read(self._getter(row, "people"), f"{row.file}:{row.line}")
 
     def _measurement(self, row: Row) -> Measurement:
         return self.builder.measurement(self._getter(row, "measurements"))

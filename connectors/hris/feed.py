@@ -1,8 +1,9 @@
 """What every HR feed does the same way, whatever the transport (SQL, JSON over HTTP).
 
 A feed reads its people first — all of them, so managers resolve in a second pass and a complete
-snapshot can retire leavers — then streams measurements, reviews and goals in bounded batches,
-each row either a record or a rejected row naming where it came from.
+snapshot can retire leavers; they are held on disk, not in memory (connectors.hris.roster), and
+stored a chunk at a time — then streams measurements, reviews and goals in bounded batches, each
+row either a record or a rejected row naming where it came from.
 
 A people snapshot carries what the store needs to refuse a broken one (bridge.store.ingest):
 how many rows were read, where from, and the feed's ``max_retire_percent``.
@@ -14,9 +15,10 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from bridge.ports import Batch, PullContext
-from bridge.records import Person, Record, Rejected
+from bridge.records import Record, Rejected
 from connectors.hris.csv_reader import RowError
-from connectors.hris.fields import Builder, Getter, Roster, resolve_managers
+from connectors.hris.fields import Builder, Getter
+from connectors.hris.roster import Roster
 
 BATCH = 5000
 KINDS = ("measurements", "reviews", "goals")
@@ -29,7 +31,6 @@ MAX_RETIRE_HELP = (
 
 def people_batch(
     roster: Roster,
-    people: list[Person],
     rejected: list[Rejected],
     *,
     cursor: str | None,
@@ -37,22 +38,22 @@ def people_batch(
     origin: str,
     max_retire_percent: float,
 ) -> Batch:
-    """The people stream as one batch; ``rejected`` are the rows that did not load."""
-    resolved, notes = resolve_managers(people, roster.source)
-    roster.builder.know(resolved)
+    """The people stream as one batch; ``rejected`` are the rows that did not load.
+
+    Its records are the roster's :class:`~connectors.hris.roster.People`: read a chunk at a time
+    (``chunks``), with the HR ids the snapshot lists (``listed``), so the store writes the whole
+    snapshot in one transaction without ever holding it.
+    """
+    people, unknown_managers = roster.finish()
+    roster.builder.know(people.numbers)
     return Batch(
         "people",
-        resolved,
-        rejected=[
-            *rejected,
-            *roster.notes,
-            *(Rejected(roster.source, f"person {pid}", problem) for pid, problem in notes),
-        ],
+        people,
+        rejected=[*rejected, *roster.notes, *unknown_managers],
         cursor=cursor,
         snapshot_of="people" if snapshot else None,
         origin=origin,
         rows_read=len(people) + len(rejected),
-        named=frozenset(roster.named),
         max_retire_percent=max_retire_percent if snapshot else None,
     )
 
@@ -82,15 +83,13 @@ class HrFeed:
         if rows is not None:
             roster = Roster(self.name, self.builder)
             rejected: list[Rejected] = []
-            people = []
             for location, get in rows:
                 try:
-                    people.append(roster.read(get, location))
+                    roster.read(get, location)
                 except RowError as exc:
                     rejected.append(Rejected(self.name, location, str(exc)))
             yield people_batch(
                 roster,
-                people,
                 rejected,
                 cursor=self.cursor("people"),
                 snapshot=self.people_snapshot,
@@ -114,6 +113,7 @@ class HrFeed:
                     yield Batch(kind, records, rejected=rejected)
                     records, rejected = [], []
             yield Batch(kind, records, rejected=rejected, cursor=self.cursor(kind))
+        self.builder.forget()  # the people read stay with their batch only
 
     def _build(self, rows: Rows, build: Callable[[Getter], Any], rejected: list[Rejected]) -> Iterator[Any]:
         for location, get in rows:

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from bridge.records import Goal, Measurement, Person, RaterType, Rejected, ReviewRating
+from bridge.records import Goal, Measurement, Person, RaterType, ReviewRating
 from connectors.hris.csv_reader import RowError, parse_bool, parse_date, parse_number
 
 Getter = Callable[[str], Any]
@@ -58,10 +58,17 @@ class Builder:
     scale: Scale = field(default_factory=Scale)
     employee_numbers: dict[str, str] = field(default_factory=dict)
     person_ids: set[str] = field(default_factory=set)
+    _index: Callable[[], tuple[dict[str, str], set[str]]] | None = field(default=None, repr=False)
 
-    def know(self, people: list[Person]) -> None:
-        self.employee_numbers = {p.employee_number: p.person_id for p in people if p.employee_number}
-        self.person_ids = {p.person_id for p in people}
+    def know(self, index: Callable[[], tuple[dict[str, str], set[str]]]) -> None:
+        """The people read: ``index()`` gives employee number -> HR id and every HR id, asked for
+        when a row first names someone (a feed without measurements never holds the index)."""
+        self._index = index
+
+    def forget(self) -> None:
+        """Let go of the people read (their roster's database) once a pull is over."""
+        self._index = None
+        self.employee_numbers, self.person_ids = {}, set()
 
     # ------------------------------------------------------------------ values
 
@@ -100,6 +107,9 @@ class Builder:
         return parse_number(self.text(get, name, required), self.decimal, name)
 
     def person_id(self, get: Getter) -> str:
+        if self._index is not None:
+            self.employee_numbers, self.person_ids = self._index()
+            self._index = None
         ref = self.text(get, "person", required=True) or ""
         if ref in self.employee_numbers:
             return self.employee_numbers[ref]
@@ -181,81 +191,12 @@ class Builder:
         )
 
 
-@dataclass
-class Roster:
-    """The people of one read of a feed, each row checked against the rows before it.
-
-    An HR id or an employee number given twice rejects the later row (naming where the first
-    was), so which account a number links to, and whose KPIs it carries, is never a guess. A
-    value that cannot be used is dropped from the person with a note, not the whole row: a bad
-    time zone must not make a snapshot retire the person.
-    """
-
-    source: str
-    builder: Builder
-    notes: list[Rejected] = field(default_factory=list)
-    ids: dict[str, str] = field(default_factory=dict)  # HR id -> where it was read
-    numbers: dict[str, tuple[str, str]] = field(default_factory=dict)  # number -> (HR id, where)
-    named: set[str] = field(default_factory=set)  # every HR id a row gave, loaded or rejected
-
-    def new_file(self) -> None:
-        """Rows of another file are checked against each other only: dated drops list the same people."""
-        self.ids.clear()
-        self.numbers.clear()
-
-    def read(self, get: Getter, where: str) -> Person:
-        """The person of one row read at ``where``; RowError rejects the row."""
-        if named := self.builder.text(get, "person_id"):
-            self.named.add(named)
-        person = self.builder.person(get)
-        if person.person_id in self.ids:
-            raise RowError(f"HR id '{person.person_id}' was already read at {self.ids[person.person_id]}")
-        number = person.employee_number
-        if number and number in self.numbers:
-            holder, first = self.numbers[number]
-            raise RowError(f"employee number '{number}' already belongs to {holder} ({first})")
-        self.ids[person.person_id] = where
-        if number:
-            self.numbers[number] = (person.person_id, where)
-        if person.timezone and not known_zone(person.timezone):
-            self.notes.append(
-                Rejected(
-                    self.source,
-                    where,
-                    f"time zone '{person.timezone}' is not an IANA name such as Europe/London "
-                    "(the person was loaded with the default time zone)",
-                )
-            )
-            person = replace(person, timezone=None)
-        return person
-
-
 def known_zone(name: str) -> bool:
     try:
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
         return False
     return True
-
-
-def resolve_managers(people: list[Person], source: str) -> tuple[list[Person], list[tuple[str, str]]]:
-    """Second pass over a feed's people: manager references (employee number or HR id) to HR ids.
-
-    Returns the people and (person, problem) notes.
-    """
-    by_number = {p.employee_number: p.person_id for p in people if p.employee_number}
-    ids = {p.person_id for p in people}
-    notes: list[tuple[str, str]] = []
-    resolved_people = []
-    for person in people:
-        manager = person.manager_id
-        resolved = manager if manager in ids else by_number.get(manager or "")
-        if manager and resolved is None:
-            notes.append(
-                (person.person_id, f"unknown manager '{manager}' (the person was loaded without a manager)")
-            )
-        resolved_people.append(replace(person, manager_id=resolved if resolved != person.person_id else None))
-    return resolved_people, notes
 
 
 def dotted(data: Any, path: str) -> Any:
