@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -20,8 +20,9 @@ from bridge.ports import (
 from bridge.records import Competency, CompetencyRating, Completion, Enrolment, LearningItem, LmsUser, Target
 from connectors.moodle.client import MoodleClient
 from connectors.moodle.sim.server import Running
+from connectors.moodle.simulator import start_in_thread
 from connectors.moodle.sink import MoodleSink, reference
-from connectors.moodle.source import MoodleSource
+from connectors.moodle.source import LIKE_FALLBACK_LIMIT, MoodleSource
 from connectors.simulation.org import generate
 from tests.conftest import SIM_TOKEN
 
@@ -104,6 +105,43 @@ def test_the_case_insensitive_email_search_is_not_repeated_by_the_next_process(m
     again = PullContext(cursors=cursors, scope=PullScope(), now=NOW, people=newer, view=View({}))
     list(MoodleSource("moodle", c).pull_users(again))
     assert c.calls["core_user_get_users"] > 0  # a new HR version of them is tried once more
+
+
+def test_more_case_insensitive_searches_than_a_poll_allows_go_on_at_the_next_poll() -> None:
+    """At most LIKE_FALLBACK_LIMIT searches a poll: the people not asked yet are asked at the next
+    hourly retry of the unlinked (even by another process), so every one is found, instead of only
+    the first ones for ever."""
+    site = start_in_thread(SIM_TOKEN, people=1200)
+    try:
+        org = generate(1, people=1200)
+        changed = datetime(2026, 10, 1, tzinfo=UTC)
+        shouted = {p.person_id for p in org.people if not p.lms_idnumber}
+        assert len(shouted) > LIKE_FALLBACK_LIMIT
+        people = [
+            PersonKeys(
+                p.person_id,
+                p.employee_number,
+                p.email.upper() if p.person_id in shouted else p.email,
+                changed,
+            )
+            for p in org.people
+        ]
+        by_user = {p.user_id: p.person_id for p in org.people}
+        cursors: dict[str, str] = {}
+        found: set[str] = set()
+        asked = []
+        for hour in range(3):  # each poll a new process (sync --once from cron), an hour apart
+            c = client(site)
+            now = NOW + timedelta(hours=hour)
+            ctx = PullContext(cursors=cursors, scope=PullScope(), now=now, people=people, view=View({}))
+            batches = list(MoodleSource("moodle", c).pull_users(ctx))
+            cursors.update({b.stream: b.cursor for b in batches if b.cursor is not None})
+            found |= {by_user[r.user_id] for b in batches for r in b.records if isinstance(r, LmsUser)}
+            asked.append(c.calls["core_user_get_users"])
+    finally:
+        site.stop()
+    assert shouted <= found  # those and the HR people with no account at all were asked
+    assert asked[0] == LIKE_FALLBACK_LIMIT and 0 < asked[1] <= LIKE_FALLBACK_LIMIT and asked[2] == 0
 
 
 def test_incremental_users_only_looks_up_unlinked_people(moodle: Running) -> None:

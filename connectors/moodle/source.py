@@ -50,6 +50,7 @@ ENROLMENTS_REFRESH = timedelta(hours=1)
 ENROLMENT_PAGE = 1000
 COMPETENCY_PAGE = 200
 LIKE_FALLBACK_LIMIT = 50
+NEVER = datetime.min.replace(tzinfo=UTC)  # sorts HR records without a change time first
 FeedName = Literal["auto", "plugin", "report", "per_learner", "per_course"]
 Feed = ChangesFeed | ReportFeed | PerLearnerFeed | PerCourseFeed
 
@@ -89,6 +90,31 @@ def user_record(site: str, data: dict[str, Any]) -> LmsUser:
         last_name=text(data.get("lastname")) or "",
         suspended=bool(data.get("suspended", False)),
     )
+
+
+def _like_position(cursor: str | None) -> tuple[datetime, str] | None:
+    """The ``like_tried`` cursor: HR versions up to (time, HR id) were searched by email letter
+    case; a bare time: every version of that time was."""
+    if not cursor:
+        return None
+    at, _, person = cursor.partition("|")
+    return datetime.fromisoformat(at), person or "\U0010ffff"
+
+
+def _after(person: PersonKeys, position: tuple[datetime, str]) -> bool:
+    return person.changed_at is not None and (person.changed_at, person.person_id) > position
+
+
+def _like_cursor(last: PersonKeys) -> str | None:
+    """Searched up to ``last``, the last one asked, of a poll that could not ask everyone."""
+    return f"{last.changed_at.astimezone(UTC).isoformat()}|{last.person_id}" if last.changed_at else None
+
+
+def _newest_cursor(through: tuple[datetime, str] | None, people: Sequence[PersonKeys]) -> str | None:
+    """Searched every version up to the newest one considered."""
+    times = [through[0]] if through else []
+    times += [p.changed_at for p in people if p.changed_at is not None]
+    return max(times).astimezone(UTC).isoformat() if times else None
 
 
 class MoodleSource:
@@ -173,21 +199,26 @@ class MoodleSource:
         # (the ``like_tried`` cursor: HR versions up to then were tried, even by another
         # process, such as the previous ``sync --once`` from cron), and for everyone daily.
         tried = ctx.cursors.get("like_tried")
-        through = datetime.fromisoformat(tried) if tried and not everyone else None
-        missing = [
-            p
-            for p in remaining
-            if p.email
-            and p.email.strip().lower() not in found_emails
-            and (everyone or (p.person_id, p.changed_at) not in self._tried_like)
-            and (through is None or (p.changed_at is not None and p.changed_at > through))
-        ]
-        self._tried_like.update((p.person_id, p.changed_at) for p in missing)
-        yield from self._email_like(missing)
-        considered = (through, *(p.changed_at for p in people))
-        newest_tried = max([c for c in considered if c is not None], default=None)
-        if newest_tried is not None:
-            yield Batch("like_tried", [], cursor=newest_tried.astimezone(UTC).isoformat())
+        through = _like_position(tried) if not everyone else None
+        missing = sorted(
+            (
+                p
+                for p in remaining
+                if p.email
+                and p.email.strip().lower() not in found_emails
+                and (everyone or (p.person_id, p.changed_at) not in self._tried_like)
+                and (through is None or _after(p, through))
+            ),
+            key=lambda p: (p.changed_at is not None, p.changed_at or NEVER, p.person_id),
+        )
+        # At most LIKE_FALLBACK_LIMIT a poll, in (HR time, HR id) order; only those asked count as
+        # tried, so the next retry goes on where this one stopped instead of never asking the rest.
+        asked, waiting = missing[:LIKE_FALLBACK_LIMIT], missing[LIKE_FALLBACK_LIMIT:]
+        self._tried_like.update((p.person_id, p.changed_at) for p in asked)
+        yield from self._email_like(asked, len(missing))
+        position = _like_cursor(asked[-1]) if waiting else _newest_cursor(through, people)
+        if position is not None:
+            yield Batch("like_tried", [], cursor=position)
         yield Batch("users", [], cursor=refreshed(ctx) if everyone and ctx.people else cursor)
         newest = max((p.changed_at for p in ctx.people if p.changed_at is not None), default=None)
         # Every HR change stamped before now - HR_LOOKBACK was committed and seen by now; later
@@ -206,13 +237,16 @@ class MoodleSource:
             answer = self.client.call("core_user_get_users_by_field", {"field": field, "values": chunk})
             yield [user_record(self.name, u) for u in answer]
 
-    def _email_like(self, people: Sequence[PersonKeys]) -> Iterator[Batch]:
+    def _email_like(self, people: Sequence[PersonKeys], missing: int) -> Iterator[Batch]:
         """Emails differing only in letter case: core_user_get_users matches case-insensitively."""
-        if len(people) > LIKE_FALLBACK_LIMIT:
+        if missing > len(people):
             log.info(
-                "people without an account found by idnumber or email", site=self.name, count=len(people)
+                "people without an account found by idnumber or email: the rest are asked next polls",
+                site=self.name,
+                count=missing,
+                asked=len(people),
             )
-        for person in list(people)[:LIKE_FALLBACK_LIMIT]:
+        for person in people:
             assert person.email is not None
             escaped = person.email.strip().replace("%", "").replace("_", r"\_")
             answer = self.client.call(
