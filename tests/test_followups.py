@@ -77,14 +77,8 @@ def test_reminders_until_completion_then_reinforcement(team: Engine, tmp_path: P
     assert ("reinforcement", "1", "cancelled") in p1  # missed step superseded, not sent in a burst
 
 
-def test_follow_up_reads_only_the_recommendations_with_a_step_due(
-    team: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Recommendations before their first reminder (day 3 here) cost nothing: their facts are
-    not loaded. Once a step is due they are followed up exactly as before."""
-    mappings = write_mapping(tmp_path, "csat", FOLLOW)
-    clock.set_now(T0)
-    evaluate(team, mappings, settings(), T0, persist=Actor(mappings, settings()))
+def facts_loaded(monkeypatch: pytest.MonkeyPatch) -> list[set[str]]:
+    """The people whose facts each follow-up chunk loads, from now on."""
     loaded: list[set[str]] = []
     real = followups.iter_facts
 
@@ -93,6 +87,18 @@ def test_follow_up_reads_only_the_recommendations_with_a_step_due(
         return real(conn, person_ids, *args)
 
     monkeypatch.setattr(followups, "iter_facts", spy)
+    return loaded
+
+
+def test_follow_up_reads_only_the_recommendations_with_a_step_due(
+    team: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Recommendations before their first reminder (day 3 here) cost nothing: their facts are
+    not loaded. Once a step is due they are followed up exactly as before."""
+    mappings = write_mapping(tmp_path, "csat", FOLLOW)
+    clock.set_now(T0)
+    evaluate(team, mappings, settings(), T0, persist=Actor(mappings, settings()))
+    loaded = facts_loaded(monkeypatch)
     follow_up(team, mappings, settings(), T0 + timedelta(days=2, hours=23))
     assert loaded == []
     follow_up(team, mappings, settings(), T0 + timedelta(days=3))

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 from sqlalchemy import Engine, update
 
-from bridge import followups
 from bridge.records import LmsUser, Person
 from bridge.store import schema as t
 from tests.seed import (
@@ -25,6 +23,7 @@ from tests.seed import (
     store,
     write_mapping,
 )
+from tests.test_followups import facts_loaded
 from tests.test_send_time import T0, RecordingSink, cycle, decide, p1_actions, send
 
 
@@ -102,14 +101,7 @@ def test_a_recommendation_is_read_for_its_copy_only_until_the_copy_is_made(
     sink = RecordingSink()
     decide(team, mappings, T0)
     send(team, sink, T0)
-    loaded: list[set[str]] = []
-    real = followups.iter_facts
-
-    def spy(conn: Any, person_ids: Any, *args: Any) -> Any:
-        loaded.append(set(person_ids))
-        return real(conn, person_ids, *args)
-
-    monkeypatch.setattr(followups, "iter_facts", spy)
+    loaded = facts_loaded(monkeypatch)
     for hours in (1, 2, 26):
         cycle(team, mappings, T0 + hours * HOUR, sink)
     assert loaded == [{"P1"}]
