@@ -30,6 +30,7 @@ from bridge.records import Target
 from bridge.registry import Refusal
 from bridge.settings import Settings
 from bridge.store import schema as t
+from bridge.store.ingest import bump_version
 from bridge.timing import next_send_time, zone
 
 MESSAGE_CHANNELS = ("message", "email")
@@ -292,6 +293,8 @@ class Actor:
                 cancel_for_recommendation(
                     conn, d.recommendation_id, f"recommendation closed: {d.reason}", now
                 )
+        if opening or any(d.outcome in ("reopen", "close", "lapse") for d in decisions):
+            bump_version(conn, "recommendations", now)  # what learners are shown on their site changed
         self.queued += enqueue(conn, queued, now)
 
     @staticmethod

@@ -26,7 +26,7 @@ from bridge.log import get_logger, redact_text
 from bridge.outbox import target_from_json
 from bridge.ports import RecommendationBoard, ShownRecommendation, Sink
 from bridge.store import schema as t
-from bridge.store.ingest import upsert_statement
+from bridge.store.ingest import upsert_statement, version
 
 log = get_logger(__name__)
 
@@ -72,8 +72,23 @@ def publish(
     return report
 
 
+# What every learner's set is made of: a delivery run in which none of it changed since the last
+# complete publish to a site reads nothing (most delivery runs, which come every few minutes).
+INPUTS = ("recommendations", "people", "managers", "opt_outs")
+
+
+def _inputs(conn: Connection) -> str | None:
+    """The versions of what the sets are made of; None before any recommendation was stored."""
+    versions = {name: version(conn, name) for name in INPUTS}
+    return None if versions["recommendations"] is None else json.dumps(versions, sort_keys=True)
+
+
 def _publish_site(engine: Engine, site: str, sink: Sink, now: datetime) -> int:
+    told_inputs = f"board:{site}"
     with engine.connect() as conn:
+        inputs = _inputs(conn)
+        if inputs is not None and _control(conn, told_inputs) == inputs:
+            return 0
         wanted = open_recommendations(conn, site)
         told = dict(
             conn.execute(
@@ -88,16 +103,28 @@ def _publish_site(engine: Engine, site: str, sink: Sink, now: datetime) -> int:
     }
     changed.update({uid: [] for uid in told if uid not in wanted})
     board = board_of(sink) if changed else None
-    if board is None:
-        return 0
-    users = sorted(changed)
+    users = sorted(changed) if board is not None else []
     for start in range(0, len(users), USERS_PER_CALL):
         chunk = {uid: changed[uid] for uid in users[start : start + USERS_PER_CALL]}
+        assert board is not None
         board.show(chunk)
         with engine.begin() as conn:
             _remember(conn, site, chunk, digests, now)
-    log.info("recommendations shown on the site", site=site, people=len(users))
+    if inputs is not None and (board is not None or not changed):
+        with engine.begin() as conn:  # every set the site should show is the one it was told
+            _set_control(conn, told_inputs, inputs, now)
+    if users:
+        log.info("recommendations shown on the site", site=site, people=len(users))
     return len(users)
+
+
+def _control(conn: Connection, name: str) -> str | None:
+    return conn.execute(select(t.control.c.value).where(t.control.c.name == name)).scalar()
+
+
+def _set_control(conn: Connection, name: str, value: str, now: datetime) -> None:
+    stmt = upsert_statement(conn, t.control, ["name"], ["name", "value"])
+    conn.execute(stmt, {"name": name, "value": value, "updated_at": now})
 
 
 def digest(items: Sequence[ShownRecommendation]) -> str:

@@ -6,18 +6,23 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from dataclasses import asdict
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+import structlog
 from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import Engine
+from typer.testing import CliRunner
 
 from bridge import board
+from bridge.cli import app
 from bridge.ports import ShownRecommendation
 from bridge.records import LmsManager, LmsUser, Person
-from tests.seed import CSAT_MAPPING, agent_and_manager, link, store, write_mapping
+from tests.seed import CSAT_MAPPING, agent_and_manager, completion, link, store, write_mapping
 from tests.test_send_time import T0, decide
 
 
@@ -60,3 +65,47 @@ def test_a_sets_digest_is_the_one_stored_before_it_was_made_cheaper(items: list[
     because the digest was computed another way."""
     before = hashlib.sha256(json.dumps([asdict(i) for i in items], default=str, sort_keys=True).encode())
     assert board.digest(items) == before.hexdigest()
+
+
+class ShownSink:
+    """A site with a board that records every set it is told."""
+
+    def __init__(self) -> None:
+        self.told: list[dict[int, list[ShownRecommendation]]] = []
+
+    def board(self) -> ShownSink:
+        return self
+
+    def show(self, sets: dict[int, list[ShownRecommendation]]) -> None:
+        self.told.append(dict(sets))
+
+
+def test_a_delivery_run_with_nothing_new_reads_nothing_for_the_board(
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sets are made of recommendations, people, account links and opt-outs: while none of
+    them changed since the last complete publish, no open recommendation is read; any change
+    makes the next run compare every set again."""
+    agent_and_manager(engine)
+    mappings = write_mapping(tmp_path, "csat", CSAT_MAPPING)
+    decide(engine, mappings, T0)
+    reads: list[str] = []
+    real = board.open_recommendations
+    monkeypatch.setattr(
+        board, "open_recommendations", lambda conn, site: reads.append(site) or real(conn, site)
+    )
+    sink = ShownSink()
+    assert board.publish(engine, {"moodle": sink}, T0).written == 1 and len(reads) == 1
+    assert board.publish(engine, {"moodle": sink}, T0).written == 0 and len(reads) == 1  # nothing read
+    url = engine.url.render_as_string(hide_password=False)
+    monkeypatch.setenv("LMSBRIDGE_STORE__URL", url)
+    optout = CliRunner().invoke(app, ["optout", "add", "P1", "--mapping", "csat"])
+    assert optout.exit_code == 0, optout.output
+    structlog.reset_defaults()  # the command logged to the runner's stream, closed now
+    logging.getLogger().handlers.clear()
+    assert board.publish(engine, {"moodle": sink}, T0).written == 1 and len(reads) == 2
+    assert sink.told[-1] == {11: []}  # opted out: shown nothing
+    assert board.publish(engine, {"moodle": sink}, T0).written == 0 and len(reads) == 2
+    store(engine, completion(11, T0))
+    decide(engine, mappings, T0 + timedelta(hours=1))  # the recommendation closes
+    assert board.publish(engine, {"moodle": sink}, T0).written == 0 and len(reads) == 3

@@ -20,7 +20,7 @@ from bridge.mapping.context import build_context
 from bridge.mapping.model import MessageKind
 from bridge.operational_state import set_paused
 from bridge.store import schema as t
-from bridge.store.ingest import upsert_statement
+from bridge.store.ingest import bump_version, upsert_statement
 
 STATES = ("waiting", "pending", "sending", "sent", "dead", "suppressed", "cancelled")
 RETRYABLE = ("dead", "cancelled", "suppressed")
@@ -222,6 +222,7 @@ def optout_add(
         conn.execute(
             stmt, {"person_id": person_id, "mapping_id": mapping, "reason": reason, "created_at": clock.now()}
         )
+        bump_version(conn, "opt_outs", clock.now())
     console.print(f"{person_id} opted out of {'every mapping' if mapping == '*' else mapping}")
 
 
@@ -236,6 +237,7 @@ def optout_remove(
     with engine.begin() as conn:
         person_id = person_id_of(conn, person)
         conn.execute(delete(o).where(and_(o.c.person_id == person_id, o.c.mapping_id == mapping)))
+        bump_version(conn, "opt_outs", clock.now())
     console.print(f"{person_id} may be contacted again by {'every mapping' if mapping == '*' else mapping}")
 
 
