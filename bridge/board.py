@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, Engine, and_, delete, exists, or_, select
+from sqlalchemy import Connection, Engine, and_, delete, exists, or_, select, true
 
 from bridge.compose import reason_of
 from bridge.errors import BridgeError
@@ -72,31 +72,57 @@ def publish(
     return report
 
 
-# What every learner's set is made of: a delivery run in which none of it changed since the last
-# complete publish to a site reads nothing (most delivery runs, which come every few minutes).
-INPUTS = ("recommendations", "people", "managers", "opt_outs")
+# What every learner's set is made of. A delivery run in which none of it changed since the last
+# complete publish to a site reads nothing (most delivery runs, which come every few minutes); one
+# in which only recommendations changed reads only the people whose recommendations opened or
+# closed since then (LOOK_BACK before it, for replicas' clocks); anything else, everyone.
+OTHER_INPUTS = ("people", "managers", "opt_outs")
+LOOK_BACK = timedelta(minutes=5)
+PARTIAL_MAX = 5000
 
 
-def _inputs(conn: Connection) -> str | None:
-    """The versions of what the sets are made of; None before any recommendation was stored."""
-    versions = {name: version(conn, name) for name in INPUTS}
-    return None if versions["recommendations"] is None else json.dumps(versions, sort_keys=True)
+@dataclass(frozen=True)
+class _Told:
+    """What a site's sets were made of when it was last told all of them."""
+
+    recommendations: str
+    others: dict[str, str | None]
+    at: datetime
+
+    def text(self) -> str:
+        state = {"recommendations": self.recommendations, "others": self.others, "at": self.at.isoformat()}
+        return json.dumps(state, sort_keys=True)
+
+    @classmethod
+    def parse(cls, text: str | None) -> _Told | None:
+        try:
+            state = json.loads(text or "")
+            return cls(state["recommendations"], state["others"], datetime.fromisoformat(state["at"]))
+        except (ValueError, KeyError, TypeError):
+            return None  # none yet, or written by an older release: everyone is compared
+
+
+def _now_told(conn: Connection, now: datetime) -> _Told | None:
+    recommendations = version(conn, "recommendations")
+    if recommendations is None:  # no recommendation stored by this release yet
+        return None
+    return _Told(recommendations, {name: version(conn, name) for name in OTHER_INPUTS}, now)
 
 
 def _publish_site(engine: Engine, site: str, sink: Sink, now: datetime) -> int:
-    told_inputs = f"board:{site}"
+    name = f"board:{site}"
     with engine.connect() as conn:
-        inputs = _inputs(conn)
-        if inputs is not None and _control(conn, told_inputs) == inputs:
-            return 0
-        wanted = open_recommendations(conn, site)
-        told = dict(
-            conn.execute(
-                select(t.shown_recommendations.c.user_id, t.shown_recommendations.c.digest).where(
-                    t.shown_recommendations.c.site == site
-                )
-            ).all()
-        )
+        current = _now_told(conn, now)
+        last = _Told.parse(_control(conn, name))
+        people: set[str] | None = None  # everyone
+        if current is not None and last is not None and last.others == current.others:
+            if last.recommendations == current.recommendations:
+                return 0
+            people = _changed_since(conn, last.at - LOOK_BACK)
+            if len(people) > PARTIAL_MAX:
+                people = None  # as many as that: one pass over everyone costs less than the lists
+        wanted = open_recommendations(conn, site, people)
+        told = _told_digests(conn, site, people)
     digests = {uid: digest(items) for uid, items in wanted.items()}
     changed: dict[int, list[ShownRecommendation]] = {
         uid: items for uid, items in wanted.items() if told.get(uid) != digests[uid]
@@ -110,12 +136,29 @@ def _publish_site(engine: Engine, site: str, sink: Sink, now: datetime) -> int:
         board.show(chunk)
         with engine.begin() as conn:
             _remember(conn, site, chunk, digests, now)
-    if inputs is not None and (board is not None or not changed):
+    if current is not None and (board is not None or not changed):
         with engine.begin() as conn:  # every set the site should show is the one it was told
-            _set_control(conn, told_inputs, inputs, now)
+            _set_control(conn, name, current.text(), now)
     if users:
         log.info("recommendations shown on the site", site=site, people=len(users))
     return len(users)
+
+
+def _changed_since(conn: Connection, since: datetime) -> set[str]:
+    """People with a recommendation opened or closed (or lapsed) at ``since`` or later."""
+    r = t.recommendations
+    query = select(r.c.person_id).where(or_(r.c.opened_at >= since, r.c.closed_at >= since)).distinct()
+    return set(conn.execute(query).scalars())
+
+
+def _told_digests(conn: Connection, site: str, people: set[str] | None) -> dict[int, str]:
+    """The digest of the set each account was last told (of ``people``' accounts on the site only)."""
+    s, i = t.shown_recommendations, t.identities
+    query = select(s.c.user_id, s.c.digest).where(s.c.site == site)
+    if people is not None:
+        linked = select(i.c.user_id).where(i.c.site == site, i.c.person_id.in_(sorted(people)))
+        query = query.where(s.c.user_id.in_(linked))
+    return {int(uid): str(d) for uid, d in conn.execute(query).all()}
 
 
 def _control(conn: Connection, name: str) -> str | None:
@@ -157,8 +200,11 @@ def _remember(
         )
 
 
-def open_recommendations(conn: Connection, site: str) -> dict[int, list[ShownRecommendation]]:
-    """Each linked learner's open recommendations whose learning is on ``site``, oldest first."""
+def open_recommendations(
+    conn: Connection, site: str, people: set[str] | None = None
+) -> dict[int, list[ShownRecommendation]]:
+    """Each linked learner's open recommendations whose learning is on ``site``, oldest first
+    (of ``people`` only, when given)."""
     r, p, i, o = t.recommendations, t.people, t.identities, t.opt_outs
     manager = i.alias("manager_identity")
     opted_out = exists().where(
@@ -176,7 +222,13 @@ def open_recommendations(conn: Connection, site: str) -> dict[int, list[ShownRec
         .join(p, p.c.person_id == r.c.person_id)
         .join(i, and_(i.c.person_id == r.c.person_id, i.c.site == site))
         .outerjoin(manager, and_(manager.c.person_id == manager_of_person(), manager.c.site == site))
-        .where(r.c.state == "open", r.c.holdout.is_(False), p.c.active.is_(True), ~opted_out)
+        .where(
+            r.c.state == "open",
+            r.c.holdout.is_(False),
+            p.c.active.is_(True),
+            ~opted_out,
+            r.c.person_id.in_(sorted(people)) if people is not None else true(),
+        )
         .order_by(r.c.opened_at, r.c.id)
     ).all()
     shown: dict[int, list[ShownRecommendation]] = defaultdict(list)

@@ -10,6 +10,7 @@ import logging
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import structlog
@@ -89,11 +90,14 @@ def test_a_delivery_run_with_nothing_new_reads_nothing_for_the_board(
     agent_and_manager(engine)
     mappings = write_mapping(tmp_path, "csat", CSAT_MAPPING)
     decide(engine, mappings, T0)
-    reads: list[str] = []
+    reads: list[set[str] | None] = []  # whose recommendations each run read (None: everyone's)
     real = board.open_recommendations
-    monkeypatch.setattr(
-        board, "open_recommendations", lambda conn, site: reads.append(site) or real(conn, site)
-    )
+
+    def spy(conn: Any, site: str, people: set[str] | None = None) -> Any:
+        reads.append(people)
+        return real(conn, site, people)
+
+    monkeypatch.setattr(board, "open_recommendations", spy)
     sink = ShownSink()
     assert board.publish(engine, {"moodle": sink}, T0).written == 1 and len(reads) == 1
     assert board.publish(engine, {"moodle": sink}, T0).written == 0 and len(reads) == 1  # nothing read
@@ -109,3 +113,4 @@ def test_a_delivery_run_with_nothing_new_reads_nothing_for_the_board(
     store(engine, completion(11, T0))
     decide(engine, mappings, T0 + timedelta(hours=1))  # the recommendation closes
     assert board.publish(engine, {"moodle": sink}, T0).written == 0 and len(reads) == 3
+    assert reads == [None, None, {"P1"}]  # only recommendations changed: only their people are read

@@ -277,7 +277,9 @@ def test_a_site_known_to_have_no_board_costs_a_delivery_run_no_store_read(
     open recommendations are not read from the store at every delivery run; before the site was
     asked, they are (the board is looked for only once something would be written)."""
     reads: list[str] = []
-    monkeypatch.setattr(board, "open_recommendations", lambda conn, site: reads.append(site) or {})
+    monkeypatch.setattr(
+        board, "open_recommendations", lambda conn, site, people=None: reads.append(site) or {}
+    )
     seen = serve(lambda _form: {"userid": 2, "functions": [{"name": "core_webservice_get_site_info"}]})
     client = MoodleClient("moodle", URL, "token", max_wait=0.01)
     sink = MoodleSink("moodle", client)
