@@ -14,7 +14,7 @@ import hashlib
 import json
 from collections import defaultdict
 from collections.abc import Mapping, Sequence, Set
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, Engine, and_, delete, exists, or_, select, true
@@ -75,7 +75,10 @@ def publish(
 # What every learner's set is made of. A delivery run in which none of it changed since the last
 # complete publish to a site reads nothing (most delivery runs, which come every few minutes); one
 # in which only recommendations changed reads only the people whose recommendations opened or
-# closed since then (LOOK_BACK before it, for replicas' clocks); anything else, everyone.
+# closed since then (LOOK_BACK before it, for replicas' clocks); anything else, everyone. A site
+# found to have no board (Moodle without the companion plugin) is asked again, before anything is
+# read, only when something changed: a `sync --once` process does not read every open
+# recommendation to learn what its previous process learnt.
 OTHER_INPUTS = ("people", "managers", "opt_outs")
 LOOK_BACK = timedelta(minutes=5)
 PARTIAL_MAX = 5000
@@ -83,21 +86,31 @@ PARTIAL_MAX = 5000
 
 @dataclass(frozen=True)
 class _Told:
-    """What a site's sets were made of when it was last told all of them."""
+    """What a site's sets were made of when it was last told all of them (or found to have no board)."""
 
     recommendations: str
     others: dict[str, str | None]
     at: datetime
+    board: bool = True
+
+    def same_inputs(self, other: _Told) -> bool:
+        return (self.recommendations, self.others) == (other.recommendations, other.others)
 
     def text(self) -> str:
-        state = {"recommendations": self.recommendations, "others": self.others, "at": self.at.isoformat()}
+        state = {
+            "recommendations": self.recommendations,
+            "others": self.others,
+            "at": self.at.isoformat(),
+            "board": self.board,
+        }
         return json.dumps(state, sort_keys=True)
 
     @classmethod
     def parse(cls, text: str | None) -> _Told | None:
         try:
             state = json.loads(text or "")
-            return cls(state["recommendations"], state["others"], datetime.fromisoformat(state["at"]))
+            at = datetime.fromisoformat(state["at"])
+            return cls(state["recommendations"], state["others"], at, bool(state.get("board", True)))
         except (ValueError, KeyError, TypeError):
             return None  # none yet, or written by an older release: everyone is compared
 
@@ -114,13 +127,23 @@ def _publish_site(engine: Engine, site: str, sink: Sink, now: datetime) -> int:
     with engine.connect() as conn:
         current = _now_told(conn, now)
         last = _Told.parse(_control(conn, name))
-        people: set[str] | None = None  # everyone
-        if current is not None and last is not None and last.others == current.others:
-            if last.recommendations == current.recommendations:
-                return 0
+    if current is not None and last is not None and last.same_inputs(current):
+        return 0
+    people: set[str] | None = None  # everyone
+    if current is not None and last is not None and not last.board:
+        try:
+            has_board = board_of(sink) is not None
+        except BridgeError:
+            return 0  # the site cannot say now; a site without a board has nothing to be told
+        if not has_board:  # still none: nothing to show, and nothing read
+            _set_told(engine, name, replace(current, board=False), now)
+            return 0
+    elif current is not None and last is not None and last.others == current.others:
+        with engine.connect() as conn:
             people = _changed_since(conn, last.at - LOOK_BACK)
-            if len(people) > PARTIAL_MAX:
-                people = None  # as many as that: one pass over everyone costs less than the lists
+        if len(people) > PARTIAL_MAX:
+            people = None  # as many as that: one pass over everyone costs less than the lists
+    with engine.connect() as conn:
         wanted = open_recommendations(conn, site, people)
         told = _told_digests(conn, site, people)
     digests = {uid: digest(items) for uid, items in wanted.items()}
@@ -136,12 +159,16 @@ def _publish_site(engine: Engine, site: str, sink: Sink, now: datetime) -> int:
         board.show(chunk)
         with engine.begin() as conn:
             _remember(conn, site, chunk, digests, now)
-    if current is not None and (board is not None or not changed):
-        with engine.begin() as conn:  # every set the site should show is the one it was told
-            _set_control(conn, name, current.text(), now)
+    if current is not None:  # every set the site should show is the one it was told, or it has no board
+        _set_told(engine, name, replace(current, board=board is not None or not changed), now)
     if users:
         log.info("recommendations shown on the site", site=site, people=len(users))
     return len(users)
+
+
+def _set_told(engine: Engine, name: str, told: _Told, now: datetime) -> None:
+    with engine.begin() as conn:
+        _set_control(conn, name, told.text(), now)
 
 
 def _changed_since(conn: Connection, since: datetime) -> set[str]:

@@ -23,7 +23,7 @@ from bridge import board
 from bridge.cli import app
 from bridge.ports import ShownRecommendation
 from bridge.records import LmsManager, LmsUser, Person
-from tests.seed import CSAT_MAPPING, agent_and_manager, completion, link, store, write_mapping
+from tests.seed import CSAT_MAPPING, agent, agent_and_manager, completion, link, store, write_mapping
 from tests.test_send_time import T0, decide
 
 
@@ -68,6 +68,19 @@ def test_a_sets_digest_is_the_one_stored_before_it_was_made_cheaper(items: list[
     assert board.digest(items) == before.hexdigest()
 
 
+def reads_of_open_recommendations(monkeypatch: pytest.MonkeyPatch) -> list[set[str] | None]:
+    """Whose open recommendations each publish reads from now on (None: everyone's)."""
+    reads: list[set[str] | None] = []
+    real = board.open_recommendations
+
+    def spy(conn: Any, site: str, people: set[str] | None = None) -> Any:
+        reads.append(people)
+        return real(conn, site, people)
+
+    monkeypatch.setattr(board, "open_recommendations", spy)
+    return reads
+
+
 class ShownSink:
     """A site with a board that records every set it is told."""
 
@@ -90,14 +103,7 @@ def test_a_delivery_run_with_nothing_new_reads_nothing_for_the_board(
     agent_and_manager(engine)
     mappings = write_mapping(tmp_path, "csat", CSAT_MAPPING)
     decide(engine, mappings, T0)
-    reads: list[set[str] | None] = []  # whose recommendations each run read (None: everyone's)
-    real = board.open_recommendations
-
-    def spy(conn: Any, site: str, people: set[str] | None = None) -> Any:
-        reads.append(people)
-        return real(conn, site, people)
-
-    monkeypatch.setattr(board, "open_recommendations", spy)
+    reads = reads_of_open_recommendations(monkeypatch)
     sink = ShownSink()
     assert board.publish(engine, {"moodle": sink}, T0).written == 1 and len(reads) == 1
     assert board.publish(engine, {"moodle": sink}, T0).written == 0 and len(reads) == 1  # nothing read
@@ -114,3 +120,42 @@ def test_a_delivery_run_with_nothing_new_reads_nothing_for_the_board(
     decide(engine, mappings, T0 + timedelta(hours=1))  # the recommendation closes
     assert board.publish(engine, {"moodle": sink}, T0).written == 0 and len(reads) == 3
     assert reads == [None, None, {"P1"}]  # only recommendations changed: only their people are read
+
+
+class PluginLater(ShownSink):
+    """A site without the companion plugin until ``installed``; counts the times it is asked."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.installed = False
+        self.asked = 0
+
+    def board(self) -> ShownSink | None:  # type: ignore[override]
+        self.asked += 1
+        return self if self.installed else None
+
+
+def test_a_site_without_a_board_costs_a_new_process_nothing_until_something_changes(
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each `sync --once` is a new process whose sink does not know the site has no board: what
+    the previous one found is in the store, so nothing is read or asked while nothing changed;
+    after a change the site is asked first, and once it has a board everyone's set is written."""
+    agent_and_manager(engine)
+    mappings = write_mapping(tmp_path, "csat", CSAT_MAPPING)
+    decide(engine, mappings, T0)
+    reads = reads_of_open_recommendations(monkeypatch)
+    sink = PluginLater()
+    assert board.publish(engine, {"moodle": sink}, T0).written == 0 and (len(reads), sink.asked) == (1, 1)
+    assert board.publish(engine, {"moodle": PluginLater()}, T0).written == 0 and len(reads) == 1
+    store(engine, completion(11, T0))
+    decide(engine, mappings, T0 + timedelta(hours=1))  # the recommendation closes
+    later = PluginLater()
+    assert board.publish(engine, {"moodle": later}, T0).written == 0 and (len(reads), later.asked) == (1, 1)
+    store(engine, *agent("P2", 3.2, user_id=12, manager_id="M1"))
+    link(engine, "P2", 12)
+    decide(engine, mappings, T0 + timedelta(hours=2))  # P2 is recommended the course
+    installed = PluginLater()
+    installed.installed = True
+    assert board.publish(engine, {"moodle": installed}, T0).written == 1 and reads[-1] is None
+    assert list(installed.told[-1]) == [12]
