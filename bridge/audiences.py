@@ -10,6 +10,7 @@ are read every time: they change every cycle.
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 
@@ -25,6 +26,7 @@ from bridge.store.ingest import version
 
 KEPT = 16
 _held: OrderedDict[tuple[object, ...], frozenset[str]] = OrderedDict()
+_lock = threading.Lock()  # the daemon pulls several sites at once
 
 
 def audience_members(engine: Engine, mappings: Sequence[m.Mapping]) -> frozenset[str]:
@@ -33,13 +35,15 @@ def audience_members(engine: Engine, mappings: Sequence[m.Mapping]) -> frozenset
     r = t.recommendations
     with engine.connect() as conn:
         key = _key(conn, engine, mappings)
-        held = _held.get(key) if key is not None else None
+        with _lock:
+            held = _held.get(key) if key is not None else None
         if held is None:
             held = _in_audiences(conn, mappings)
             if key is not None:
-                _held[key] = held
-                while len(_held) > KEPT:
-                    _held.popitem(last=False)
+                with _lock:
+                    _held[key] = held
+                    while len(_held) > KEPT:
+                        _held.popitem(last=False)
         ids = [mp.id for mp in mappings]
         open_ones = conn.execute(
             select(r.c.person_id).where(and_(r.c.state == "open", r.c.mapping_id.in_(ids)))
