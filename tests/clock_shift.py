@@ -35,6 +35,7 @@ def shifted_environment(when: str) -> dict[str, str]:
         **os.environ,
         "LD_PRELOAD": f"{preload_library()}:{preload}" if preload else preload_library(),
         "FAKETIME": f"@{when}",  # starts at `when` and runs on from there
+        "FAKETIME_NO_CACHE": "1",  # no periodic re-read of the setting, which races between threads
         "FAKETIME_DONT_FAKE_MONOTONIC": "1",
         "DONT_FAKE_MONOTONIC": "1",
         "TZ": "UTC",

@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 
+from connectors.moodle.client import MoodleClient
+from connectors.moodle.doctor_probes import enrol_role_check
 from connectors.moodle.sim.capabilities import README_ROLE, load
 from connectors.moodle.sim.server import Running
 from connectors.moodle.sim.versions import SUPPORTED
@@ -139,6 +141,20 @@ def test_the_front_page_probe_never_enrols(site: Running) -> None:
         call("enrol_manual_enrol_users", {"enrolments": [{**probe, "courseid": 1}]}), "wsusercannotassign"
     )
     assert site.state.enrolled == []
+
+
+def test_doctor_reads_the_front_page_refusal_of_each_release(site: Running) -> None:
+    """Past the role check, Moodle 4.1 on PHP 8 crashes (HTTP 500) where the others refuse the
+    front page: doctor's probe says what that means (a note, not a missing role), asks once, and
+    enrols no one."""
+    client = MoodleClient("moodle", site.url, SIM_TOKEN, max_wait=0.01)
+    check = enrol_role_check(client, 3, 5)
+    if site.state.spec.noinstance_is_fatal:
+        assert (check.ok, check.required) == (False, False)
+        assert "Moodle 4.1 on PHP 8 crashes there, after checking the role" in check.detail
+    else:
+        assert check.ok and "checked without enrolling anyone" in check.detail
+    assert client.calls["enrol_manual_enrol_users"] == 1 and site.state.enrolled == []
 
 
 def test_re_enrolling_rewrites_a_suspended_enrolment(site: Running) -> None:
