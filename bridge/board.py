@@ -26,7 +26,7 @@ from bridge.log import get_logger, redact_text
 from bridge.outbox import target_from_json
 from bridge.ports import RecommendationBoard, ShownRecommendation, Sink
 from bridge.store import schema as t
-from bridge.store.ingest import upsert_statement, version
+from bridge.store.ingest import control_value, set_control, upsert_statement, version
 
 log = get_logger(__name__)
 
@@ -126,23 +126,24 @@ def _publish_site(engine: Engine, site: str, sink: Sink, now: datetime) -> int:
     name = f"board:{site}"
     with engine.connect() as conn:
         current = _now_told(conn, now)
-        last = _Told.parse(_control(conn, name))
-    if current is not None and last is not None and last.same_inputs(current):
-        return 0
+        last = _Told.parse(control_value(conn, name))
     people: set[str] | None = None  # everyone
-    if current is not None and last is not None and not last.board:
-        try:
-            has_board = board_of(sink) is not None
-        except BridgeError:
-            return 0  # the site cannot say now; a site without a board has nothing to be told
-        if not has_board:  # still none: nothing to show, and nothing read
-            _set_told(engine, name, replace(current, board=False), now)
+    if current is not None and last is not None:
+        if last.same_inputs(current):
             return 0
-    elif current is not None and last is not None and last.others == current.others:
-        with engine.connect() as conn:
-            people = _changed_since(conn, last.at - LOOK_BACK)
-        if len(people) > PARTIAL_MAX:
-            people = None  # as many as that: one pass over everyone costs less than the lists
+        if not last.board:
+            try:
+                has_board = board_of(sink) is not None
+            except BridgeError:
+                return 0  # the site cannot say now; a site without a board has nothing to be told
+            if not has_board:  # still none: nothing to show, and nothing read
+                _set_told(engine, name, replace(current, board=False), now)
+                return 0
+        elif last.others == current.others:
+            with engine.connect() as conn:
+                changed_people = _changed_since(conn, last.at - LOOK_BACK)
+            # As many as PARTIAL_MAX: one pass over everyone costs less than the lists.
+            people = changed_people if len(changed_people) <= PARTIAL_MAX else None
     with engine.connect() as conn:
         wanted = open_recommendations(conn, site, people)
         told = _told_digests(conn, site, people)
@@ -168,7 +169,7 @@ def _publish_site(engine: Engine, site: str, sink: Sink, now: datetime) -> int:
 
 def _set_told(engine: Engine, name: str, told: _Told, now: datetime) -> None:
     with engine.begin() as conn:
-        _set_control(conn, name, told.text(), now)
+        set_control(conn, name, told.text(), now)
 
 
 def _changed_since(conn: Connection, since: datetime) -> set[str]:
@@ -186,15 +187,6 @@ def _told_digests(conn: Connection, site: str, people: set[str] | None) -> dict[
         linked = select(i.c.user_id).where(i.c.site == site, i.c.person_id.in_(sorted(people)))
         query = query.where(s.c.user_id.in_(linked))
     return {int(uid): str(d) for uid, d in conn.execute(query).all()}
-
-
-def _control(conn: Connection, name: str) -> str | None:
-    return conn.execute(select(t.control.c.value).where(t.control.c.name == name)).scalar()
-
-
-def _set_control(conn: Connection, name: str, value: str, now: datetime) -> None:
-    stmt = upsert_statement(conn, t.control, ["name"], ["name", "value"])
-    conn.execute(stmt, {"name": name, "value": value, "updated_at": now})
 
 
 def digest(items: Sequence[ShownRecommendation]) -> str:

@@ -19,7 +19,7 @@ from sqlalchemy import Connection, delete, func, select
 
 from bridge.settings import DeliverySettings
 from bridge.store import schema as t
-from bridge.store.ingest import upsert_statement
+from bridge.store.ingest import set_control
 
 PAUSED = "paused"
 MAPPINGS_REJECTED = "mappings_rejected"
@@ -121,13 +121,11 @@ def deferred_backlog(conn: Connection) -> DeferredBacklog:
 
 
 def set_paused(conn: Connection, value: bool, now: datetime) -> None:
-    stmt = upsert_statement(conn, t.control, ["name"], ["name", "value"])
-    conn.execute(stmt, {"name": PAUSED, "value": "1" if value else "0", "updated_at": now})
+    set_control(conn, PAUSED, "1" if value else "0", now)
 
 
 def record_mappings_rejected(conn: Connection, problems: list[str], now: datetime) -> None:
-    stmt = upsert_statement(conn, t.control, ["name"], ["name", "value"])
-    conn.execute(stmt, {"name": MAPPINGS_REJECTED, "value": json.dumps(problems), "updated_at": now})
+    set_control(conn, MAPPINGS_REJECTED, json.dumps(problems), now)
 
 
 def record_mappings_accepted(conn: Connection) -> None:

@@ -17,7 +17,7 @@ from bridge.identity import Account, HrKeys, link
 from bridge.ports import Batch, PullContext, PullScope
 from bridge.records import Person, Rejected
 from bridge.store import schema as t
-from bridge.store.ingest import check_snapshot, listed
+from bridge.store.ingest import check_snapshot, stage_listed
 
 hris_app = typer.Typer(help="HR feeds: check one, list rejected rows.", no_args_is_help=True)
 app.add_typer(hris_app, name="hris")
@@ -69,14 +69,15 @@ def check(
 def _snapshot_verdict(engine: Engine, feed: str, snapshot: Batch) -> None:
     """What the next sync would do with this people snapshot: refuse it, or retire whom."""
     with engine.connect() as conn:
+        staged = stage_listed(conn, snapshot)
         try:
-            check_snapshot(conn, feed, snapshot)
+            check_snapshot(conn, feed, snapshot, staged)
+            leaving = sorted(conn.execute(staged.unlisted(feed)).scalars())
         except SourceError as exc:
             console.print(f"[red]sync would refuse this snapshot:[/] {escape(str(exc))}", highlight=False)
             return
-        p = t.people
-        active = conn.execute(select(p.c.person_id).where(p.c.source == feed, p.c.active)).scalars()
-        leaving = sorted(set(active) - listed(snapshot))
+        finally:
+            staged.drop()
     console.print(
         f"people snapshot: {len(leaving)} active person(s) not listed would be retired"
         + (f" ({', '.join(leaving[:5])}{', ...' if len(leaving) > 5 else ''})" if leaving else ""),

@@ -147,14 +147,23 @@ def write_records(conn: Connection, records: Iterable[Record], now: datetime) ->
     return result
 
 
+def set_control(conn: Connection, name: str, value: str, now: datetime) -> None:
+    """Store one named value of the bridge's own state (the ``control`` table)."""
+    stmt = upsert_statement(conn, t.control, ["name"], ["name", "value"])
+    conn.execute(stmt, {"name": name, "value": value, "updated_at": now})
+
+
+def control_value(conn: Connection, name: str) -> str | None:
+    return conn.execute(select(t.control.c.value).where(t.control.c.name == name)).scalar()
+
+
 def bump_version(conn: Connection, name: str, now: datetime) -> None:
     """Mark a kind of data as changed, so caches derived from it are rebuilt (see PeerRanks)."""
-    stmt = upsert_statement(conn, t.control, ["name"], ["name", "value"])
-    conn.execute(stmt, {"name": f"version:{name}", "value": uuid.uuid4().hex, "updated_at": now})
+    set_control(conn, f"version:{name}", uuid.uuid4().hex, now)
 
 
 def version(conn: Connection, name: str) -> str | None:
-    return conn.execute(select(t.control.c.value).where(t.control.c.name == f"version:{name}")).scalar()
+    return control_value(conn, f"version:{name}")
 
 
 def _dedupe(items: list[Record], keys: Sequence[str]) -> list[Record]:
@@ -212,6 +221,11 @@ def listed(batch: Batch) -> set[str]:
     return set(chain.from_iterable(_listed(batch, WRITE_CHUNK)))
 
 
+def stage_listed(conn: Connection, batch: Batch) -> ListedIds:
+    """The ids a people snapshot lists, staged for this transaction (drop it when done)."""
+    return ListedIds(conn, _listed(batch, WRITE_CHUNK))
+
+
 def _listed(batch: Batch, size: int) -> Iterator[Sequence[str]]:
     """The ids of :func:`listed`, ``size`` at a time, without holding them all."""
     if isinstance(batch.records, Chunked):
@@ -246,7 +260,7 @@ def check_snapshot(conn: Connection, source: str, batch: Batch, staged: ListedId
     limit = batch.max_retire_percent
     if limit is None:
         return
-    ids = staged if staged is not None else ListedIds(conn, _listed(batch, WRITE_CHUNK))
+    ids = staged if staged is not None else stage_listed(conn, batch)
     gone, active = ids.would_retire(source)
     if staged is None:
         ids.drop()
@@ -263,7 +277,7 @@ def write_batch(conn: Connection, source: str, batch: Batch, now: datetime | Non
     """Store one batch and its cursor. The caller owns the transaction."""
     now = now or clock.now()
     snapshot = batch.snapshot_of == "people"
-    staged = ListedIds(conn, _listed(batch, WRITE_CHUNK)) if snapshot else None
+    staged = stage_listed(conn, batch) if snapshot else None
     if snapshot:
         check_snapshot(conn, source, batch, staged)
     if isinstance(batch.records, Chunked):

@@ -209,7 +209,7 @@ class MoodleSource:
                 and (everyone or (p.person_id, p.changed_at) not in self._tried_like)
                 and (through is None or _after(p, through))
             ),
-            key=lambda p: (p.changed_at is not None, p.changed_at or NEVER, p.person_id),
+            key=lambda p: (p.changed_at or NEVER, p.person_id),
         )
         # At most LIKE_FALLBACK_LIMIT a poll, in (HR time, HR id) order; only those asked count as
         # tried, so the next retry goes on where this one stopped instead of never asking the rest.

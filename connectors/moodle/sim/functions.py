@@ -520,15 +520,19 @@ def enrolled_users(state: SiteState, p: dict[str, Any]) -> list[dict[str, Any]]:
     if "moodle/course:useremail" in state.capabilities:  # course context: email shown
         seen = seen | {"email"}
     wanted = set(fields) | {"id"} if fields else None  # Moodle always returns the id
+
+    def asked(key: str) -> bool:
+        return wanted is None or key in wanted
+
     for uid in ids:
         user = state.users[uid]
-        item = {k: v for k, v in user_struct(state, user, seen).items() if wanted is None or k in wanted}
+        item = {k: v for k, v in user_struct(state, user, seen).items() if asked(k)}
         # What only some callers ask for is built only for them (the bridge asks for ids alone).
-        if wanted is None or "lastcourseaccess" in wanted:
+        if asked("lastcourseaccess"):
             item["lastcourseaccess"] = 0
-        if wanted is None or "roles" in wanted:
+        if asked("roles"):
             item["roles"] = [{"roleid": 5, "name": "", "shortname": "student", "sortorder": 0}]
-        if wanted is None or "enrolledcourses" in wanted:
+        if asked("enrolledcourses"):
             item["enrolledcourses"] = [
                 {"id": c, "fullname": state.courses[c].fullname, "shortname": state.courses[c].shortname}
                 for c in sorted(state.enrolments.get(uid, {}), reverse=True)
