@@ -5,10 +5,17 @@
 The tests pin the bridge's clock (``LMSBRIDGE_NOW``, ``clock.set_now``); anything that reads
 the machine's clock instead — a column default, a scheduler, a simulator — sees the shifted
 time here and disagrees with the pinned one, so a clock leak fails at once instead of only at
-some hours of some days. libfaketime (the preload library shipped in the ``libfaketime`` wheel)
-shifts the wall clock of this process and every child; the monotonic clock is left alone, since
-timed waits on a faked monotonic clock hang. The PostgreSQL server is not shifted: a query that
-asks the database for "now" also disagrees with the pinned clock.
+some hours of some days. libfaketime shifts the wall clock of this process and every child; the
+monotonic clock is left alone, since timed waits on a faked monotonic clock hang. The PostgreSQL
+server is not shifted: a query that asks the database for "now" also disagrees with the pinned
+clock.
+
+The preload library is the one ``make test`` builds from the ``libfaketime`` wheel's source with
+only the clock functions faked (``LMSBRIDGE_FAKETIME_LIBRARY``; see the Makefile for why not the
+wheel's own build). Its setting is read once per process, at the first clock call, and never
+again (a cache longer than any run): every later re-read calls getenv() and rewrites the
+library's shared state from whichever thread asks the time, which races with the other threads
+and with setenv().
 """
 
 from __future__ import annotations
@@ -16,16 +23,21 @@ from __future__ import annotations
 import os
 import sys
 from datetime import datetime
-from importlib.resources import files
+from pathlib import Path
 
 USAGE = 'usage: python -m tests.clock_shift "YYYY-MM-DD HH:MM:SS" [pytest arguments]'
+LIBRARY_SETTING = "LMSBRIDGE_FAKETIME_LIBRARY"
+READ_ONCE = str(10**9)  # seconds: the setting's cache outlives any run
 
 
 def preload_library() -> str:
-    library = files("libfaketime") / "vendor" / "libfaketime" / "src" / "libfaketime.so.1"
-    if not library.is_file():
-        raise SystemExit(f"libfaketime's preload library is missing at {library}; run `make test`")
-    return str(library)
+    library = os.environ.get(LIBRARY_SETTING, "")
+    if not library or not Path(library).is_file():
+        raise SystemExit(
+            f"{LIBRARY_SETTING} must name the libfaketime that make builds "
+            f"(now {library or 'unset'}); run `make test-shifted-clock`"
+        )
+    return str(Path(library).resolve())
 
 
 def shifted_environment(when: str) -> dict[str, str]:
@@ -35,7 +47,7 @@ def shifted_environment(when: str) -> dict[str, str]:
         **os.environ,
         "LD_PRELOAD": f"{preload_library()}:{preload}" if preload else preload_library(),
         "FAKETIME": f"@{when}",  # starts at `when` and runs on from there
-        "FAKETIME_NO_CACHE": "1",  # no periodic re-read of the setting, which races between threads
+        "FAKETIME_CACHE_DURATION": READ_ONCE,
         "FAKETIME_DONT_FAKE_MONOTONIC": "1",
         "DONT_FAKE_MONOTONIC": "1",
         "TZ": "UTC",
