@@ -71,11 +71,15 @@ def on_both_sites(database: Path) -> str | None:
 
 
 def main() -> None:
-    RUN_DIR.mkdir(exist_ok=True)
+    # ./demo-run unless LMSBRIDGE_DEMO_RUN names another folder (the tests give each run its own).
+    run_dir = Path(os.environ.get("LMSBRIDGE_DEMO_RUN", RUN_DIR))
+    run_dir.mkdir(exist_ok=True)
     moodle_port, totara_port = free_port(), free_port()
-    replica = RUN_DIR / "totara-replica.db"
+    replica = run_dir / "totara-replica.db"
+    database = run_dir / "mixed.db"
     env = {
         **os.environ,
+        "LMSBRIDGE_STORE__URL": f"sqlite:///{database}",
         "LMSBRIDGE_NOW": DEMO_NOW,
         "LMSBRIDGE_SITES__MOODLE__URL": f"http://127.0.0.1:{moodle_port}",
         "LMSBRIDGE_SITES__MOODLE__TOKEN": TOKEN,
@@ -86,7 +90,7 @@ def main() -> None:
         "LMSBRIDGE_LOG__LEVEL": "warning",
         "COLUMNS": os.environ.get("COLUMNS", "160"),
     }
-    (RUN_DIR / "mixed.db").unlink(missing_ok=True)  # the mixed demo always starts from nothing
+    database.unlink(missing_ok=True)  # the mixed demo always starts from nothing
     print(
         f"Starting the Moodle simulator on port {moodle_port} and the Totara simulator on port {totara_port} ..."
     )
@@ -115,7 +119,7 @@ def main() -> None:
         messages = totara_state.get("messages", [])
         if isinstance(messages, list) and messages:
             print("\nOne Totara message in full:\n\n  " + plain(str(messages[0].get("text", ""))))
-        person = on_both_sites(RUN_DIR / "mixed.db")
+        person = on_both_sites(database)
         if person:
             print(f"\n{person} has an account on both sites; one person, one set of recommendations:")
             lmsbridge("why", person, env=env)

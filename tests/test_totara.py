@@ -489,10 +489,10 @@ def test_doctor_reports_routes_and_what_is_missing(
     assert "not-the-secret-42" not in bad.stdout + bad.stderr
 
 
-def test_mixed_site_demo_gives_one_person_one_set_of_recommendations() -> None:
+def test_mixed_site_demo_gives_one_person_one_set_of_recommendations(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, str(ROOT / "examples/mixed_demo.py")],
-        env={**os.environ, "COLUMNS": "200"},
+        env={**os.environ, "COLUMNS": "200", "LMSBRIDGE_DEMO_RUN": str(tmp_path)},
         capture_output=True,
         text=True,
         check=False,
