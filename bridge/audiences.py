@@ -10,23 +10,20 @@ are read every time: they change every cycle.
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from collections.abc import Sequence
 
 from sqlalchemy import Connection, Engine, and_, select
 
 from bridge import clock
 from bridge.facts import Facts, iter_active_people
+from bridge.kept import Kept
 from bridge.mapping import model as m
 from bridge.mapping.context import audience_context, names_a_manager
 from bridge.mapping.evaluate import audience
 from bridge.store import schema as t
 from bridge.store.ingest import version
 
-KEPT = 16
-_held: OrderedDict[tuple[object, ...], frozenset[str]] = OrderedDict()
-_lock = threading.Lock()  # the daemon pulls several sites at once
+_members: Kept[frozenset[str]] = Kept()
 
 
 def audience_members(engine: Engine, mappings: Sequence[m.Mapping]) -> frozenset[str]:
@@ -34,16 +31,7 @@ def audience_members(engine: Engine, mappings: Sequence[m.Mapping]) -> frozenset
     employee numbers and day), and who has an open recommendation of theirs."""
     r = t.recommendations
     with engine.connect() as conn:
-        key = _key(conn, engine, mappings)
-        with _lock:
-            held = _held.get(key) if key is not None else None
-        if held is None:
-            held = _in_audiences(conn, mappings)
-            if key is not None:
-                with _lock:
-                    _held[key] = held
-                    while len(_held) > KEPT:
-                        _held.popitem(last=False)
+        held = _members.get(_key(conn, engine, mappings), lambda: _in_audiences(conn, mappings))
         ids = [mp.id for mp in mappings]
         open_ones = conn.execute(
             select(r.c.person_id).where(and_(r.c.state == "open", r.c.mapping_id.in_(ids)))

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 
 from sqlalchemy import Engine, and_, select
 
@@ -24,6 +25,7 @@ from bridge.delivery import DeliveryReport, deliver
 from bridge.errors import BridgeError, Remedy
 from bridge.followups import FollowUpReport, follow_up
 from bridge.identity import match_identities
+from bridge.kept import Kept, versions
 from bridge.log import get_logger, redact_text
 from bridge.mapping.loader import MappingSet
 from bridge.mapping.refs import all_item_refs, item_refs, uses_competencies
@@ -36,14 +38,25 @@ from bridge.store.ingest import WriteResult, get_cursors, write_batch
 log = get_logger(__name__)
 
 
+_links: Kept[dict[int, str]] = Kept()
+_indexes: Kept[SiteIndex] = Kept()
+_keys: Kept[tuple[PersonKeys, ...]] = Kept(4)
+
+
 class StoreSiteView:
-    """What the store already knows about one site, read at the moment a source asks."""
+    """What the store already knows about one site, read at the moment a source asks.
+
+    The account links and the index are kept per process while the site's accounts, courses and
+    links are unchanged (bridge.kept): a steady poll asks for them and they rarely change."""
 
     def __init__(self, engine: Engine, site: str) -> None:
         self.engine = engine
         self.site = site
 
     def linked_users(self) -> dict[int, str]:
+        return _links.get(versions(self.engine, [f"links:{self.site}"]), self._read_links)
+
+    def _read_links(self) -> dict[int, str]:
         i = t.identities
         with self.engine.connect() as conn:
             rows = conn.execute(select(i.c.user_id, i.c.person_id).where(i.c.site == self.site))
@@ -68,6 +81,10 @@ class StoreSiteView:
             return {(r.user_id, r.item_id) for r in rows}
 
     def index(self) -> SiteIndex:
+        key = versions(self.engine, [f"users:{self.site}", f"items:{self.site}"])
+        return _indexes.get((*key, self.site), self._read_index)
+
+    def _read_index(self) -> SiteIndex:
         u, items = t.lms_users, t.learning_items
         with self.engine.connect() as conn:
             users = conn.execute(
@@ -137,7 +154,12 @@ class CycleReport:
         return self.decide.queued
 
 
-def person_keys(engine: Engine) -> list[PersonKeys]:
+def person_keys(engine: Engine) -> tuple[PersonKeys, ...]:
+    """Every active HR person's keys, kept while the people data is unchanged (``version:people``)."""
+    return _keys.get(versions(engine, ["people"]), lambda: _read_person_keys(engine))
+
+
+def _read_person_keys(engine: Engine) -> tuple[PersonKeys, ...]:
     p = t.people
     with engine.connect() as conn:
         rows = conn.execute(
@@ -145,7 +167,7 @@ def person_keys(engine: Engine) -> list[PersonKeys]:
             .where(p.c.active)
             .order_by(p.c.person_id)
         )
-        return [PersonKeys(r.person_id, r.employee_number, r.email, r.updated_at) for r in rows]
+        return tuple(PersonKeys(r.person_id, r.employee_number, r.email, r.updated_at) for r in rows)
 
 
 def scope_for(site: str, mapping_set: MappingSet, engine: Engine | None = None) -> PullScope:
@@ -156,15 +178,14 @@ def scope_for(site: str, mapping_set: MappingSet, engine: Engine | None = None) 
     """
     concerned = [mp for mp in mapping_set.enabled if site in {ref.site for ref in item_refs(mp)}]
     refs = {r.ref for r in all_item_refs(concerned) if r.site == site and r.kind != "competency"}
-    people = audience_members(engine, concerned) if engine is not None else None
     rated = [mp for mp in concerned if uses_competencies([mp], site)]
     competency_refs = {r.ref for r in all_item_refs(rated) if r.site == site and r.kind == "competency"}
     return PullScope(
         course_refs=frozenset(refs),
-        person_ids=people,
+        people=partial(audience_members, engine, concerned) if engine is not None else None,
         competencies=bool(rated),
         competency_refs=frozenset(competency_refs),
-        competency_person_ids=audience_members(engine, rated) if engine is not None and rated else None,
+        competency_people=partial(audience_members, engine, rated) if engine is not None and rated else None,
     )
 
 

@@ -145,6 +145,7 @@ def _relink(
     i = t.identities
     if moved or changed:
         bump_version(conn, "managers", now)  # the managers an LMS names are found through links
+        bump_version(conn, f"links:{site}", now)  # bridge.cycle's kept links
     for start in range(0, len(moved), CHUNK):
         conn.execute(delete(i).where(and_(i.c.site == site, i.c.person_id.in_(moved[start : start + CHUNK]))))
     rows = [

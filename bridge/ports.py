@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel
@@ -29,16 +30,26 @@ class PullScope:
 
     ``course_refs`` are the site's courses some mapping or follow-up needs, as written in the
     mappings: a shortname, ``id:N`` or ``idnumber:X``. ``person_ids`` are the HR people some
-    enabled mapping's audience can reach. ``None`` means "no restriction".
+    enabled mapping's audience can reach, decided by ``people`` when a stream first asks: most
+    polls read only a report or a changes feed and never ask, so they never pay for reading
+    everyone's open recommendations. ``None`` means "no restriction".
     """
 
     course_refs: frozenset[str] | None = None
-    person_ids: frozenset[str] | None = None
+    people: Callable[[], frozenset[str]] | None = None
     competencies: bool = False
     # The competencies the mappings name (shortname, idnumber or ``id:N``) and the people of the
     # mappings that use them: ratings are read for those alone, not for every audience.
     competency_refs: frozenset[str] | None = None
-    competency_person_ids: frozenset[str] | None = None
+    competency_people: Callable[[], frozenset[str]] | None = None
+
+    @cached_property
+    def person_ids(self) -> frozenset[str] | None:
+        return self.people() if self.people is not None else None
+
+    @cached_property
+    def competency_person_ids(self) -> frozenset[str] | None:
+        return self.competency_people() if self.competency_people is not None else None
 
 
 @dataclass(frozen=True)

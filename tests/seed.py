@@ -12,7 +12,7 @@ from bridge.mapping.loader import MappingSet, load_dir
 from bridge.records import Completion, LearningItem, LmsUser, Measurement, Person, Record
 from bridge.settings import MetricSettings, Settings
 from bridge.store import schema as t
-from bridge.store.ingest import write_records
+from bridge.store.ingest import bump_version, write_records
 
 CS101 = LearningItem(
     "moodle", 7, shortname="CS-101", fullname="Customer Conversations", url="http://lms/course/view.php?id=7"
@@ -25,6 +25,7 @@ def store(engine: Engine, *records: Record, now: datetime | None = None) -> None
 
 
 def link(engine: Engine, person_id: str, user_id: int, site: str = "moodle") -> None:
+    """Link an account as identity matching does, bumping the site's links version with it."""
     with engine.begin() as conn:
         conn.execute(
             t.identities.insert().values(
@@ -35,6 +36,7 @@ def link(engine: Engine, person_id: str, user_id: int, site: str = "moodle") -> 
                 updated_at=datetime.now(UTC),
             )
         )
+        bump_version(conn, f"links:{site}", datetime.now(UTC))
 
 
 def agent(person_id: str, csat: float, *, user_id: int | None = None, **kw: Any) -> list[Record]:

@@ -493,7 +493,7 @@ def test_a_rating_outside_any_plan_is_read_for_the_competencies_the_mappings_nam
     scope = PullScope(
         competencies=True,
         competency_refs=frozenset({direct.shortname}),
-        competency_person_ids=frozenset({other.person_id}),
+        competency_people=lambda: frozenset({other.person_id}),
     )
     linked = {agent.user_id: agent.person_id, other.user_id: other.person_id}
     before = c.calls["tool_lp_data_for_user_competency_summary"]

@@ -76,6 +76,9 @@ TARGETS: dict[type, _Target] = {
     Goal: _target(t.goals, ["person_id", "goal_id"], "person"),
 }
 
+# The per-site versions bumped when these records change (``users:SITE``, ``items:SITE``).
+SITE_VERSIONS: dict[type, str] = {LmsUser: "users", LearningItem: "items"}
+
 
 @dataclass
 class WriteResult:
@@ -137,6 +140,9 @@ def write_records(conn: Connection, records: Iterable[Record], now: datetime) ->
             bump_version(conn, "people", now)
         if kind is LmsManager and changed:
             bump_version(conn, "managers", now)
+        if kind in SITE_VERSIONS and changed:
+            for site in sorted({row[key["site"]] for row in changed}):
+                bump_version(conn, f"{SITE_VERSIONS[kind]}:{site}", now)  # bridge.cycle's kept index
         if target.owner == "lms_user":
             dirty_users.update((row[key["site"]], row[key["user_id"]]) for row in changed)
     if dirty_users:

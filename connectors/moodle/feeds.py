@@ -201,8 +201,15 @@ class ReportFeed:
         newest = datetime.fromisoformat(cursor) if cursor else None
         # A row of an HR person whose account is not linked yet cannot be stored by user id: the
         # cursor is held at the oldest such row, so it is read again once the link appears.
-        hr_numbers = {p.employee_number.strip() for p in ctx.people if p.employee_number}
-        hr_emails = {p.email.strip().lower() for p in ctx.people if p.email}
+
+        @cache
+        def hr_keys() -> tuple[frozenset[str], frozenset[str]]:
+            """HR employee numbers and emails, built only if a row names no stored account."""
+            return (
+                frozenset(p.employee_number.strip() for p in ctx.people if p.employee_number),
+                frozenset(p.email.strip().lower() for p in ctx.people if p.email),
+            )
+
         held: datetime | None = None
         kept = 0
         page = 0
@@ -235,7 +242,7 @@ class ReportFeed:
                 if user_id is None and email:
                     user_id = index.users_by_email.get(email)
                 course_id = index.courses_by_shortname.get(columns[at["course"]] or "")
-                if user_id is None and (idnumber in hr_numbers or email in hr_emails):
+                if user_id is None and (idnumber in hr_keys()[0] or email in hr_keys()[1]):
                     held = min(held, when) if held else when
                     kept += 1
                     continue
