@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 import subprocess
 import sys
@@ -77,6 +78,24 @@ def stage_rows(sizes: list[int], stores: list[tuple[str, int]], when: str, box: 
     return rows
 
 
+def growth_rows(sizes: list[int]) -> list[str]:
+    """The steady cycles' lmsbridge CPU by size, and its exponent in learners from the smallest
+    size to the largest (1: grows with the organisation; 0: with what changed alone)."""
+    if len(sizes) < 2:
+        return []
+    results = [load(f"organisation-sqlite-{n}") for n in sizes]
+    names = [s["name"] for s in results[0]["stages"] if s["name"].startswith("steady-state")]
+    rows = [
+        f"| SQLite, lmsbridge CPU | {' | '.join(f'{n:,} learners' for n in sizes)} | exponent |",
+        f"|---|{'---|' * len(sizes)}---|",
+    ]
+    for name in names:
+        cpu = [stage(r, name)["cpu_s"] for r in results]
+        exponent = math.log(cpu[-1] / cpu[0]) / math.log(sizes[-1] / sizes[0]) if cpu[0] > 0 else math.nan
+        rows.append(f"| {name} | {' | '.join(f'{c:.2f} s' for c in cpu)} | {exponent:.2f} |")
+    return rows
+
+
 def feed_rows() -> list[str]:
     moodle = load("moodle-calls-10000")["notes"]
     rows = [
@@ -127,7 +146,15 @@ def main() -> None:
     when = datetime.now(UTC).strftime("%Y-%m-%d")
     box = machine()
     cpus = f"{box['cpus']} CPUs ({box['processor']})"
-    table = [*stage_rows(sizes, stores, when, cpus), "", *organisation_rows(sizes, stores), "", *feed_rows()]
+    table = [
+        *stage_rows(sizes, stores, when, cpus),
+        "",
+        *organisation_rows(sizes, stores),
+        "",
+        *growth_rows(sizes),
+        "",
+        *feed_rows(),
+    ]
     header = f"Measured {when} on {cpus}, {box['platform']}, Python {box['python']}."
     collected = {
         "date": when,

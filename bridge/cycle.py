@@ -36,6 +36,7 @@ from bridge.store import schema as t
 from bridge.store.ingest import WriteResult, get_cursors, write_batch
 
 log = get_logger(__name__)
+LISTED = 100  # decisions and deliveries a cycle's report lists (every one is counted)
 
 
 _links: Kept[dict[int, str]] = Kept()
@@ -293,9 +294,11 @@ def decide_stage(
             return stage
         started = time.monotonic()
         actor = Actor(mapping_set, settings)
-        stage.decisions = evaluate(engine, mapping_set, settings, clock.now(), full=full, persist=actor)
-        for decision in stage.decisions.decisions:
-            metrics.decisions.labels(decision.mapping_id, decision.outcome).inc()
+        stage.decisions = evaluate(
+            engine, mapping_set, settings, clock.now(), full=full, persist=actor, keep=LISTED
+        )
+        for (mapping_id, outcome), count in stage.decisions.outcomes.items():
+            metrics.decisions.labels(mapping_id, outcome).inc(count)
         metrics.stage_duration.labels("decide").observe(time.monotonic() - started)
         started = time.monotonic()
         stage.followups = follow_up(engine, mapping_set, settings, clock.now())
@@ -312,7 +315,7 @@ def deliver_stage(
         health.record_failure(engine, "deliver", refused, clock.now())
         return DeliveryReport(errors=[refused])
     started = time.monotonic()
-    report = deliver(engine, sinks, settings, stop=stop)
+    report = deliver(engine, sinks, settings, stop=stop, keep=LISTED)
     if not report.paused:
         report.errors += board.publish(engine, sinks, clock.now(), report.unreachable).errors
     metrics.stage_duration.labels("deliver").observe(time.monotonic() - started)

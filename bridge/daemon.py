@@ -214,7 +214,7 @@ class Daemon:
             log.info(
                 "decided",
                 evaluated=stage.decisions.evaluated,
-                decisions=len(stage.decisions.decisions),
+                decisions=stage.decisions.decided,
                 queued=stage.queued,
             )
 

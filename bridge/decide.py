@@ -9,6 +9,7 @@ evaluation is due (asked for, a mapping changed, or the daily re-check for time-
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -84,10 +85,25 @@ class LatestRecommendation:
 
 @dataclass
 class DecideReport:
+    """What an evaluation decided: every decision counted by mapping and outcome, and the first
+    ``keep`` of them (all unless the caller limits it: a sync of 50,000 people lists 100, not
+    hold 50,000 decisions with their explanations until it prints them)."""
+
     full: bool
     evaluated: int = 0
     decisions: list[Decision] = field(default_factory=list)
+    outcomes: Counter[tuple[str, str]] = field(default_factory=Counter)
     problems: list[str] = field(default_factory=list)
+    keep: int | None = None
+
+    @property
+    def decided(self) -> int:
+        return sum(self.outcomes.values())
+
+    def add(self, decisions: Sequence[Decision]) -> None:
+        self.outcomes.update((d.mapping_id, d.outcome) for d in decisions)
+        room = len(decisions) if self.keep is None else max(0, self.keep - len(self.decisions))
+        self.decisions.extend(decisions[:room])
 
 
 def in_holdout(mapping: m.Mapping, person_id: str) -> bool:
@@ -307,11 +323,13 @@ def evaluate(
     person_ids: Iterable[str] | None = None,
     mapping_ids: Iterable[str] | None = None,
     dry: bool = False,
+    keep: int | None = None,
 ) -> DecideReport:
     """Evaluate enabled mappings and hand each chunk's decisions to ``persist``.
 
     With ``dry`` (``plan``), the evaluation leaves no trace: people stay marked for
-    re-evaluation and mapping versions are not recorded.
+    re-evaluation and mapping versions are not recorded. ``keep``: how many decisions the report
+    lists (all of them are counted).
     """
     mappings = sorted(mapping_set.enabled, key=lambda mp: mp.id)
     if mapping_ids is not None:
@@ -338,7 +356,7 @@ def evaluate(
             ids = all_person_ids(conn)
         else:
             ids = sorted(marks)
-    report = DecideReport(full=full, problems=problems)
+    report = DecideReport(full=full, problems=problems, keep=keep)
     first = {mp.id: mp.id not in state for mp in mappings}
     needs = kpi_needs(mappings)
     waiting = _check_targets(mappings, ctx, synced, report.problems)
@@ -355,7 +373,7 @@ def evaluate(
                     d = decide_one(mp, facts, ctx, latest.get((mp.id, facts.person.person_id)), first[mp.id])
                     if d is not None:
                         decisions.append(d)
-            report.decisions.extend(decisions)
+            report.add(decisions)
             if persist is not None:
                 persist(conn, decisions, chunk_facts, latest, now)
             if not dry and not unsettled:  # a mapping left out decides these people later

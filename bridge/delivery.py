@@ -40,8 +40,9 @@ class DeliveryReport:
     reconciled: int = 0
     paused: bool = False
     errors: list[str] = field(default_factory=list)
-    delivered: list[dict[str, Any]] = field(default_factory=list)
+    delivered: list[dict[str, Any]] = field(default_factory=list)  # the first ``keep`` outcomes
     unreachable: set[str] = field(default_factory=set)  # sites given up on in this run
+    keep: int | None = None  # None: every outcome listed (``states`` counts them all)
 
 
 def _policy(settings: Settings) -> outbox.RetryPolicy:
@@ -94,10 +95,12 @@ def deliver(
     *,
     worker: str | None = None,
     stop: Callable[[], bool] = lambda: False,
+    keep: int | None = None,
 ) -> DeliveryReport:
-    """Send every due action; returns what happened. ``stop`` is checked between batches."""
+    """Send every due action; returns what happened (``keep``: how many outcomes it lists).
+    ``stop`` is checked between batches."""
     worker = worker or worker_id()
-    report = DeliveryReport()
+    report = DeliveryReport(keep=keep)
     with engine.connect() as conn:
         if guards.paused(conn, settings):
             report.paused = True
@@ -226,6 +229,8 @@ def _send_site(
         states = outbox.record_many(conn, paired, now, _policy(settings))
         for (row, outcome), state in zip(paired, states, strict=True):
             report.states[state] += 1
+            if report.keep is not None and len(report.delivered) >= report.keep:
+                continue
             report.delivered.append(
                 {
                     "key": row.key,

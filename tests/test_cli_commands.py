@@ -150,3 +150,22 @@ def test_sync_while_paused_says_so(cli: tuple[Path, CliRunner]) -> None:
     output = invoke(cli, "sync", "--once")
     assert "delivery is paused: nothing was sent (`lmsbridge resume`, or delivery.paused = false)" in output
     assert json.loads(invoke(cli, "status", "--json"))["delivery"]["paused_by"] == "lmsbridge pause"
+
+
+def test_sync_lists_the_first_decisions_and_deliveries_and_counts_the_rest(
+    tmp_path: Path, moodle: Running, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cycle's report keeps counts of everything and lists only the first few (bridge.cycle.LISTED)."""
+    from bridge import cycle
+
+    monkeypatch.setattr(cycle, "LISTED", 3)
+    monkeypatch.setenv("LMSBRIDGE_SITES__MOODLE__TOKEN", SIM_TOKEN)
+    monkeypatch.setenv("LMSBRIDGE_NOW", NOW)
+    monkeypatch.setenv("COLUMNS", "200")
+    cfg = config(tmp_path, moodle.url)
+    runner = CliRunner()
+    assert runner.invoke(app, ["--config", str(cfg), "db", "upgrade"]).exit_code == 0
+    result = runner.invoke(app, ["--config", str(cfg), "sync", "--once"])
+    assert result.exit_code == 0, result.output
+    assert "more decision(s), not listed here (see `lmsbridge plan`)" in result.stdout
+    assert "more delivery outcome(s), not listed here (see `lmsbridge outbox`)" in result.stdout

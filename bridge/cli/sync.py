@@ -30,6 +30,10 @@ def _targets(decision: Decision) -> str:
     return ", ".join(tg.name for tg in decision.targets)
 
 
+def _more(count: int, what: str, where: str) -> None:
+    console.print(f"… and {count:,} more {what}(s), not listed here (see `{where}`)", highlight=False)
+
+
 def _names(engine: Engine, person_ids: set[str]) -> dict[str, str]:
     with engine.connect() as conn:
         return {pid: p.full_name for pid, p in load_people(conn, sorted(person_ids)).items()}
@@ -67,6 +71,8 @@ def print_report(engine: Engine, report: CycleReport) -> None:
                 for d in decisions
             ],
         )
+    if report.decisions and report.decisions.decided > len(decisions):
+        _more(report.decisions.decided - len(decisions), "decision", "lmsbridge plan")
     for problem in report.decisions.problems if report.decisions else []:
         console.print(f"[yellow]warning:[/] {escape(problem)}", highlight=False)
     if report.decide.skipped:
@@ -87,6 +93,12 @@ def print_report(engine: Engine, report: CycleReport) -> None:
                 )
                 for d in delivery.delivered
             ],
+        )
+    if delivery and sum(delivery.states.values()) > len(delivery.delivered):
+        _more(
+            sum(delivery.states.values()) - len(delivery.delivered),
+            "delivery outcome",
+            "lmsbridge outbox",
         )
     for error in delivery.errors if delivery else []:
         console.print(f"[red]error:[/] {escape(error)}", highlight=False)
