@@ -29,7 +29,7 @@ from bridge.kept import Kept, versions
 from bridge.log import get_logger, redact_text
 from bridge.mapping.loader import MappingSet
 from bridge.mapping.refs import all_item_refs, item_refs, uses_competencies
-from bridge.ports import PersonKeys, PullContext, PullScope, Sink, SiteIndex, Source
+from bridge.ports import PeopleKeys, PersonKeys, PullContext, PullScope, Sink, SiteIndex, Source
 from bridge.records import LmsUser
 from bridge.settings import Settings
 from bridge.store import schema as t
@@ -41,7 +41,7 @@ LISTED = 100  # decisions and deliveries a cycle's report lists (every one is co
 
 _links: Kept[dict[int, str]] = Kept()
 _indexes: Kept[SiteIndex] = Kept()
-_keys: Kept[tuple[PersonKeys, ...]] = Kept(4)
+_keys: Kept[PeopleKeys] = Kept(4)
 
 
 class StoreSiteView:
@@ -155,12 +155,12 @@ class CycleReport:
         return self.decide.queued
 
 
-def person_keys(engine: Engine) -> tuple[PersonKeys, ...]:
+def person_keys(engine: Engine) -> PeopleKeys:
     """Every active HR person's keys, kept while the people data is unchanged (``version:people``)."""
     return _keys.get(versions(engine, ["people"]), lambda: _read_person_keys(engine))
 
 
-def _read_person_keys(engine: Engine) -> tuple[PersonKeys, ...]:
+def _read_person_keys(engine: Engine) -> PeopleKeys:
     p = t.people
     with engine.connect() as conn:
         rows = conn.execute(
@@ -168,7 +168,7 @@ def _read_person_keys(engine: Engine) -> tuple[PersonKeys, ...]:
             .where(p.c.active)
             .order_by(p.c.person_id)
         )
-        return tuple(PersonKeys(r.person_id, r.employee_number, r.email, r.updated_at) for r in rows)
+        return PeopleKeys(PersonKeys(r.person_id, r.employee_number, r.email, r.updated_at) for r in rows)
 
 
 def scope_for(site: str, mapping_set: MappingSet, engine: Engine | None = None) -> PullScope:

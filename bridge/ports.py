@@ -8,6 +8,7 @@ validates that entry's options with the connector's own pydantic model, and asks
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -60,6 +61,44 @@ class PersonKeys:
     employee_number: str | None
     email: str | None
     changed_at: datetime | None = None
+
+
+class PeopleKeys(tuple[PersonKeys, ...]):
+    """Every active HR person's keys, with what a pull asks of all of them derived once: the tuple
+    is kept between polls while the people data is unchanged (bridge.cycle.person_keys), so a
+    steady poll does not walk everyone to find the few who changed."""
+
+    @cached_property
+    def employee_numbers(self) -> frozenset[str]:
+        return frozenset(p.employee_number.strip() for p in self if p.employee_number)
+
+    @cached_property
+    def emails(self) -> frozenset[str]:
+        return frozenset(p.email.strip().lower() for p in self if p.email)
+
+    @cached_property
+    def _by_change(self) -> tuple[list[datetime], list[PersonKeys], list[PersonKeys]]:
+        dated = sorted((p for p in self if p.changed_at is not None), key=_changed_at)
+        return [_changed_at(p) for p in dated], dated, [p for p in self if p.changed_at is None]
+
+    @property
+    def newest_change(self) -> datetime | None:
+        times = self._by_change[0]
+        return times[-1] if times else None
+
+    def changed_after(self, since: datetime) -> list[PersonKeys]:
+        """Those whose HR record changed after ``since``, and those with no change time."""
+        times, dated, undated = self._by_change
+        return [*dated[bisect_right(times, since) :], *undated]
+
+
+def _changed_at(person: PersonKeys) -> datetime:
+    assert person.changed_at is not None
+    return person.changed_at
+
+
+def people_keys(people: Sequence[PersonKeys]) -> PeopleKeys:
+    return people if isinstance(people, PeopleKeys) else PeopleKeys(people)
 
 
 class SiteView(Protocol):

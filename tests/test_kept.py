@@ -5,7 +5,7 @@ read again as soon as one of them moves, whoever moved it."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import Engine, event
@@ -14,6 +14,7 @@ from bridge import clock
 from bridge.cycle import StoreSiteView, person_keys
 from bridge.identity import match_identities
 from bridge.kept import Kept, versions
+from bridge.ports import PeopleKeys, PersonKeys
 from bridge.records import LearningItem, LmsUser, Person
 from bridge.store.ingest import bump_version
 from tests.seed import store
@@ -111,3 +112,27 @@ def test_the_index_and_links_are_read_again_only_after_accounts_courses_or_links
     store(engine, LearningItem("moodle", 6, shortname="CS-102"))
     assert "CS-102" in view.index().courses_by_shortname
     assert StoreSiteView(engine, "elsewhere").linked_users() == {}  # per site
+
+
+def test_people_keys_give_who_changed_after_a_time_and_the_newest_change() -> None:
+    at = [NOW + timedelta(minutes=m) for m in range(4)]
+    people = PeopleKeys(
+        [
+            PersonKeys("P1", " E1 ", "A@Example.org", at[2]),
+            PersonKeys("P2", None, None, None),
+            PersonKeys("P3", "E3", None, at[0]),
+            PersonKeys("P4", "E4", "d@example.org", at[3]),
+        ]
+    )
+    assert [p.person_id for p in people.changed_after(at[2])] == ["P4", "P2"]  # after, and undated
+    assert [p.person_id for p in people.changed_after(at[0] - timedelta(seconds=1))] == [
+        "P3",
+        "P1",
+        "P4",
+        "P2",
+    ]
+    assert people.newest_change == at[3] and PeopleKeys([]).newest_change is None
+    assert people.employee_numbers == {"E1", "E3", "E4"} and people.emails == {
+        "a@example.org",
+        "d@example.org",
+    }

@@ -31,7 +31,7 @@ from bridge.errors import Remedy, SourceError
 from bridge.incremental import refreshed
 from bridge.log import get_logger
 from bridge.pagination import OffsetPaginator, Page, paginate
-from bridge.ports import Batch, PullContext
+from bridge.ports import Batch, PullContext, people_keys
 from bridge.records import Completion, Enrolment, Record
 from connectors.moodle import errors
 from connectors.moodle.client import MoodleClient
@@ -201,15 +201,7 @@ class ReportFeed:
         newest = datetime.fromisoformat(cursor) if cursor else None
         # A row of an HR person whose account is not linked yet cannot be stored by user id: the
         # cursor is held at the oldest such row, so it is read again once the link appears.
-
-        @cache
-        def hr_keys() -> tuple[frozenset[str], frozenset[str]]:
-            """HR employee numbers and emails, built only if a row names no stored account."""
-            return (
-                frozenset(p.employee_number.strip() for p in ctx.people if p.employee_number),
-                frozenset(p.email.strip().lower() for p in ctx.people if p.email),
-            )
-
+        hr = people_keys(ctx.people)  # its numbers and emails are derived once, when a row asks
         held: datetime | None = None
         kept = 0
         page = 0
@@ -242,7 +234,7 @@ class ReportFeed:
                 if user_id is None and email:
                     user_id = index.users_by_email.get(email)
                 course_id = index.courses_by_shortname.get(columns[at["course"]] or "")
-                if user_id is None and (idnumber in hr_keys()[0] or email in hr_keys()[1]):
+                if user_id is None and (idnumber in hr.employee_numbers or email in hr.emails):
                     held = min(held, when) if held else when
                     kept += 1
                     continue
