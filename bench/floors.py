@@ -6,6 +6,13 @@ empty tables of the same shape (keys and indexes included) with ``executemany`` 
 ``COPY`` on PostgreSQL. Parsing the HR files and reading the LMS are not in it, so the ratio of
 the stage to this floor is an upper bound on what storing costs over the driver.
 
+For delivery it is the stage's HTTP conversation alone: every request the stage sent, recorded
+as it left (:class:`Recorded`), sent again in the same order on one keep-alive ``requests``
+session and each answer read (:func:`replay_cpu_s`). What delivery does besides talking to the
+site — choosing what is due, checking it is still true, rendering, recording outcomes — is what
+its ratio to this floor measures. The replay writes to the simulator again (the same messages
+and enrolments), so it runs when nothing reads the simulator any more.
+
 It runs in a process of its own (``python -m bench.floors`` reads the store's URL from
 ``BENCH_FLOOR_STORE``, never from its command line where ``ps`` shows a password, and prints its
 figures as JSON), so holding every row does not count in the benchmark's peak RSS.
@@ -22,8 +29,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+import requests
 from sqlalchemy import Engine, create_engine
 
+from bridge import http
 from bridge.store import schema
 
 
@@ -92,6 +101,37 @@ def _copy(engine: Engine, tables: dict[str, tuple[list[str], list[tuple[Any, ...
     finally:
         driver.rollback()  # the temporary tables go with it
         driver.close()
+
+
+class Recorded:
+    """Within the block, every request this process sends through bridge.http, as it was sent."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, str, dict[str, str], bytes | str | None]] = []
+
+    def __enter__(self) -> Recorded:
+        original = self._original = http.GuardedAdapter.send
+        sent = self.requests
+
+        def send(adapter: http.GuardedAdapter, request: requests.PreparedRequest, **kwargs: Any) -> Any:
+            headers = {k: v for k, v in request.headers.items() if k.lower() == "content-type"}
+            sent.append((request.method or "GET", request.url or "", headers, request.body))
+            return original(adapter, request, **kwargs)
+
+        http.GuardedAdapter.send = send  # type: ignore[method-assign,assignment]
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        http.GuardedAdapter.send = self._original  # type: ignore[method-assign]
+
+
+def replay_cpu_s(recorded: Recorded) -> float:
+    """CPU of sending the recorded requests again on one keep-alive session, reading each answer."""
+    with requests.Session() as session:
+        cpu = time.process_time()
+        for method, url, headers, body in recorded.requests:
+            session.request(method, url, data=body, headers=headers, timeout=120).content  # noqa: B018
+        return time.process_time() - cpu
 
 
 if __name__ == "__main__":

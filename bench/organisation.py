@@ -30,7 +30,7 @@ from typing import Any
 from sqlalchemy import Engine, func, select
 
 from bench.common import Run, add_store_options, scratch_postgres
-from bench.floors import bulk_insert_floor
+from bench.floors import Recorded, bulk_insert_floor, replay_cpu_s
 from bridge import clock, log
 from bridge.cycle import decide_stage, deliver_stage, pull_source
 from bridge.mapping.loader import MappingSet, load_dir
@@ -236,8 +236,10 @@ def pipeline(
             queued=decided.queued,
             rows_added=rows.take(),
         )
-    with run.stage("delivery of the resulting messages") as stage:
-        stage.figures.update(outcomes=deliver_all(engine, s), http_calls=calls(url), rows_added=rows.take())
+    with run.stage("delivery of the resulting messages") as delivery, Recorded() as conversation:
+        delivery.figures.update(
+            outcomes=deliver_all(engine, s), http_calls=calls(url), rows_added=rows.take()
+        )
     steady_at = NOW
     if settled:
         figures["settled_after_hours"] = settle(engine, s, mapping_set, sources["moodle"], url)
@@ -284,6 +286,12 @@ def pipeline(
             others,
             steady_at + timedelta(minutes=10),
         )
+    # Last: the replay writes the same messages and enrolments to the simulator again.
+    run.floor(
+        delivery,
+        replay_cpu_s(conversation),
+        f"the same {len(conversation.requests):,} HTTP requests sent again on one keep-alive session",
+    )
     figures.update(
         enrolments=enrolments,
         naive_calls_per_poll=enrolments,
