@@ -18,6 +18,7 @@ from bridge.ports import (
     SiteIndex,
 )
 from bridge.records import Competency, CompetencyRating, Completion, Enrolment, LearningItem, LmsUser, Target
+from connectors.moodle import sink as sink_module
 from connectors.moodle.client import MoodleClient
 from connectors.moodle.sim.server import Running
 from connectors.moodle.simulator import start_in_thread
@@ -439,6 +440,44 @@ def test_enrolments_the_site_already_has_are_left_as_the_site_keeps_them(moodle:
     assert "suspended on the site" in (outcomes[f"enrol-{suspended}"].error or "")
     assert (suspended, 2) in moodle.state.suspended_enrolments  # not re-activated
     assert [e["userid"] for e in moodle.state.enrolled] == [new]
+
+
+def test_a_course_listing_is_read_once_a_minute_and_keeps_the_sinks_own_enrolments(
+    moodle: Running, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each batch's already-enrolled check lists the whole course: the listing is kept for
+    PARTICIPANTS_FRESH_SECONDS (with the enrolments this sink made), then read again."""
+    c = client(moodle)
+    sink = MoodleSink("moodle", c)
+    now = [1000.0]
+    monkeypatch.setattr(sink_module.time, "monotonic", lambda: now[0])
+    first, second, third = 105, 106, 107
+    for user in (first, second, third):
+        moodle.state.enrolments.get(user, {}).pop(2, None)
+        moodle.state.participants[2].discard(user)
+
+    def enrol(user: int, key: str = "") -> OutgoingAction:
+        return OutgoingAction(
+            key=key or f"enrol-{user}",
+            kind=ActionKind.ENROL,
+            site="moodle",
+            recipient_user_id=user,
+            recipient_email=None,
+            subject="",
+            body_html="",
+            body_text="",
+            target=Target("moodle", "course", 2, "C"),
+        )
+
+    listings = lambda: c.calls["core_enrol_get_enrolled_users"]  # noqa: E731
+    assert sink.deliver([enrol(first)])[0].status is OutcomeStatus.SENT and listings() == 2
+    again = sink.deliver([enrol(first, "again"), enrol(second)])  # within the minute: no listing
+    assert [o.status for o in again] == [OutcomeStatus.SKIPPED, OutcomeStatus.SENT] and listings() == 2
+    moodle.state.suspended_enrolments.add((third, 2))  # changed on the site meanwhile
+    moodle.state.participants[2].add(third)
+    now[0] += sink_module.PARTICIPANTS_FRESH_SECONDS
+    (late,) = sink.deliver([enrol(third)])
+    assert late.status is OutcomeStatus.SKIPPED and "suspended" in (late.error or "") and listings() == 4
 
 
 class EnrolmentView(View):

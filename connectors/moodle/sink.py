@@ -10,6 +10,8 @@ recipient (``core_message_get_messages``) and looks for it before anything is se
 from __future__ import annotations
 
 import hashlib
+import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -25,6 +27,7 @@ from connectors.moodle.client import MoodleClient
 log = get_logger(__name__)
 
 FORMAT_HTML = 1
+PARTICIPANTS_FRESH_SECONDS = 60.0  # how long a course's participant listing is used for
 
 
 def reference(key: str) -> str:
@@ -65,6 +68,9 @@ class MoodleSink:
         self.client = client
         self.message_batch = message_batch
         self.student_role_id = student_role_id
+        # course id -> (read at, enrolled user ids, suspended user ids); see _participants
+        self._listed: dict[int, tuple[float, set[int], set[int]]] = {}
+        self._lock = threading.Lock()
 
     def board(self) -> MoodleBoard | None:
         """The site's "Recommended for you", when the companion plugin is in the service."""
@@ -157,7 +163,17 @@ class MoodleSink:
         }
 
     def _participants(self, course_id: int) -> tuple[set[int], set[int]]:
-        """Everyone enrolled in the course (any status), and those whose enrolment is suspended."""
+        """Everyone enrolled in the course (any status), and those whose enrolment is suspended.
+
+        Each listing names every participant of the course, so it is read at most once a
+        PARTICIPANTS_FRESH_SECONDS per course (with this sink's own enrolments added as they are
+        made), not once per batch: a delivery run of thousands of enrolments over a few courses
+        asked the same listings again for every batch (3,728 calls at 20,000 learners).
+        """
+        with self._lock:
+            held = self._listed.get(course_id)
+            if held is not None and time.monotonic() - held[0] < PARTICIPANTS_FRESH_SECONDS:
+                return held[1], held[2]
         fields = {"name": "userfields", "value": "id"}
         everyone = self.client.call(
             "core_enrol_get_enrolled_users", {"courseid": course_id, "options": [fields]}
@@ -166,7 +182,18 @@ class MoodleSink:
             "core_enrol_get_enrolled_users",
             {"courseid": course_id, "options": [fields, {"name": "onlysuspended", "value": 1}]},
         )
-        return {int(u["id"]) for u in everyone}, {int(u["id"]) for u in suspended}
+        listed = {int(u["id"]) for u in everyone}, {int(u["id"]) for u in suspended}
+        with self._lock:
+            self._listed[course_id] = (time.monotonic(), *listed)
+        return listed
+
+    def _note_enrolled(self, action: OutgoingAction) -> None:
+        """An enrolment this sink made, added to the course's held listing."""
+        assert action.target is not None and action.recipient_user_id is not None
+        with self._lock:
+            held = self._listed.get(action.target.item_id)
+            if held is not None:
+                held[1].add(action.recipient_user_id)
 
     def _already_enrolled(self, actions: Sequence[OutgoingAction]) -> dict[str, DeliveryOutcome]:
         """Enrolments the site already has are left exactly as the site keeps them.
@@ -212,9 +239,9 @@ class MoodleSink:
                 return outcomes + [self._enrolled(a) for a in ready]
         return outcomes + [self._enrol(a) for a in ready]
 
-    @staticmethod
-    def _enrolled(action: OutgoingAction) -> DeliveryOutcome:
+    def _enrolled(self, action: OutgoingAction) -> DeliveryOutcome:
         assert action.target is not None
+        self._note_enrolled(action)
         return DeliveryOutcome(
             action.key,
             OutcomeStatus.SENT,
