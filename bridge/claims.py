@@ -42,12 +42,20 @@ from bridge.store import schema as t
 
 log = get_logger(__name__)
 
-# A new recommendation goes before manager digests, reinforcement and reminders.
+# A new recommendation goes before manager digests, reinforcement and reminders: the claim order,
+# by class of purpose (within a class, by due time). Every purpose an action may have is in one
+# class (outbox.enqueue refuses any other), so the classes are read one at a time through the
+# (state, purpose, due_at, id) index, never by sorting every due row.
+CLAIM_ORDER: tuple[tuple[str, ...], ...] = (
+    ("recommend",),
+    ("digest",),
+    ("reinforcement",),
+    ("reminder", "escalation", "observe", "manager_copy"),
+)
+PURPOSES = frozenset(p for purposes in CLAIM_ORDER for p in purposes)
 PRIORITY = case(
-    (t.actions.c.purpose == "recommend", 0),
-    (t.actions.c.purpose == "digest", 1),
-    (t.actions.c.purpose == "reinforcement", 2),
-    else_=3,
+    *((t.actions.c.purpose.in_(purposes), rank) for rank, purposes in enumerate(CLAIM_ORDER[:-1])),
+    else_=len(CLAIM_ORDER) - 1,
 )
 
 
@@ -83,15 +91,7 @@ def claim(conn: Connection, worker: str, now: datetime, limit: int, lease_second
     workers claim side by side without waiting on or double-claiming each other's rows.
     """
     a = t.actions
-    due = (
-        select(a.c.id)
-        .where(and_(a.c.state == "pending", a.c.due_at <= now))
-        .order_by(PRIORITY, a.c.due_at, a.c.id)
-        .limit(limit)
-    )
-    if conn.dialect.name == "postgresql":
-        due = due.with_for_update(skip_locked=True)
-    ids = list(conn.execute(due).scalars())
+    ids = _due(conn, now, limit)
     if not ids:
         return []
     token = uuid.uuid4().hex
@@ -115,6 +115,31 @@ def claim(conn: Connection, worker: str, now: datetime, limit: int, lease_second
             .order_by(PRIORITY, a.c.due_at, a.c.id)
         )
     )
+
+
+def _due(conn: Connection, now: datetime, limit: int) -> list[int]:
+    """The ids of up to ``limit`` due pending actions in claim order (PRIORITY, due_at, id): each
+    purpose's first rows in due order from the index, merged within their class. On PostgreSQL
+    the rows read are locked (``SKIP LOCKED``) until the claim commits."""
+    a = t.actions
+    ids: list[int] = []
+    for purposes in CLAIM_ORDER:
+        rows: list[Any] = []
+        for purpose in purposes:
+            due = (
+                select(a.c.id, a.c.due_at)
+                .where(and_(a.c.state == "pending", a.c.purpose == purpose, a.c.due_at <= now))
+                .order_by(a.c.due_at, a.c.id)
+                .limit(limit - len(ids))
+            )
+            if conn.dialect.name == "postgresql":
+                due = due.with_for_update(skip_locked=True)
+            rows += conn.execute(due).all()
+        rows.sort(key=lambda r: (r.due_at, r.id))
+        ids += [r.id for r in rows[: limit - len(ids)]]
+        if len(ids) >= limit:
+            break
+    return ids
 
 
 def abandoned(conn: Connection) -> list[Any]:

@@ -22,7 +22,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, func, or_, select, update
 
-from bridge.claims import owned, owned_each, owned_params
+from bridge.claims import PURPOSES, owned, owned_each, owned_params
 from bridge.ports import ActionKind, DeliveryOutcome, OutcomeStatus, OutgoingAction
 from bridge.records import Target
 from bridge.store import schema as t
@@ -91,6 +91,9 @@ def enqueue(conn: Connection, actions: Sequence[NewAction], now: datetime) -> in
     """Insert actions whose key is new; existing keys are left exactly as they are."""
     if not actions:
         return 0
+    unknown = sorted({a.purpose for a in actions} - PURPOSES)
+    if unknown:  # it would never be claimed (bridge.claims.CLAIM_ORDER)
+        raise ValueError(f"actions with purposes outside claims.CLAIM_ORDER: {', '.join(unknown)}")
     rows = [
         {
             "key": a.key,

@@ -1,0 +1,77 @@
+"""A claim takes due actions in priority order (new recommendations, digests, reinforcement, then
+the rest, each by due time) through the (state, purpose, due_at, id) index, one purpose at a
+time, and gives exactly what sorting every due row by that order gives."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import Engine, and_, select
+
+from bridge.claims import CLAIM_ORDER, PRIORITY, PURPOSES, _due
+from bridge.outbox import NewAction, enqueue
+from bridge.ports import ActionKind
+from bridge.store import schema as t
+
+NOW = datetime(2026, 11, 2, 10, tzinfo=UTC)
+STATES = ("pending", "pending", "pending", "sent", "sending", "cancelled")
+
+
+def fill(engine: Engine, count: int, seed: int) -> None:
+    pick = random.Random(seed)
+    actions = [
+        NewAction(
+            key=f"k{i}",
+            purpose=pick.choice(sorted(PURPOSES)),
+            kind=ActionKind.MESSAGE,
+            site="moodle",
+            due_at=NOW + timedelta(minutes=pick.randint(-600, 60)),  # some not due yet
+            state=pick.choice(STATES),
+        )
+        for i in range(count)
+    ]
+    with engine.begin() as conn:
+        enqueue(conn, actions, NOW)
+
+
+def sorted_due(engine: Engine, limit: int) -> list[int]:
+    """The order a claim must follow, by sorting every due row."""
+    a = t.actions
+    query = (
+        select(a.c.id)
+        .where(and_(a.c.state == "pending", a.c.due_at <= NOW))
+        .order_by(PRIORITY, a.c.due_at, a.c.id)
+        .limit(limit)
+    )
+    with engine.connect() as conn:
+        return list(conn.execute(query).scalars())
+
+
+@pytest.mark.parametrize("limit", [1, 7, 100, 1000])
+def test_a_claim_takes_what_sorting_every_due_row_gives(engine: Engine, limit: int) -> None:
+    fill(engine, 400, seed=limit)
+    with engine.connect() as conn:
+        assert _due(conn, NOW, limit) == sorted_due(engine, limit)
+
+
+def test_every_purpose_has_a_place_in_the_claim_order_and_no_other_is_queued(engine: Engine) -> None:
+    assert len(PURPOSES) == sum(len(c) for c in CLAIM_ORDER)  # each purpose in one class
+    stray = NewAction(key="x", purpose="newsletter", kind=ActionKind.MESSAGE, site="moodle", due_at=NOW)
+    with engine.begin() as conn, pytest.raises(ValueError, match="newsletter"):
+        enqueue(conn, [stray], NOW)
+
+
+def test_a_purposes_due_rows_are_read_from_the_index_in_order(sqlite_engine: Engine) -> None:
+    """No sort of every due row (SQLite's plan, after ANALYZE of a filled queue)."""
+    fill(sqlite_engine, 2000, seed=1)
+    with sqlite_engine.connect() as conn:
+        conn.exec_driver_sql("ANALYZE")
+        plan = conn.exec_driver_sql(
+            "EXPLAIN QUERY PLAN SELECT id, due_at FROM actions "
+            "WHERE state = 'pending' AND purpose = 'reminder' AND due_at <= '2026-11-02 10:00:00' "
+            "ORDER BY due_at, id LIMIT 100"
+        ).all()
+    details = " ".join(str(row[-1]) for row in plan)
+    assert "ix_actions_claim" in details and "TEMP B-TREE" not in details, details
