@@ -30,6 +30,7 @@ from sqlalchemy import (
     bindparam,
     case,
     func,
+    literal_column,
     or_,
     select,
     true,
@@ -53,6 +54,9 @@ CLAIM_ORDER: tuple[tuple[str, ...], ...] = (
     ("reminder", "escalation", "observe", "manager_copy"),
 )
 PURPOSES = frozenset(p for purposes in CLAIM_ORDER for p in purposes)
+PENDING: ColumnElement[str] = literal_column(
+    "'pending'"
+)  # written out, so the partial ix_actions_claim applies
 PRIORITY = case(
     *((t.actions.c.purpose.in_(purposes), rank) for rank, purposes in enumerate(CLAIM_ORDER[:-1])),
     else_=len(CLAIM_ORDER) - 1,
@@ -119,7 +123,7 @@ def claim(conn: Connection, worker: str, now: datetime, limit: int, lease_second
 
 def _due(conn: Connection, now: datetime, limit: int) -> list[int]:
     """The ids of up to ``limit`` due pending actions in claim order (PRIORITY, due_at, id): each
-    purpose's first rows in due order from the index, merged within their class. On PostgreSQL
+    purpose's first rows in due order from the pending rows' index, merged within their class. On PostgreSQL
     the rows read are locked (``SKIP LOCKED``) until the claim commits."""
     a = t.actions
     ids: list[int] = []
@@ -128,7 +132,7 @@ def _due(conn: Connection, now: datetime, limit: int) -> list[int]:
         for purpose in purposes:
             due = (
                 select(a.c.id, a.c.due_at)
-                .where(and_(a.c.state == "pending", a.c.purpose == purpose, a.c.due_at <= now))
+                .where(and_(a.c.state == PENDING, a.c.purpose == purpose, a.c.due_at <= now))
                 .order_by(a.c.due_at, a.c.id)
                 .limit(limit - len(ids))
             )

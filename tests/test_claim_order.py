@@ -1,15 +1,18 @@
 """A claim takes due actions in priority order (new recommendations, digests, reinforcement, then
-the rest, each by due time) through the (state, purpose, due_at, id) index, one purpose at a
+the rest, each by due time) through the pending rows' (purpose, due_at, id) index, one purpose at a
 time, and gives exactly what sorting every due row by that order gives."""
 
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
-from sqlalchemy import Engine, and_, select
+from sqlalchemy import Connection, Engine, and_, event, select
 
+from bridge import guards
 from bridge.claims import CLAIM_ORDER, PRIORITY, PURPOSES, _due
 from bridge.outbox import NewAction, enqueue
 from bridge.ports import ActionKind
@@ -63,15 +66,38 @@ def test_every_purpose_has_a_place_in_the_claim_order_and_no_other_is_queued(eng
         enqueue(conn, [stray], NOW)
 
 
-def test_a_purposes_due_rows_are_read_from_the_index_in_order(sqlite_engine: Engine) -> None:
-    """No sort of every due row (SQLite's plan, after ANALYZE of a filled queue)."""
+def plans(engine: Engine, run: Callable[[Connection], object], reading: str) -> list[str]:
+    """SQLite's plan of each statement ``run`` executes that contains ``reading``, as executed."""
+    seen: list[tuple[str, Any]] = []
+
+    def keep(conn: object, cursor: object, statement: str, parameters: Any, *args: object) -> None:
+        if reading in statement:
+            seen.append((statement, parameters))
+
+    event.listen(engine, "before_cursor_execute", keep)
+    try:
+        with engine.connect() as conn:
+            run(conn)
+    finally:
+        event.remove(engine, "before_cursor_execute", keep)
+    with engine.connect() as conn:
+        return [
+            " ".join(str(row[-1]) for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", params))
+            for sql, params in seen
+        ]
+
+
+def test_the_claim_reads_the_pending_rows_index_and_the_cap_its_own(sqlite_engine: Engine) -> None:
+    """No sort of every due row for a claim, and the weekly cap's query is not drawn to the claim's
+    index (SQLite's plans, after ANALYZE of a filled queue)."""
     fill(sqlite_engine, 2000, seed=1)
-    with sqlite_engine.connect() as conn:
+    with sqlite_engine.begin() as conn:
         conn.exec_driver_sql("ANALYZE")
-        plan = conn.exec_driver_sql(
-            "EXPLAIN QUERY PLAN SELECT id, due_at FROM actions "
-            "WHERE state = 'pending' AND purpose = 'reminder' AND due_at <= '2026-11-02 10:00:00' "
-            "ORDER BY due_at, id LIMIT 100"
-        ).all()
-    details = " ".join(str(row[-1]) for row in plan)
-    assert "ix_actions_claim" in details and "TEMP B-TREE" not in details, details
+    claim_plans = plans(sqlite_engine, lambda conn: _due(conn, NOW, 100), "ORDER BY actions.due_at")
+    assert claim_plans and all("ix_actions_claim" in p and "TEMP B-TREE" not in p for p in claim_plans)
+    cap = plans(
+        sqlite_engine,
+        lambda conn: guards._recent_learner_messages(conn, {"P1", "P2"}, NOW, set()),
+        "count(*)",
+    )
+    assert cap and all("ix_actions_claim" not in p for p in cap), cap

@@ -28,6 +28,7 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
     false,
+    text,
 )
 
 from bridge import clock
@@ -333,8 +334,16 @@ actions = Table(
     Column("created_at", UtcDateTime(), nullable=False, default=_now),
     updated_at(),
     Index("ix_actions_state_due", "state", "due_at"),
-    # Claims read each purpose's due rows in due order (bridge.claims.CLAIM_ORDER).
-    Index("ix_actions_claim", "state", "purpose", "due_at", "id"),
+    # Claims read each purpose's due rows in due order (bridge.claims.CLAIM_ORDER). Partial: of
+    # pending rows only, so no query about sent rows (the weekly cap) is planned through it.
+    Index(
+        "ix_actions_claim",
+        "purpose",
+        "due_at",
+        "id",
+        sqlite_where=text("state = 'pending'"),
+        postgresql_where=text("state = 'pending'"),
+    ),
     Index("ix_actions_person", "person_id"),
     Index("ix_actions_recommendation", "recommendation_id"),
     # The weekly cap counts a person's learner messages sent in the last 7 days (bridge.guards).
