@@ -290,7 +290,7 @@ def pipeline(
     run.floor(
         delivery,
         replay_cpu_s(conversation),
-        f"the same {len(conversation.requests):,} HTTP requests sent again on one keep-alive session",
+        f"the same {conversation.count:,} HTTP requests sent again on one keep-alive session",
     )
     figures.update(
         enrolments=enrolments,
