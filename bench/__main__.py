@@ -61,6 +61,11 @@ def organisation_rows(sizes: list[int], stores: list[tuple[str, int]]) -> list[s
     return rows
 
 
+def seconds(value: float) -> str:
+    """Two figures under 10 s (a steady cycle's tenths are what changed), else one decimal."""
+    return f"{value:.2f} s" if value < 10 else f"{value:.1f} s"
+
+
 def stage_rows(sizes: list[int], stores: list[tuple[str, int]], when: str, box: str) -> list[str]:
     """Per organisation stage: lmsbridge's CPU, the simulator's, wall time, floor and ratio."""
     rows = [
@@ -71,8 +76,8 @@ def stage_rows(sizes: list[int], stores: list[tuple[str, int]], when: str, box: 
         for s in load(f"organisation-{store}-{learners}")["stages"]:
             floor = f"{s['floor_s']:.1f} s ({s['floor']})" if s.get("floor_s") else ""
             rows.append(
-                f"| {box} | {when} | {store} | {learners:,} | {s['name']} | {s['cpu_s']:.1f} s | "
-                f"{s.get('simulator_cpu_s', 0):.1f} s | {s['wall_s']:.1f} s | {floor} | "
+                f"| {box} | {when} | {store} | {learners:,} | {s['name']} | {seconds(s['cpu_s'])} | "
+                f"{seconds(s.get('simulator_cpu_s', 0))} | {seconds(s['wall_s'])} | {floor} | "
                 f"{ratio(s['cpu_s'], s.get('floor_s'))} |"
             )
     return rows

@@ -228,7 +228,8 @@ def pipeline(
         pull_source(engine, s, mapping_set, sources["moodle"])
         stage.figures.update(http_calls=calls(url), rows_added=rows.take())
     floor_cpu, floor_rows = bulk_insert_floor(store)
-    run.floor(stage, floor_cpu, f"bulk insert of the same {floor_rows:,} rows")
+    bulk = "COPY" if store.startswith("postgresql") else "bulk insert"
+    run.floor(stage, floor_cpu, f"{bulk} of the same {floor_rows:,} rows")
     with run.stage("evaluation (everyone, 20 mappings)") as stage:
         decided = decide_stage(engine, s, mapping_set, full=True)
         stage.figures.update(
