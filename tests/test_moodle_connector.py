@@ -407,6 +407,21 @@ def test_report_rows_of_hr_people_not_linked_yet_are_read_again_not_lost(moodle:
     assert datetime.fromisoformat(again[-1].cursor or "") > datetime.fromisoformat(cursor)
 
 
+def enrol(user: int, key: str = "") -> OutgoingAction:
+    """An enrolment of ``user`` in course 2 (key ``enrol-USER`` unless given)."""
+    return OutgoingAction(
+        key=key or f"enrol-{user}",
+        kind=ActionKind.ENROL,
+        site="moodle",
+        recipient_user_id=user,
+        recipient_email=None,
+        subject="",
+        body_html="",
+        body_text="",
+        target=Target("moodle", "course", 2, "C"),
+    )
+
+
 def test_enrolments_the_site_already_has_are_left_as_the_site_keeps_them(moodle: Running) -> None:
     """Issue 13: re-enrolling rewrites an enrolment (re-activated, end date removed): never send it."""
     sink = MoodleSink("moodle", client(moodle))
@@ -418,19 +433,6 @@ def test_enrolments_the_site_already_has_are_left_as_the_site_keeps_them(moodle:
     for user in (new,):
         moodle.state.enrolments.get(user, {}).pop(2, None)
         moodle.state.participants[2].discard(user)
-
-    def enrol(user: int) -> OutgoingAction:
-        return OutgoingAction(
-            key=f"enrol-{user}",
-            kind=ActionKind.ENROL,
-            site="moodle",
-            recipient_user_id=user,
-            recipient_email=None,
-            subject="",
-            body_html="",
-            body_text="",
-            target=Target("moodle", "course", 2, "C"),
-        )
 
     outcomes = {o.key: o for o in sink.deliver([enrol(active), enrol(suspended), enrol(new)])}
     assert outcomes[f"enrol-{new}"].status is OutcomeStatus.SENT
@@ -455,19 +457,6 @@ def test_a_course_listing_is_read_once_a_minute_and_keeps_the_sinks_own_enrolmen
     for user in (first, second, third):
         moodle.state.enrolments.get(user, {}).pop(2, None)
         moodle.state.participants[2].discard(user)
-
-    def enrol(user: int, key: str = "") -> OutgoingAction:
-        return OutgoingAction(
-            key=key or f"enrol-{user}",
-            kind=ActionKind.ENROL,
-            site="moodle",
-            recipient_user_id=user,
-            recipient_email=None,
-            subject="",
-            body_html="",
-            body_text="",
-            target=Target("moodle", "course", 2, "C"),
-        )
 
     listings = lambda: c.calls["core_enrol_get_enrolled_users"]  # noqa: E731
     assert sink.deliver([enrol(first)])[0].status is OutcomeStatus.SENT and listings() == 2
