@@ -144,6 +144,14 @@ def _publish_site(engine: Engine, site: str, sink: Sink, now: datetime) -> int:
                 changed_people = _changed_since(conn, last.at - LOOK_BACK)
             # As many as PARTIAL_MAX: one pass over everyone costs less than the lists.
             people = changed_people if len(changed_people) <= PARTIAL_MAX else None
+    board: RecommendationBoard | None = None
+    if people is None and current is not None:
+        # Comparing everyone reads every open recommendation (their explanations too): only for a
+        # site that has a board. One without is remembered, and asked again only on a change.
+        board = board_of(sink)
+        if board is None:
+            _set_told(engine, name, replace(current, board=False), now)
+            return 0
     with engine.connect() as conn:
         wanted = open_recommendations(conn, site, people)
         told = _told_digests(conn, site, people)
@@ -152,7 +160,8 @@ def _publish_site(engine: Engine, site: str, sink: Sink, now: datetime) -> int:
         uid: items for uid, items in wanted.items() if told.get(uid) != digests[uid]
     }
     changed.update({uid: [] for uid in told if uid not in wanted})
-    board = board_of(sink) if changed else None
+    if board is None and changed:
+        board = board_of(sink)
     users = sorted(changed) if board is not None else []
     for start in range(0, len(users), USERS_PER_CALL):
         chunk = {uid: changed[uid] for uid in users[start : start + USERS_PER_CALL]}
