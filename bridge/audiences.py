@@ -16,7 +16,7 @@ from sqlalchemy import Connection, Engine, and_, select
 
 from bridge import clock
 from bridge.facts import Facts, iter_active_people
-from bridge.kept import Kept
+from bridge.kept import Kept, store_of
 from bridge.mapping import model as m
 from bridge.mapping.context import audience_context, names_a_manager
 from bridge.mapping.evaluate import audience
@@ -31,7 +31,10 @@ def audience_members(engine: Engine, mappings: Sequence[m.Mapping]) -> frozenset
     employee numbers and day), and who has an open recommendation of theirs."""
     r = t.recommendations
     with engine.connect() as conn:
-        held = _members.get(_key(conn, engine, mappings), lambda: _in_audiences(conn, mappings))
+        audiences = tuple((mp.id, mp.audience.model_dump_json()) for mp in mappings)
+        held = _members.get(
+            (store_of(engine), audiences), _version(conn, mappings), lambda: _in_audiences(conn, mappings)
+        )
         ids = [mp.id for mp in mappings]
         open_ones = conn.execute(
             select(r.c.person_id).where(and_(r.c.state == "open", r.c.mapping_id.in_(ids)))
@@ -48,11 +51,11 @@ def _in_audiences(conn: Connection, mappings: Sequence[m.Mapping]) -> frozenset[
     )
 
 
-def _key(conn: Connection, engine: Engine, mappings: Sequence[m.Mapping]) -> tuple[object, ...] | None:
-    """What the answer depends on; None (not kept) while the people data has no version yet."""
+def _version(conn: Connection, mappings: Sequence[m.Mapping]) -> tuple[object, ...] | None:
+    """What the answer depends on besides the audiences; None (not kept) while the people data
+    has no version yet."""
     people = version(conn, "people")
     if people is None:
         return None
     managers = version(conn, "managers") if any(names_a_manager(mp.audience) for mp in mappings) else ""
-    audiences = tuple((mp.id, mp.audience.model_dump_json()) for mp in mappings)
-    return (engine.url.render_as_string(), people, managers, clock.now().date(), audiences)
+    return (people, managers, clock.now().date())

@@ -128,28 +128,27 @@ def _publish_site(engine: Engine, site: str, sink: Sink, now: datetime) -> int:
         current = _now_told(conn, now)
         last = _Told.parse(control_value(conn, name))
     people: set[str] | None = None  # everyone
+    board: RecommendationBoard | None = None
+    asked = False
     if current is not None and last is not None:
         if last.same_inputs(current):
             return 0
         if not last.board:
             try:
-                has_board = board_of(sink) is not None
+                board, asked = board_of(sink), True
             except BridgeError:
                 return 0  # the site cannot say now; a site without a board has nothing to be told
-            if not has_board:  # still none: nothing to show, and nothing read
-                _set_told(engine, name, replace(current, board=False), now)
-                return 0
         elif last.others == current.others:
             with engine.connect() as conn:
                 changed_people = _changed_since(conn, last.at - LOOK_BACK)
             # As many as PARTIAL_MAX: one pass over everyone costs less than the lists.
             people = changed_people if len(changed_people) <= PARTIAL_MAX else None
-    board: RecommendationBoard | None = None
     if people is None and current is not None:
         # Comparing everyone reads every open recommendation (their explanations too): only for a
         # site that has a board. One without is remembered, and asked again only on a change.
-        board = board_of(sink)
-        if board is None:
+        if not asked:
+            board = board_of(sink)
+        if board is None:  # nothing to show, and nothing read
             _set_told(engine, name, replace(current, board=False), now)
             return 0
     with engine.connect() as conn:

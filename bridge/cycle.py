@@ -25,7 +25,7 @@ from bridge.delivery import DeliveryReport, deliver
 from bridge.errors import BridgeError, Remedy
 from bridge.followups import FollowUpReport, follow_up
 from bridge.identity import match_identities
-from bridge.kept import Kept, versions
+from bridge.kept import Kept, store_of, versions
 from bridge.log import get_logger, redact_text
 from bridge.mapping.loader import MappingSet
 from bridge.mapping.refs import all_item_refs, item_refs, uses_competencies
@@ -55,7 +55,8 @@ class StoreSiteView:
         self.site = site
 
     def linked_users(self) -> dict[int, str]:
-        return _links.get(versions(self.engine, [f"links:{self.site}"]), self._read_links)
+        subject, version = (store_of(self.engine), self.site), versions(self.engine, [f"links:{self.site}"])
+        return _links.get(subject, version, self._read_links)
 
     def _read_links(self) -> dict[int, str]:
         i = t.identities
@@ -82,8 +83,8 @@ class StoreSiteView:
             return {(r.user_id, r.item_id) for r in rows}
 
     def index(self) -> SiteIndex:
-        key = versions(self.engine, [f"users:{self.site}", f"items:{self.site}"])
-        return _indexes.get((*key, self.site), self._read_index)
+        version = versions(self.engine, [f"users:{self.site}", f"items:{self.site}"])
+        return _indexes.get((store_of(self.engine), self.site), version, self._read_index)
 
     def _read_index(self) -> SiteIndex:
         u, items = t.lms_users, t.learning_items
@@ -157,7 +158,7 @@ class CycleReport:
 
 def person_keys(engine: Engine) -> PeopleKeys:
     """Every active HR person's keys, kept while the people data is unchanged (``version:people``)."""
-    return _keys.get(versions(engine, ["people"]), lambda: _read_person_keys(engine))
+    return _keys.get(store_of(engine), versions(engine, ["people"]), lambda: _read_person_keys(engine))
 
 
 def _read_person_keys(engine: Engine) -> PeopleKeys:
@@ -223,7 +224,7 @@ def pull_source(
             else PullScope(),
             now=clock.now(),
             full=full,
-            people=person_keys(engine) if source.name in settings.sites else (),
+            people=person_keys(engine) if source.name in settings.sites else PeopleKeys(),
             view=StoreSiteView(engine, source.name),
         )
         users_changed = False

@@ -26,31 +26,41 @@ T = TypeVar("T")
 
 
 class Kept(Generic[T]):
-    """The last ``size`` values built, by key (least recently used dropped first)."""
+    """One value per subject (a site's links, a metric's ranks, …), kept while the versions it
+    was built from stand and replaced when they move: a stale value is never held beside the new
+    one. At most ``size`` subjects, the least recently used dropped first."""
 
     def __init__(self, size: int = 16) -> None:
         self.size = size
-        self._held: OrderedDict[Hashable, T] = OrderedDict()
+        self._held: OrderedDict[Hashable, tuple[Hashable, T]] = OrderedDict()
         self._lock = threading.Lock()  # the daemon pulls several sites at once
 
-    def get(self, key: Hashable | None, build: Callable[[], T]) -> T:
-        """The value kept under ``key``, else ``build()`` kept under it; None: build, keep nothing."""
-        if key is None:
+    def get(self, subject: Hashable, version: Hashable | None, build: Callable[[], T]) -> T:
+        """The subject's value if built at ``version``, else ``build()`` kept for it; a version of
+        None (nothing to tell versions apart by yet): built, and nothing kept."""
+        if version is None:
             return build()
         with self._lock:
-            if key in self._held:
-                self._held.move_to_end(key)
-                return self._held[key]
+            held = self._held.get(subject)
+            if held is not None and held[0] == version:
+                self._held.move_to_end(subject)
+                return held[1]
         value = build()
         with self._lock:
-            self._held[key] = value
+            self._held[subject] = (version, value)
+            self._held.move_to_end(subject)
             while len(self._held) > self.size:
                 self._held.popitem(last=False)
         return value
 
 
+def store_of(engine: Engine) -> str:
+    """Which store a kept value comes from (several engines may share a process: the tests)."""
+    return engine.url.render_as_string()
+
+
 def versions(engine: Engine, names: Sequence[str]) -> tuple[str, ...]:
-    """The store's and the named versions' identity, a key for what is built from them.
+    """The named versions' values, the version of what is built from them.
 
     A version never bumped yet (a store written before it existed) is started here: the data as
     it is now is that version, and any later write bumps it. Starting one over a concurrent bump
@@ -64,4 +74,4 @@ def versions(engine: Engine, names: Sequence[str]) -> tuple[str, ...]:
             for name in missing:
                 bump_version(conn, name, clock.now())
                 found[name] = version(conn, name)
-    return (engine.url.render_as_string(), *(str(found[name]) for name in names))
+    return tuple(str(found[name]) for name in names)

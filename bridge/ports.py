@@ -97,10 +97,6 @@ def _changed_at(person: PersonKeys) -> datetime:
     return person.changed_at
 
 
-def people_keys(people: Sequence[PersonKeys]) -> PeopleKeys:
-    return people if isinstance(people, PeopleKeys) else PeopleKeys(people)
-
-
 class SiteView(Protocol):
     """Read-only facts the bridge already holds about one site, for incremental pulls."""
 
@@ -138,7 +134,7 @@ class PullContext:
     scope: PullScope
     now: datetime
     full: bool = False
-    people: Sequence[PersonKeys] = ()
+    people: PeopleKeys = field(default_factory=PeopleKeys)
     view: SiteView | None = None
 
 

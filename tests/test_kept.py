@@ -26,17 +26,25 @@ def test_a_value_is_built_once_per_key_and_the_oldest_is_dropped() -> None:
     built: list[str] = []
     kept: Kept[str] = Kept(size=2)
 
-    def get(key: str | None) -> str:
-        return kept.get(key, lambda: built.append(str(key)) or f"value of {key}")
+    def get(key: str | None, version: int | None = 1) -> str:
+        return kept.get(key, version, lambda: built.append(f"{key}@{version}") or f"value of {key}")
 
-    assert get("a") == get("a") == "value of a" and built == ["a"]
+    assert get("a") == get("a") == "value of a" and built == ["a@1"]
     get("b"), get("c")  # "a" is the least recently used of three
     get("b")
-    assert built == ["a", "b", "c"]
+    assert built == ["a@1", "b@1", "c@1"]
     get("a")
-    assert built == ["a", "b", "c", "a"]
-    get(None), get(None)  # no key: built every time, nothing kept
-    assert built[-2:] == ["None", "None"]
+    assert built == ["a@1", "b@1", "c@1", "a@1"]
+    get("x", None), get("x", None)  # no version: built every time, nothing kept
+    assert built[-2:] == ["x@None", "x@None"]
+
+
+def test_a_subjects_value_is_replaced_when_its_version_moves() -> None:
+    """One value per subject: the one built at an older version is not kept beside the new."""
+    kept: Kept[str] = Kept(size=2)
+    assert kept.get("links", 1, lambda: "old") == "old"
+    assert kept.get("links", 2, lambda: "new") == "new" and kept.get("links", 2, lambda: "built") == "new"
+    assert kept.get("other", 1, lambda: "o") == "o" and kept.get("links", 2, lambda: "built") == "new"
 
 
 def test_a_version_is_started_when_first_asked_and_moves_when_bumped(engine: Engine) -> None:

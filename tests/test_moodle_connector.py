@@ -12,6 +12,7 @@ from bridge.ports import (
     ActionKind,
     OutcomeStatus,
     OutgoingAction,
+    PeopleKeys,
     PersonKeys,
     PullContext,
     PullScope,
@@ -65,7 +66,7 @@ def test_users_found_by_idnumber_then_email_then_case_insensitive_email(moodle: 
     org = generate(1)
     people = [PersonKeys(p.person_id, p.employee_number, p.email) for p in org.people]
     source = MoodleSource("moodle", client(moodle))
-    ctx = PullContext(cursors={}, scope=PullScope(), now=NOW, people=people, view=View({}))
+    ctx = PullContext(cursors={}, scope=PullScope(), now=NOW, people=PeopleKeys(people), view=View({}))
     users = [r for b in source.pull_users(ctx) for r in b.records if isinstance(r, LmsUser)]
     found = {u.user_id for u in users}
     expected = {p.user_id for p in org.people if p.lms_idnumber or p.lms_email.lower() == p.email}
@@ -91,19 +92,19 @@ def test_the_case_insensitive_email_search_is_not_repeated_by_the_next_process(m
         ]
 
     people = keys(changed)
-    first = PullContext(cursors={}, scope=PullScope(), now=NOW, people=people, view=View({}))
+    first = PullContext(cursors={}, scope=PullScope(), now=NOW, people=PeopleKeys(people), view=View({}))
     c = client(moodle)
     batches = list(MoodleSource("moodle", c).pull_users(first))
     assert c.calls["core_user_get_users"] >= len(shouted)
     cursors = {b.stream: b.cursor for b in batches if b.cursor is not None}
     assert shouted and "like_tried" in cursors
     c = client(moodle)
-    later = PullContext(cursors=cursors, scope=PullScope(), now=NOW, people=people, view=View({}))
+    later = PullContext(cursors=cursors, scope=PullScope(), now=NOW, people=PeopleKeys(people), view=View({}))
     list(MoodleSource("moodle", c).pull_users(later))
     assert c.calls["core_user_get_users"] == 0
     newer = keys(NOW)
     c = client(moodle)
-    again = PullContext(cursors=cursors, scope=PullScope(), now=NOW, people=newer, view=View({}))
+    again = PullContext(cursors=cursors, scope=PullScope(), now=NOW, people=PeopleKeys(newer), view=View({}))
     list(MoodleSource("moodle", c).pull_users(again))
     assert c.calls["core_user_get_users"] > 0  # a new HR version of them is tried once more
 
@@ -134,7 +135,9 @@ def test_more_case_insensitive_searches_than_a_poll_allows_go_on_at_the_next_pol
         for hour in range(3):  # each poll a new process (sync --once from cron), an hour apart
             c = client(site)
             now = NOW + timedelta(hours=hour)
-            ctx = PullContext(cursors=cursors, scope=PullScope(), now=now, people=people, view=View({}))
+            ctx = PullContext(
+                cursors=cursors, scope=PullScope(), now=now, people=PeopleKeys(people), view=View({})
+            )
             batches = list(MoodleSource("moodle", c).pull_users(ctx))
             cursors.update({b.stream: b.cursor for b in batches if b.cursor is not None})
             found |= {by_user[r.user_id] for b in batches for r in b.records if isinstance(r, LmsUser)}
@@ -150,7 +153,11 @@ def test_incremental_users_only_looks_up_unlinked_people(moodle: Running) -> Non
     people = [PersonKeys(p.person_id, p.employee_number, p.email) for p in org.people]
     linked = {p.user_id: p.person_id for p in org.people[1:]}
     ctx = PullContext(
-        cursors={"users": NOW.isoformat()}, scope=PullScope(), now=NOW, people=people, view=View(linked)
+        cursors={"users": NOW.isoformat()},
+        scope=PullScope(),
+        now=NOW,
+        people=PeopleKeys(people),
+        view=View(linked),
     )
     c = client(moodle)
     users = [r for b in MoodleSource("moodle", c).pull_users(ctx) for r in b.records]
@@ -392,7 +399,9 @@ def test_report_rows_of_hr_people_not_linked_yet_are_read_again_not_lost(moodle:
     (old_user, old_course), old_time = done[0]  # the oldest completion on the site
     source = MoodleSource("moodle", client(moodle))
     hidden = PartialIndexView({old_user})
-    first = list(source.pull_completions(PullContext({}, PullScope(), NOW, people=people, view=hidden)))
+    first = list(
+        source.pull_completions(PullContext({}, PullScope(), NOW, people=PeopleKeys(people), view=hidden))
+    )
     stored = {(r.user_id, r.item_id) for b in first for r in b.records if isinstance(r, Completion)}
     assert (old_user, old_course) not in stored
     cursor = first[-1].cursor
@@ -400,7 +409,7 @@ def test_report_rows_of_hr_people_not_linked_yet_are_read_again_not_lost(moodle:
     # The account is found later: the next poll, from the held cursor, stores the old completion.
     again = list(
         source.pull_completions(
-            PullContext({"completions": cursor}, PullScope(), NOW, people=people, view=View({}))
+            PullContext({"completions": cursor}, PullScope(), NOW, people=PeopleKeys(people), view=View({}))
         )
     )
     assert (old_user, old_course) in {(r.user_id, r.item_id) for b in again for r in b.records}

@@ -94,12 +94,9 @@ def print_report(engine: Engine, report: CycleReport) -> None:
                 for d in delivery.delivered
             ],
         )
-    if delivery and sum(delivery.states.values()) > len(delivery.delivered):
-        _more(
-            sum(delivery.states.values()) - len(delivery.delivered),
-            "delivery outcome",
-            "lmsbridge outbox",
-        )
+    unlisted = sum(delivery.states.values()) - len(delivery.delivered) if delivery else 0
+    if unlisted > 0:
+        _more(unlisted, "delivery outcome", "lmsbridge outbox")
     for error in delivery.errors if delivery else []:
         console.print(f"[red]error:[/] {escape(error)}", highlight=False)
     if delivery and delivery.paused:

@@ -6,14 +6,14 @@ binary search rather than a scan of their department.
 
 from __future__ import annotations
 
-import threading
 from bisect import bisect_left, bisect_right
 from collections import defaultdict
 from collections.abc import Iterable
-from typing import Any
+from functools import partial
 
 from sqlalchemy import Connection, func, select
 
+from bridge.kept import Kept, store_of
 from bridge.records import Person
 from bridge.store import schema as t
 from bridge.store.ingest import version
@@ -28,10 +28,9 @@ def _group_key(person: Person, group: str) -> str | None:
     return value.casefold() if value else None
 
 
-# Ranks only change when a metric's data changes: ingest bumps a version per metric, and the
-# ranks built for the previous version are reused until then.
-_LOCK = threading.Lock()
-_CACHE: dict[tuple[str, str, frozenset[str]], tuple[str, Any]] = {}
+# Ranks only change when a metric's data or the people change: ingest bumps a version for each,
+# and the ranks built at the versions of now are kept until one moves.
+_ranks: Kept[tuple[dict[str, float], dict[tuple[str, str], dict[str, list[float]]]]] = Kept(size=64)
 
 
 class PeerRanks:
@@ -50,16 +49,12 @@ class PeerRanks:
         for metric, group in wanted:
             groups_by_metric[metric].add(group)
         for metric, groups in sorted(groups_by_metric.items()):
-            key = (str(conn.engine.url), metric, frozenset(groups))
             kpis, people = version(conn, f"kpi:{metric}"), version(conn, "people")
-            current = f"{kpis}/{people}" if kpis and people else None
-            with _LOCK:
-                cached = _CACHE.get(key)
-            if current is None or cached is None or cached[0] != current:
-                cached = (current or "", cls._load_metric(conn, metric, groups))
-                with _LOCK:
-                    _CACHE[key] = cached
-            latest, grouped = cached[1]
+            latest, grouped = _ranks.get(
+                (store_of(conn.engine), metric, frozenset(groups)),
+                (kpis, people) if kpis and people else None,
+                partial(cls._load_metric, conn, metric, groups),
+            )
             ranks._latest[metric] = latest
             ranks._groups.update(grouped)
         return ranks

@@ -31,7 +31,7 @@ from bridge.errors import Remedy, SourceError
 from bridge.incremental import refreshed
 from bridge.log import get_logger
 from bridge.pagination import OffsetPaginator, Page, paginate
-from bridge.ports import Batch, PullContext, people_keys
+from bridge.ports import Batch, PullContext
 from bridge.records import Completion, Enrolment, Record
 from connectors.moodle import errors
 from connectors.moodle.client import MoodleClient
@@ -201,7 +201,6 @@ class ReportFeed:
         newest = datetime.fromisoformat(cursor) if cursor else None
         # A row of an HR person whose account is not linked yet cannot be stored by user id: the
         # cursor is held at the oldest such row, so it is read again once the link appears.
-        hr = people_keys(ctx.people)  # its numbers and emails are derived once, when a row asks
         held: datetime | None = None
         kept = 0
         page = 0
@@ -234,7 +233,9 @@ class ReportFeed:
                 if user_id is None and email:
                     user_id = index.users_by_email.get(email)
                 course_id = index.courses_by_shortname.get(columns[at["course"]] or "")
-                if user_id is None and (idnumber in hr.employee_numbers or email in hr.emails):
+                if user_id is None and (
+                    idnumber in ctx.people.employee_numbers or email in ctx.people.emails
+                ):
                     held = min(held, when) if held else when
                     kept += 1
                     continue

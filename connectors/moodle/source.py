@@ -30,7 +30,7 @@ from bridge.errors import Remedy, SourceError
 from bridge.incremental import refreshed
 from bridge.log import get_logger
 from bridge.pagination import OffsetPaginator, Page, paginate
-from bridge.ports import Batch, PersonKeys, PullContext, people_keys
+from bridge.ports import Batch, PersonKeys, PullContext
 from bridge.records import Competency, CompetencyRating, Enrolment, ItemKind, LearningItem, LmsUser, Record
 from connectors.moodle import errors
 from connectors.moodle.changes import GET_CHANGES, ChangesFeed
@@ -175,11 +175,14 @@ class MoodleSource:
         # (moodle/user:viewalldetails, say) then links people without waiting for an HR change.
         retry = incremental.refresh_due(ctx, "unlinked", UNLINKED_REFRESH)
         since = datetime.fromisoformat(seen) if seen and not (everyone or retry) else None
-        hr = people_keys(ctx.people)
         people = (
-            list(hr)
+            list(ctx.people)
             if everyone
-            else [p for p in (hr if since is None else hr.changed_after(since)) if p.person_id not in linked]
+            else [
+                p
+                for p in (ctx.people if since is None else ctx.people.changed_after(since))
+                if p.person_id not in linked
+            ]
         )
         found_numbers: set[str] = set()
         found_emails: set[str] = set()
@@ -220,7 +223,7 @@ class MoodleSource:
         if position is not None:
             yield Batch("like_tried", [], cursor=position)
         yield Batch("users", [], cursor=refreshed(ctx) if everyone and ctx.people else cursor)
-        newest = hr.newest_change
+        newest = ctx.people.newest_change
         # Every HR change stamped before now - HR_LOOKBACK was committed and seen by now; later
         # stamps may still be committing, so the cursor stays behind them until then.
         settled = min(newest, ctx.now - HR_LOOKBACK) if newest is not None else None
